@@ -1,0 +1,66 @@
+# The README's commands: `make demo` and `make test` (both set up what is missing).
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.stamps
+# Debian packages: the one-node SLURM cluster of the cluster test, ffmpeg for video tools.
+APT_PACKAGES := munge slurmctld slurmd slurm-client ffmpeg pkg-config
+CORES ?= 2
+
+.PHONY: setup apt venv build demo test test-fast bench lint clean
+
+setup: $(STAMP)/build
+
+apt: $(STAMP)/apt
+$(STAMP)/apt:
+	mkdir -p $(STAMP)
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+	  missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)
+	  if [ -n "$$missing" ]; then
+	    echo "== apt-get install $$missing"
+	    apt-get update -qq
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+	  fi
+	else
+	  echo "!! not root or no apt-get: Debian packages ($(APT_PACKAGES)) not installed; the SLURM test will skip" >&2
+	fi
+	touch $@
+
+venv: $(STAMP)/venv
+$(STAMP)/venv: requirements.txt constraints.txt
+	[ -x $(PY) ] || python3 -m venv $(VENV)
+	mkdir -p $(STAMP)
+	$(PIP) install -q --upgrade pip
+	# torch: the CPU wheel where none is present (a bare `torch` would pull a CUDA build)
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r requirements.txt -c constraints.txt
+	touch $@
+
+build: $(STAMP)/build
+$(STAMP)/build: $(STAMP)/apt $(STAMP)/venv setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h)
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+	$(PY) -c "import affectflow._native"
+	touch $@
+
+demo: setup
+	source $(VENV)/bin/activate
+	bash scripts/demo.sh
+
+test: setup
+	source $(VENV)/bin/activate
+	python -m pytest tests -q
+
+test-fast: setup
+	source $(VENV)/bin/activate
+	python -m pytest tests -q -m "not slow and not cluster"
+
+bench: setup
+	source $(VENV)/bin/activate
+	for b in bench/*.py; do echo "== $$b"; python $$b; done
+
+clean:
+	rm -rf build .deps src/*.egg-info src/affectflow/*.so results .snakemake

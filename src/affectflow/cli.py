@@ -1,0 +1,57 @@
+"""The ``affectflow`` command: one entry point, a subcommand per stage.
+
+Each area module defines ``add_commands(subparsers)`` and keeps heavy imports
+(torch, cv2, h5py) inside its handlers so that ``--help`` stays fast.
+A handler returns an exit code or None; bad input raises AffectflowError,
+which is printed as one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import AffectflowError
+
+# Area modules that contribute subcommands, in the order --help lists them.
+COMMAND_MODULES = (
+    "affectflow.corpus",
+    "affectflow.align",
+    "affectflow.train",
+    "affectflow.evaluate",
+    "affectflow.predict",
+    "affectflow.report",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="affectflow",
+        description="Continuous emotion recognition from face video (Khorrami et al., ICIP 2016).",
+    )
+    parser.add_argument("--version", action="version", version=f"affectflow {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        module.add_commands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.handler(args)
+    except AffectflowError as error:
+        print(f"affectflow {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"affectflow {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
