@@ -1,0 +1,179 @@
+"""The paper's networks (DESIGN.md section 1): the single-frame CNN and the windowed RNN.
+
+FaceCNN (defaults = the paper, from the authors' ck_plus/model.py):
+  1xSxS -> conv 64 5x5 pad 2 (no bias) -> ReLU -> maxpool 2 -> conv 128 -> ReLU -> maxpool 2
+  -> conv 256 -> ReLU -> quadrant pooling (one max per quadrant of the S/4 x S/4 maps; at
+  S=96 exactly max-pool 12x12 stride 12 on 24x24) -> 1024 -> FC 300 ReLU (bias 1)
+  [-> dropout 0.5 for variants D/AD] -> linear 1.
+The 300-d ReLU output is the feature the RNN consumes (`features`).
+
+FrameRNN: an Elman RNN (tanh or ReLU; LSTM/GRU optional) over a window of frame
+features, with a linear regression output at every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+PAPER_CHANNELS = (64, 128, 256)
+PAPER_FC = 300
+
+
+@dataclass
+class CNNConfig:
+    chip_size: int = 96
+    channels: tuple[int, int, int] = PAPER_CHANNELS
+    fc: int = PAPER_FC
+    dropout: float = 0.0  # 0.5 for variants D and AD
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+        if self.chip_size % 4 or self.chip_size < 8:
+            raise ValueError(f"chip size must be a multiple of 4 (>= 8), got {self.chip_size}")
+        if len(self.channels) != 3:
+            raise ValueError(f"the CNN has exactly 3 conv layers, got channels {self.channels}")
+
+
+def quadrant_pool(maps: torch.Tensor) -> torch.Tensor:
+    """One max per spatial quadrant: [N,C,H,W] -> [N, C*4] (C-major, then top-left, top-right, ...).
+
+    For even H,W this is exactly max-pool (H/2)x(W/2) stride H/2 (12x12/12 on the paper's
+    24x24 maps); adaptive pooling also covers odd sizes (overlapping middle row/column).
+    """
+    return F.adaptive_max_pool2d(maps, 2).flatten(1)
+
+
+class FaceCNN(nn.Module):
+    def __init__(self, config: CNNConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or CNNConfig()
+        c1, c2, c3 = self.config.channels
+        self.conv1 = nn.Conv2d(1, c1, 5, padding=2, bias=False)
+        self.conv2 = nn.Conv2d(c1, c2, 5, padding=2, bias=False)
+        self.conv3 = nn.Conv2d(c2, c3, 5, padding=2, bias=False)
+        self.fc = nn.Linear(4 * c3, self.config.fc)
+        self.dropout = nn.Dropout(self.config.dropout)
+        self.out = nn.Linear(self.config.fc, 1)
+        nn.init.constant_(self.fc.bias, 1.0)  # the authors' init: ReLU units start active
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """[N,1,S,S] (or [N,S,S]) normalized chips -> [N, fc] ReLU features (pre-dropout)."""
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.conv3(x))
+        return F.relu(self.fc(quadrant_pool(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[N,1,S,S] -> [N] regression output."""
+        return self.out(self.dropout(self.features(x))).squeeze(1)
+
+
+@dataclass
+class RNNConfig:
+    input_size: int = PAPER_FC
+    cell: str = "rnn"  # rnn | lstm | gru
+    nonlinearity: str = "tanh"  # tanh | relu (Elman RNN only)
+    hidden: int = 100
+    layers: int = 1
+    hidden_sizes: list[int] = field(default_factory=list)  # derived: the per-layer sizes
+
+    def __post_init__(self) -> None:
+        if self.cell not in ("rnn", "lstm", "gru"):
+            raise ValueError(f"unknown cell {self.cell!r}")
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"unknown nonlinearity {self.nonlinearity!r}")
+        if not 1 <= self.layers <= 3:
+            raise ValueError(f"layers must be 1..3, got {self.layers}")
+        self.hidden_sizes = rnn_hidden_sizes(self.hidden, self.layers)
+
+
+def rnn_hidden_sizes(hidden: int, layers: int) -> list[int]:
+    """The paper's stacks: 1 layer h; 2 layers h, h; 3 layers h, h, h/2 (100/100/50)."""
+    sizes = [hidden] * layers
+    if layers == 3:
+        sizes[2] = max(1, hidden // 2)
+    return sizes
+
+
+class FrameRNN(nn.Module):
+    """Window of frame features [N,W,D] -> per-step predictions [N,W].
+
+    Layers are separate modules because the 3-layer stack has unequal sizes; each
+    may be an Elman RNN (tanh/ReLU), an LSTM or a GRU. Input features are
+    standardized with the training set's mean/std, stored as buffers so that a
+    saved model carries them.
+    """
+
+    def __init__(self, config: RNNConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or RNNConfig()
+        cfg = self.config
+        self.register_buffer("feature_mean", torch.zeros(cfg.input_size))
+        self.register_buffer("feature_std", torch.ones(cfg.input_size))
+        layers = []
+        size_in = cfg.input_size
+        for size in cfg.hidden_sizes:
+            if cfg.cell == "rnn":
+                layers.append(nn.RNN(size_in, size, nonlinearity=cfg.nonlinearity, batch_first=True))
+            elif cfg.cell == "lstm":
+                layers.append(nn.LSTM(size_in, size, batch_first=True))
+            else:
+                layers.append(nn.GRU(size_in, size, batch_first=True))
+            size_in = size
+        self.layers = nn.ModuleList(layers)
+        self.out = nn.Linear(size_in, 1)
+
+    def set_standardization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(torch.clamp(std, min=1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.feature_mean) / self.feature_std
+        for layer in self.layers:
+            x, _ = layer(x)
+        return self.out(x).squeeze(-1)
+
+
+def config_dict(config) -> dict:
+    data = asdict(config)
+    data.pop("hidden_sizes", None)
+    if "channels" in data:
+        data["channels"] = list(data["channels"])
+    return data
+
+
+def save_model(path, model: nn.Module, kind: str, extra: dict | None = None) -> None:
+    """model.pt = weights + the architecture settings, so it can be rebuilt on its own."""
+    from .io import atomic_path
+
+    payload = {"kind": kind, "config": config_dict(model.config),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "extra": extra or {}}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a FaceCNN or FrameRNN from model.pt; returns (model in eval mode, payload)."""
+    from .errors import fail
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise fail(path, "model file not found (train it first)") from None
+    except Exception as error:  # torch raises many types for a corrupt file
+        raise fail(path, f"unreadable model file ({error})") from None
+    if payload.get("kind") == "cnn":
+        model = FaceCNN(CNNConfig(**payload["config"]))
+    elif payload.get("kind") == "rnn":
+        model = FrameRNN(RNNConfig(**payload["config"]))
+    else:
+        raise fail(path, "not an affectflow model file")
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), payload

@@ -1,0 +1,84 @@
+"""The paper's CNN and RNN: shapes, parameter counts by hand, quadrant pooling, augmentation."""
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from affectflow.augment import augment_batch
+from affectflow.models import (CNNConfig, FaceCNN, FrameRNN, RNNConfig, load_model, quadrant_pool,
+                               rnn_hidden_sizes, save_model)
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_paper_cnn_shapes_and_parameter_count():
+    model = FaceCNN()
+    x = torch.zeros(2, 1, 96, 96)
+    assert model(x).shape == (2,)
+    assert model.features(x).shape == (2, 300)
+    # by hand: bias-free convs 1*64*25 + 64*128*25 + 128*256*25, FC 1024*300 + 300, output 300 + 1
+    expected = 1 * 64 * 25 + 64 * 128 * 25 + 128 * 256 * 25 + (4 * 256) * 300 + 300 + 300 + 1
+    assert n_params(model) == expected == 1_333_401
+    assert model.conv1.bias is None and model.conv2.bias is None and model.conv3.bias is None
+    assert torch.all(model.fc.bias == 1.0)
+
+
+def test_small_cnn_any_chip_size_divisible_by_4():
+    model = FaceCNN(CNNConfig(chip_size=36, channels=(4, 8, 16), fc=20, dropout=0.5))
+    assert model.features(torch.zeros(3, 1, 36, 36)).shape == (3, 20)
+    assert n_params(model) == 4 * 25 + 4 * 8 * 25 + 8 * 16 * 25 + 64 * 20 + 20 + 20 + 1
+    with pytest.raises(ValueError):
+        CNNConfig(chip_size=50)
+
+
+def test_quadrant_pooling_on_crafted_input():
+    maps = torch.zeros(1, 2, 24, 24)
+    maps[0, 0, 3, 4] = 1.0  # top-left
+    maps[0, 0, 5, 20] = 2.0  # top-right
+    maps[0, 0, 13, 1] = 3.0  # bottom-left
+    maps[0, 0, 23, 23] = 4.0  # bottom-right
+    maps[0, 1, 11, 11] = 7.0  # channel 1: top-left edge of its quadrant
+    maps[0, 1, 12, 12] = 8.0  # bottom-right
+    pooled = quadrant_pool(maps)
+    assert pooled.tolist() == [[1.0, 2.0, 3.0, 4.0, 7.0, 0.0, 0.0, 8.0]]
+    # identical to the paper's 12x12 stride 12 max-pool on 24x24 maps
+    random_maps = torch.randn(3, 5, 24, 24)
+    assert torch.equal(quadrant_pool(random_maps), F.max_pool2d(random_maps, 12, 12).flatten(1))
+
+
+@pytest.mark.parametrize("cell,nonlinearity,layers,sizes", [
+    ("rnn", "tanh", 1, [100]), ("rnn", "relu", 2, [100, 100]), ("rnn", "tanh", 3, [100, 100, 50]),
+    ("lstm", "tanh", 1, [100]), ("gru", "tanh", 3, [100, 100, 50])])
+def test_rnn_shapes_and_sizes(cell, nonlinearity, layers, sizes):
+    model = FrameRNN(RNNConfig(input_size=300, cell=cell, nonlinearity=nonlinearity, hidden=100, layers=layers))
+    assert model.config.hidden_sizes == sizes
+    assert model(torch.zeros(4, 25, 300)).shape == (4, 25)
+    if cell == "rnn" and layers == 1:  # Elman: W_ih 300x100, W_hh 100x100, two biases, output 101
+        assert n_params(model) == 300 * 100 + 100 * 100 + 2 * 100 + 101
+
+
+def test_rnn_hidden_sizes_three_layers_halve_the_last():
+    assert rnn_hidden_sizes(200, 3) == [200, 200, 100]
+
+
+def test_model_file_rebuilds_alone(tmp_path):
+    model = FaceCNN(CNNConfig(chip_size=32, channels=(4, 8, 8), fc=12))
+    save_model(tmp_path / "model.pt", model, "cnn")
+    loaded, payload = load_model(tmp_path / "model.pt")
+    x = torch.randn(2, 1, 32, 32)
+    assert torch.equal(loaded(x), model.eval()(x))
+    assert payload["config"]["channels"] == [4, 8, 8]
+
+
+def test_augmentation_is_seeded_and_keeps_shape():
+    x = torch.randn(8, 1, 32, 32)
+    torch.manual_seed(0)
+    a = augment_batch(x)
+    torch.manual_seed(0)
+    b = augment_batch(x)
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert not torch.allclose(a, x)
+    assert torch.isfinite(a).all()
