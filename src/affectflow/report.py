@@ -1,5 +1,363 @@
-"""Placeholder: filled in by its issue."""
+"""The paper's Tables 1-5 and Figure 3 from the workflow's metrics, predictions and histories.
+
+``affectflow tables --layout LAYOUT --out-dir DIR`` writes DIR/table{1..5}.{md,tsv}.
+LAYOUT (JSON text, or ``@file.json``) names, per table, the rows and each row's metrics
+files (one per seed); the Snakemake workflow builds it from its config:
+
+    {"partition": "dev", "dimension": "valence", "rnn_features": "CNN+AD",
+     "rnn_base": {...}, "tables": {"1": [{"label": "CNN", "key": "cnn:plain",
+                                         "metrics": ["results/metrics/cnn/plain/seed0.json"]}, ...]}}
+
+A cell is the mean over seeds, with +- the sample standard deviation where there is
+more than one seed. Table 5 puts our rows beside results quoted from the paper.
+
+``affectflow figures --trace LABEL CSV [--trace ...] --histories TSV... --figure3 PNG --curves PNG``
+draws the paper's Figure 3 (predicted valence of single-frame CNN and CNN+RNN against the
+gold standard for one subject) and the training curves (loss and selection CCC by epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import fail
+from .io import atomic_path
+
+METRICS = ("rmse", "cc", "ccc")
+
+TABLE_TITLES = {
+    "1": "Single-frame CNN variants and CNN+RNN (nonlinearity of the RNN)",
+    "2": "CNN+RNN: number of hidden units h",
+    "3": "CNN+RNN: window length W (frames)",
+    "4": "CNN+RNN: number of RNN layers (3 layers = h, h, h/2 units)",
+    "5": "Comparison with the published results",
+}
+
+# Valence CCC on the AV+EC 2015 (RECOLA) development set, as reported by Khorrami et al.,
+# "How deep neural networks can improve emotion recognition on video data", ICIP 2016.
+# Keys match the layout's row keys; shown beside our numbers, marked as quoted.
+PAPER_SOURCE = "Khorrami et al., ICIP 2016 (RECOLA dev, valence)"
+PAPER_CCC = {
+    "cnn:plain": 0.290,
+    "cnn:D": 0.363,
+    "cnn:A": 0.336,
+    "cnn:AD": 0.361,
+    "rnn:nonlinearity=tanh": 0.476,
+    "rnn:nonlinearity=relu": 0.481,
+    "rnn:layers=3": 0.489,
+}
+PAPER_LABELS = {
+    "cnn:plain": "CNN",
+    "cnn:D": "CNN+D",
+    "cnn:A": "CNN+A",
+    "cnn:AD": "CNN+AD",
+    "rnn:nonlinearity=tanh": "CNN+RNN (tanh)",
+    "rnn:nonlinearity=relu": "CNN+RNN (ReLU)",
+    "rnn:layers=3": "CNN+RNN (3 layers)",
+}
 
 
-def add_commands(subparsers):
-    """Register this area's subcommands (none yet)."""
+def add_commands(subparsers) -> None:
+    tables = subparsers.add_parser(
+        "tables",
+        help="write the paper's Tables 1-5 (markdown and TSV) from metrics files",
+        description="Write DIR/table{1..5}.md and .tsv: RMSE, CC, CCC per model (mean +- sd over seeds).",
+    )
+    tables.add_argument("--layout", required=True,
+                        help="JSON layout (rows and their metrics files per table), or @FILE")
+    tables.add_argument("--out-dir", required=True, type=Path)
+    tables.set_defaults(handler=_run_tables)
+
+    figures = subparsers.add_parser(
+        "figures",
+        help="draw Figure 3 (predicted vs gold trace) and training curves",
+        description="Figure 3: predictions of several models against the gold standard for one "
+                    "subject (CSV files time,prediction,gold); training curves from history.tsv files.",
+    )
+    figures.add_argument("--trace", nargs=2, action="append", metavar=("LABEL", "CSV"), required=True,
+                         help="a model's prediction CSV for the subject (repeatable)")
+    figures.add_argument("--histories", nargs="+", type=Path, required=True, help="history.tsv files")
+    figures.add_argument("--figure3", required=True, type=Path, help="output PNG of Figure 3")
+    figures.add_argument("--curves", required=True, type=Path, help="output PNG of the training curves")
+    figures.set_defaults(handler=_run_figures)
+
+
+# ---------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A metric over seeds: mean, sample sd (None for one seed) and the count of finite values."""
+
+    mean: float
+    sd: float | None
+    count: int
+
+    def text(self, digits: int = 3) -> str:
+        if self.count == 0:
+            return "n/a"
+        if self.sd is None:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.sd:.{digits}f}"
+
+
+def aggregate(values: list[float | None]) -> Cell:
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return Cell(math.nan, None, 0)
+    sd = statistics.stdev(finite) if len(finite) > 1 else None
+    return Cell(statistics.fmean(finite), sd, len(finite))
+
+
+def read_metrics(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise fail(path, "metrics file is missing") from None
+    except json.JSONDecodeError as error:
+        raise fail(path, f"not a metrics JSON file: {error}") from None
+    for section in ("concatenated", "per_recording_mean"):
+        if not isinstance(data.get(section), dict):
+            raise fail(path, f"metrics file has no {section!r} scores")
+    return data
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    key: str
+    source: str  # "ours" or a citation
+    cells: dict[str, Cell]  # rmse, cc, ccc, ccc_rec
+    seeds: int
+    paper_ccc: float | None
+
+
+def build_row(spec: dict) -> Row:
+    runs = [read_metrics(Path(p)) for p in spec["metrics"]]
+    cells = {m: aggregate([r["concatenated"].get(m) for r in runs]) for m in METRICS}
+    cells["ccc_rec"] = aggregate([r["per_recording_mean"].get("ccc") for r in runs])
+    key = spec.get("key", "")
+    return Row(spec["label"], key, "ours", cells, len(runs), PAPER_CCC.get(key))
+
+
+def quoted_rows() -> list[Row]:
+    """The paper's own results, quoted (CCC only: the rows we compare against)."""
+    rows = []
+    for key, ccc in PAPER_CCC.items():
+        cells = {m: Cell(math.nan, None, 0) for m in ("rmse", "cc", "ccc_rec")}
+        cells["ccc"] = Cell(ccc, None, 1)
+        rows.append(Row(PAPER_LABELS[key], key, f"quoted: {PAPER_SOURCE}", cells, 0, None))
+    return rows
+
+
+def render_markdown(number: str, rows: list[Row], layout: dict, comparison: bool) -> str:
+    title = TABLE_TITLES.get(number, f"Table {number}")
+    lines = [
+        f"# Table {number}: {title}",
+        "",
+        f"{layout.get('dimension', 'valence').capitalize()} on the {layout.get('partition', 'dev')} partition; "
+        "RMSE, CC and CCC over all recordings concatenated (the paper's headline), CCC per "
+        "recording averaged; mean ± sd over seeds where there is more than one.",
+    ]
+    if layout.get("rnn_features") and any(r.key.startswith("rnn:") for r in rows):
+        base = layout.get("rnn_base") or {}
+        base_text = ", ".join(f"{k}={v}" for k, v in base.items())
+        lines.append(f"CNN+RNN rows: frozen {layout['rnn_features']} features; other settings as the base ({base_text}).")
+    lines.append("")
+    if comparison:
+        lines += ["| Model | Source | RMSE | CC | CCC | CCC per recording | Seeds |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for r in rows:
+            lines.append(f"| {r.label} | {r.source} | {r.cells['rmse'].text()} | {r.cells['cc'].text()} | "
+                         f"{r.cells['ccc'].text()} | {r.cells['ccc_rec'].text()} | {r.seeds or '-'} |")
+        lines += ["", "Rows marked *quoted* are copied from the paper (real RECOLA videos, full-size "
+                  "models), not computed here; only their CCC is quoted."]
+    else:
+        lines += ["| Model | RMSE | CC | CCC | CCC per recording | Seeds | Paper CCC (quoted) |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in rows:
+            paper = f"{r.paper_ccc:.3f}" if r.paper_ccc is not None else ""
+            lines.append(f"| {r.label} | {r.cells['rmse'].text()} | {r.cells['cc'].text()} | "
+                         f"{r.cells['ccc'].text()} | {r.cells['ccc_rec'].text()} | {r.seeds} | {paper} |")
+        if any(r.paper_ccc is not None for r in rows):
+            lines += ["", f"Paper CCC: quoted from {PAPER_SOURCE}, not computed here."]
+    return "\n".join(lines) + "\n"
+
+
+def _tsv_number(value: float | None) -> str:
+    return "" if value is None or not math.isfinite(value) else f"{value:.6g}"
+
+
+def render_tsv(rows: list[Row]) -> str:
+    header = ["model", "source", "key", "seeds"]
+    for m in ("rmse", "cc", "ccc", "ccc_rec"):
+        header += [f"{m}_mean", f"{m}_sd"]
+    header.append("paper_ccc")
+    lines = ["\t".join(header)]
+    for r in rows:
+        fields = [r.label, r.source, r.key, str(r.seeds)]
+        for m in ("rmse", "cc", "ccc", "ccc_rec"):
+            fields += [_tsv_number(r.cells[m].mean), _tsv_number(r.cells[m].sd)]
+        fields.append(_tsv_number(r.paper_ccc))
+        lines.append("\t".join(fields))
+    return "\n".join(lines) + "\n"
+
+
+def parse_layout(text: str) -> dict:
+    source = "--layout"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text()
+        except OSError as error:
+            raise fail(source, f"cannot read the layout: {error.strerror}") from None
+    try:
+        layout = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise fail(source, f"layout is not JSON: {error}") from None
+    tables = layout.get("tables") if isinstance(layout, dict) else None
+    if not isinstance(tables, dict) or not tables:
+        raise fail(source, "layout has no 'tables' mapping")
+    for number, rows in tables.items():
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and "label" in r and r.get("metrics")
+                                                 for r in rows):
+            raise fail(source, f"table {number}: rows need a label and a non-empty metrics list")
+    return layout
+
+
+def write_tables(layout: dict, out_dir: Path) -> list[Path]:
+    """Write table{N}.md and .tsv for every table of the layout; returns the paths written."""
+    written = []
+    for number, specs in layout["tables"].items():
+        rows = [build_row(spec) for spec in specs]
+        comparison = number == "5"
+        if comparison:
+            rows += quoted_rows()
+        for suffix, text in ((".md", render_markdown(number, rows, layout, comparison)), (".tsv", render_tsv(rows))):
+            target = out_dir / f"table{number}{suffix}"
+            with atomic_path(target) as tmp:
+                tmp.write_text(text)
+            written.append(target)
+    return written
+
+
+def _run_tables(args: argparse.Namespace) -> int:
+    layout = parse_layout(args.layout)
+    for path in write_tables(layout, args.out_dir):
+        print(path)
+    return 0
+
+
+# ---------------------------------------------------------------- figures
+
+
+def read_trace(path: Path):
+    """A predictions CSV (time, prediction, gold) as three float arrays."""
+    import numpy as np
+
+    try:
+        data = np.genfromtxt(path, delimiter=",", names=True, dtype=float)
+    except OSError:
+        raise fail(path, "prediction trace is missing") from None
+    names = data.dtype.names or ()
+    missing = {"time", "prediction", "gold"} - set(names)
+    if missing:
+        raise fail(path, f"prediction trace lacks columns {sorted(missing)}")
+    data = np.atleast_1d(data)
+    return data["time"], data["prediction"], data["gold"]
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    lines = Path(path).read_text().splitlines() if Path(path).exists() else None
+    if not lines:
+        raise fail(path, "training history is missing or empty")
+    header = lines[0].split("\t")
+    columns: dict[str, list[float]] = {name: [] for name in header}
+    for line in lines[1:]:
+        for name, field in zip(header, line.split("\t")):
+            try:
+                columns[name].append(float(field))
+            except ValueError:
+                columns[name].append(math.nan)
+    return columns
+
+
+def _run_label(history: Path) -> tuple[str, str]:
+    """(kind, label) of a run from its folder: results/{cnn|rnn}/{model}/seed{S}/history.tsv."""
+    run_dir = history.parent
+    kind = run_dir.parent.parent.name
+    run_json = run_dir / "run.json"
+    if run_json.exists():
+        kind = json.loads(run_json.read_text()).get("kind", kind)
+    return kind, f"{run_dir.parent.name}/{run_dir.name}"
+
+
+def draw_figure3(traces: list[tuple[str, Path]], target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    gold_drawn = False
+    for label, path in traces:
+        time, prediction, gold = read_trace(path)
+        if not gold_drawn:
+            ax.plot(time, gold, color="black", linewidth=1.6, label="gold standard")
+            gold_drawn = True
+        ax.plot(time, prediction, linewidth=1.0, label=label)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("valence")
+    ax.set_title(f"Predicted valence against the gold standard: {Path(traces[0][1]).stem}")
+    ax.legend(loc="upper right", fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+def draw_curves(histories: list[Path], target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs: dict[str, list[tuple[str, dict]]] = {}
+    for path in histories:
+        kind, label = _run_label(path)
+        runs.setdefault(kind, []).append((label, read_history(path)))
+    kinds = sorted(runs)
+    fig, axes = plt.subplots(len(kinds), 2, figsize=(11, 3.4 * len(kinds)), squeeze=False)
+    for row, kind in enumerate(kinds):
+        loss_ax, ccc_ax = axes[row]
+        for label, columns in runs[kind]:
+            epochs = columns.get("epoch") or list(range(1, len(columns.get("train_loss", [])) + 1))
+            if "train_loss" in columns:
+                loss_ax.plot(epochs, columns["train_loss"], marker="o", markersize=3, label=label)
+            ccc_column = next((c for c in ("dev_ccc", "validation_ccc") if c in columns), None)
+            if ccc_column:
+                ccc_ax.plot(epochs, columns[ccc_column], marker="o", markersize=3, label=label)
+        loss_ax.set_title(f"{kind.upper()}: training loss")
+        ccc_ax.set_title(f"{kind.upper()}: model-selection CCC")
+        for ax in (loss_ax, ccc_ax):
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+        ccc_ax.legend(fontsize="x-small", ncol=2)
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def _run_figures(args: argparse.Namespace) -> int:
+    draw_figure3([(label, Path(path)) for label, path in args.trace], args.figure3)
+    draw_curves(args.histories, args.curves)
+    print(args.figure3)
+    print(args.curves)
+    return 0

@@ -1,0 +1,29 @@
+# Face detection, landmarks, similarity alignment and contrast normalization: one job per subject.
+
+
+rule align:
+    input:
+        video=lambda wc: RECORDINGS[wc.subject]["video"],
+    output:
+        faces=f"{RESULTS}/faces/{{subject}}.h5",
+    log:
+        "logs/align/{subject}.log",
+    benchmark:
+        "benchmarks/align/{subject}.tsv"
+    conda:
+        "../../envs/affectflow.yaml"
+    threads: config["align"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        landmarks=config["align"]["landmarks"],
+        chip_size=config["align"]["chip_size"],
+        normalization=config["align"]["normalization"],
+        detect_every=config["align"]["detect_every"],
+        tracking="" if config["align"]["tracking"] else "--no-tracking",
+    shell:
+        "affectflow align {input.video} -o {output.faces} --threads {threads}"
+        " --landmarks {params.landmarks} --chip-size {params.chip_size}"
+        " --normalization {params.normalization}"
+        " --detect-every {params.detect_every} {params.tracking} > {log} 2>&1"

@@ -1,0 +1,39 @@
+# The single-frame CNN, one run per variant (plain, D, A, AD) and seed. GPU on a cluster.
+
+
+rule train_cnn:
+    input:
+        faces=[faces_path(s) for s in TRAINING_SUBJECTS],
+        labels=label_files(TRAINING_SUBJECTS),
+    output:
+        model=f"{RESULTS}/cnn/{{variant}}/seed{{seed}}/model.pt",
+        history=f"{RESULTS}/cnn/{{variant}}/seed{{seed}}/history.tsv",
+        run=f"{RESULTS}/cnn/{{variant}}/seed{{seed}}/run.json",
+    log:
+        "logs/train_cnn/{variant}_seed{seed}.log",
+    benchmark:
+        "benchmarks/train_cnn/{variant}_seed{seed}.tsv"
+    conda:
+        "../../envs/affectflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=lambda wc, attempt: 240 * attempt,
+        attempt=lambda wc, attempt: attempt,
+    params:
+        corpus=lambda wc: CORPUS,
+        faces_dir=lambda wc, input: os.path.dirname(input.faces[0]),
+        out=lambda wc, output: os.path.dirname(output.model),
+        epochs=config["cnn"]["epochs"],
+        dimension=config["dimension"],
+        selection=config["selection"],
+        device=config["device"],
+        options=cli_options(config["cnn"].get("options")),
+        # A retried job (SLURM time limit, preemption) continues from its last epoch.
+        resume=lambda wc, resources: "--resume" if resources.attempt > 1 else "",
+    shell:
+        "affectflow train-cnn --corpus {params.corpus} --faces-dir {params.faces_dir}"
+        " --variant {wildcards.variant} --seed {wildcards.seed} --out {params.out}"
+        " --epochs {params.epochs} --dimension {params.dimension}"
+        " --selection {params.selection} --device {params.device}"
+        " {params.options} {params.resume} > {log} 2>&1"

@@ -1,0 +1,45 @@
+# CNN+RNN: an Elman RNN over windows of frozen-CNN features, one run per ablation config x seed.
+# The configs come from the config's rnn.tables sweeps (deduplicated by name).
+
+
+rule train_rnn:
+    input:
+        features=lambda wc: [
+            f"{features_dir(RNN_FEATURES, wc.seed)}/{s}.h5" for s in TRAINING_SUBJECTS
+        ],
+        labels=label_files(TRAINING_SUBJECTS),
+    output:
+        model=f"{RESULTS}/rnn/{{name}}/seed{{seed}}/model.pt",
+        history=f"{RESULTS}/rnn/{{name}}/seed{{seed}}/history.tsv",
+        run=f"{RESULTS}/rnn/{{name}}/seed{{seed}}/run.json",
+    log:
+        "logs/train_rnn/{name}_seed{seed}.log",
+    benchmark:
+        "benchmarks/train_rnn/{name}_seed{seed}.tsv"
+    conda:
+        "../../envs/affectflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=lambda wc, attempt: 120 * attempt,
+        attempt=lambda wc, attempt: attempt,
+    params:
+        corpus=lambda wc: CORPUS,
+        features_dir=lambda wc, input: os.path.dirname(input.features[0]),
+        out=lambda wc, output: os.path.dirname(output.model),
+        settings=lambda wc: RNN_CONFIGS[wc.name],
+        epochs=config["rnn"]["epochs"],
+        loss=config["rnn"]["loss"],
+        dimension=config["dimension"],
+        selection=config["selection"],
+        device=config["device"],
+        options=cli_options(config["rnn"].get("options")),
+        resume=lambda wc, resources: "--resume" if resources.attempt > 1 else "",
+    shell:
+        "affectflow train-rnn --corpus {params.corpus} --features-dir {params.features_dir}"
+        " --seed {wildcards.seed} --out {params.out}"
+        " --cell {params.settings[cell]} --nonlinearity {params.settings[nonlinearity]}"
+        " --hidden {params.settings[hidden]} --layers {params.settings[layers]}"
+        " --window {params.settings[window]} --epochs {params.epochs} --loss {params.loss}"
+        " --dimension {params.dimension} --selection {params.selection}"
+        " --device {params.device} {params.options} {params.resume} > {log} 2>&1"
