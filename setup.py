@@ -32,14 +32,10 @@ DLIB_VERSION = "20.0.1"
 DEPS_DIR = ROOT / ".deps"
 
 # dlib translation units the aligner needs (the rest of dlib is headers).
+# (The embedded HOG detector is base64 + entropy coded; threads are std::thread / OpenMP.)
 DLIB_UNITS = [
     "dlib/base64/base64_kernel_1.cpp",
     "dlib/entropy_decoder/entropy_decoder_kernel_2.cpp",
-    "dlib/threads/threads_kernel_shared.cpp",
-    "dlib/threads/threads_kernel_1.cpp",
-    "dlib/threads/threads_kernel_2.cpp",
-    "dlib/threads/thread_pool_extension.cpp",
-    "dlib/threads/async.cpp",
 ]
 
 

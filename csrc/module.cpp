@@ -1,24 +1,215 @@
-// Python bindings of affectflow._native.
-#include <pybind11/pybind11.h>
+// Python bindings of affectflow._native: the face aligner and the chip normalization kernels.
 #include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
-#include <dlib/image_processing/frontal_face_detector.h>
-#include <dlib/image_processing/shape_predictor.h>
+#include <cmath>
+#include <cstring>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "aligner.h"
+#include "normalize.h"
 
 namespace py = pybind11;
+using affectflow::GrayView;
 
 namespace {
 
-// Smoke check of the build path: constructs dlib's HOG detector.
-int detector_window_count() {
-    const dlib::frontal_face_detector detector = dlib::get_frontal_face_detector();
-    return static_cast<int>(detector.num_detectors());
+std::string shape_text(const py::array& array) {
+    std::string text = "(";
+    for (py::ssize_t i = 0; i < array.ndim(); ++i) text += (i ? ", " : "") + std::to_string(array.shape(i));
+    return text + (array.ndim() == 1 ? ",)" : ")");
+}
+
+// Frames are read in place: uint8 and C-contiguous, or a ValueError that says what is wrong.
+void require_uint8_contiguous(const py::array& array, const char* what) {
+    if (!array.dtype().is(py::dtype::of<std::uint8_t>()))
+        throw py::value_error(std::string(what) + " must be uint8, got " + std::string(py::str(array.dtype())));
+    if (!(array.flags() & py::array::c_style))
+        throw py::value_error(std::string(what) + " must be C-contiguous (np.ascontiguousarray)");
+}
+
+affectflow::FrameBatch frame_batch(const py::array& frames) {
+    require_uint8_contiguous(frames, "frames");
+    const bool gray = frames.ndim() == 3;
+    const bool bgr = frames.ndim() == 4 && frames.shape(3) == 3;
+    if (!gray && !bgr)
+        throw py::value_error("frames must be [T,H,W] gray or [T,H,W,3] BGR, got shape " + shape_text(frames));
+    affectflow::FrameBatch batch;
+    batch.data = static_cast<const std::uint8_t*>(frames.data());
+    batch.count = frames.shape(0);
+    batch.rows = frames.shape(1);
+    batch.cols = frames.shape(2);
+    batch.channels = gray ? 1 : 3;
+    if (batch.count > 0 && (batch.rows < 16 || batch.cols < 16))
+        throw py::value_error("frames are too small: shape " + shape_text(frames));
+    return batch;
+}
+
+// One gray frame; a BGR frame is converted into `storage` as OpenCV's COLOR_BGR2GRAY does.
+GrayView gray_frame(const py::array& frame, std::vector<std::uint8_t>& storage) {
+    require_uint8_contiguous(frame, "frame");
+    const bool gray = frame.ndim() == 2;
+    const bool bgr = frame.ndim() == 3 && frame.shape(2) == 3;
+    if (!gray && !bgr) throw py::value_error("frame must be [H,W] gray or [H,W,3] BGR, got shape " + shape_text(frame));
+    GrayView view;
+    view.rows = frame.shape(0);
+    view.cols = frame.shape(1);
+    view.stride = view.cols;
+    const auto* pixels = static_cast<const std::uint8_t*>(frame.data());
+    if (gray) {
+        view.data = pixels;
+        return view;
+    }
+    storage.resize(static_cast<std::size_t>(view.rows * view.cols));
+    affectflow::bgr_to_gray(pixels, storage.data(), view.rows * view.cols);
+    view.data = storage.data();
+    return view;
+}
+
+py::dict align_batch(affectflow::Aligner& aligner, const py::array& frames, bool continue_track) {
+    const affectflow::FrameBatch batch = frame_batch(frames);
+    const py::ssize_t count = batch.count, size = aligner.options().chip_size, parts = aligner.landmark_count();
+    py::array_t<std::uint8_t> chips({count, size, size});
+    py::array_t<bool> found(count), detected(count);
+    py::array_t<float> landmarks({count, parts, py::ssize_t{2}});
+    py::array_t<float> transform({count, py::ssize_t{2}, py::ssize_t{3}});
+    affectflow::AlignOutput out;
+    out.chips = chips.mutable_data();
+    out.found = found.mutable_data();
+    out.detected = detected.mutable_data();
+    out.landmarks = landmarks.mutable_data();
+    out.transform = transform.mutable_data();
+    {
+        py::gil_scoped_release release;
+        aligner.process(batch, out, continue_track);
+    }
+    py::dict result;
+    result["chips"] = chips;
+    result["found"] = found;
+    result["detected"] = detected;
+    result["landmarks"] = landmarks;
+    result["transform"] = transform;
+    return result;
+}
+
+py::tuple face_chip(const py::array& frame, const py::array_t<double, py::array::c_style | py::array::forcecast>& landmarks,
+                    long size, double padding) {
+    std::vector<std::uint8_t> storage;
+    const GrayView image = gray_frame(frame, storage);
+    if (landmarks.ndim() != 2 || landmarks.shape(1) != 2 || (landmarks.shape(0) != 5 && landmarks.shape(0) != 68))
+        throw py::value_error("landmarks must be [5,2] or [68,2], got shape " + shape_text(landmarks));
+    if (size < 1 || padding < 0) throw py::value_error("size must be positive and padding not negative");
+    std::vector<dlib::point> parts;
+    for (py::ssize_t i = 0; i < landmarks.shape(0); ++i)
+        parts.emplace_back(std::lround(landmarks.at(i, 0)), std::lround(landmarks.at(i, 1)));
+    const dlib::full_object_detection shape(dlib::rectangle(), parts);
+    py::array_t<std::uint8_t> chip({py::ssize_t{size}, py::ssize_t{size}});
+    py::array_t<float> transform({py::ssize_t{2}, py::ssize_t{3}});
+    {
+        py::gil_scoped_release release;
+        const affectflow::FaceChip result = affectflow::face_chip(image, shape, size, padding);
+        std::memcpy(chip.mutable_data(), &result.pixels[0][0], static_cast<std::size_t>(size * size));
+        affectflow::chip_transform(result.details, transform.mutable_data());
+    }
+    return py::make_tuple(chip, transform);
+}
+
+py::list detect_faces(const py::array& frame) {
+    std::vector<std::uint8_t> storage;
+    const GrayView image = gray_frame(frame, storage);
+    std::vector<affectflow::Detection> detections;
+    {
+        py::gil_scoped_release release;
+        detections = affectflow::detect_faces(image);
+    }
+    py::list result;
+    for (const auto& d : detections)
+        result.append(py::make_tuple(py::make_tuple(d.box.left(), d.box.top(), d.box.right(), d.box.bottom()), d.score));
+    return result;
+}
+
+void normalize_into(const py::array& chips, py::array& out, const std::string& method, double eps, long window,
+                    double sigma, int threads) {
+    require_uint8_contiguous(chips, "chips");
+    if (chips.ndim() != 3) throw py::value_error("chips must be [N,S,S], got shape " + shape_text(chips));
+    if (!(out.flags() & py::array::c_style) || !out.writeable())
+        throw py::value_error("out must be a writeable C-contiguous array");
+    if (out.ndim() != 3 || out.shape(0) != chips.shape(0) || out.shape(1) != chips.shape(1) ||
+        out.shape(2) != chips.shape(2))
+        throw py::value_error("out has shape " + shape_text(out) + ", chips " + shape_text(chips));
+    affectflow::NormalizeParams params;
+    try {
+        params.method = affectflow::parse_normalization(method);
+    } catch (const std::invalid_argument& error) {
+        throw py::value_error(error.what());
+    }
+    params.eps = eps;
+    params.window = window;
+    params.sigma = sigma;
+    params.threads = threads;
+    const auto* in = static_cast<const std::uint8_t*>(chips.data());
+    const long count = chips.shape(0), rows = chips.shape(1), cols = chips.shape(2);
+    if (out.dtype().is(py::dtype::of<float>())) {
+        auto* target = static_cast<float*>(out.mutable_data());
+        py::gil_scoped_release release;
+        affectflow::normalize_chips(in, count, rows, cols, target, params);
+    } else if (out.dtype().is(py::dtype("float16"))) {
+        auto* target = static_cast<std::uint16_t*>(out.mutable_data());
+        py::gil_scoped_release release;
+        affectflow::normalize_chips_half(in, count, rows, cols, target, params);
+    } else {
+        throw py::value_error("out must be float32 or float16, got " + std::string(py::str(out.dtype())));
+    }
 }
 
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
     m.doc() = "affectflow native kernels: dlib face alignment and chip normalization";
-    m.def("detector_window_count", &detector_window_count,
-          "Number of HOG filters in dlib's frontal face detector (build smoke check).");
+    py::register_exception_translator([](std::exception_ptr error) {
+        try {
+            if (error) std::rethrow_exception(error);
+        } catch (const std::invalid_argument& e) {
+            PyErr_SetString(PyExc_ValueError, e.what());
+        }
+    });
+
+    py::class_<affectflow::Aligner>(m, "Aligner",
+                                    "Whole-video face aligner: dlib HOG detection, landmark tracking, face chips.")
+        .def(py::init([](const std::string& predictor_path, long chip_size, double padding, bool tracking,
+                         int detect_every, int threads, double detect_face_width, double min_chip_correlation) {
+                 affectflow::AlignerOptions options;
+                 options.chip_size = chip_size;
+                 options.padding = padding;
+                 options.tracking = tracking;
+                 options.detect_every = detect_every;
+                 options.threads = threads;
+                 options.detect_face_width = detect_face_width;
+                 options.min_chip_correlation = min_chip_correlation;
+                 return std::make_unique<affectflow::Aligner>(predictor_path, options);
+             }),
+             py::arg("predictor_path"), py::kw_only(), py::arg("chip_size") = 96, py::arg("padding") = 0.25,
+             py::arg("tracking") = true, py::arg("detect_every") = 10, py::arg("threads") = 1,
+             py::arg("detect_face_width") = 120.0, py::arg("min_chip_correlation") = 0.6)
+        .def("process", &align_batch, py::arg("frames"), py::arg("continue_track") = true,
+             "Align uint8 frames [T,H,W] (gray) or [T,H,W,3] (BGR), read in place. Returns a dict of "
+             "chips uint8 [T,S,S], found bool [T], detected bool [T] (the detector ran), "
+             "landmarks float32 [T,P,2] and transform float32 [T,2,3] (frame -> chip); NaN where not found.")
+        .def("reset", &affectflow::Aligner::reset, "Forget the tracked face and the detection count.")
+        .def_property_readonly("landmark_count", &affectflow::Aligner::landmark_count)
+        .def_property_readonly("detections_run", &affectflow::Aligner::detections_run)
+        .def_property_readonly("threads", [](const affectflow::Aligner& a) { return a.options().threads; });
+
+    m.def("face_chip", &face_chip, py::arg("frame"), py::arg("landmarks"), py::arg("size") = 96,
+          py::arg("padding") = 0.25,
+          "(chip uint8 [size,size], transform float32 [2,3]) of a face from its landmarks, as dlib.get_face_chip.");
+    m.def("detect_faces", &detect_faces, py::arg("frame"),
+          "dlib HOG frontal face detections [((left, top, right, bottom), score)], best first.");
+    m.def("normalize_into", &normalize_into, py::arg("chips"), py::arg("out"), py::arg("method"),
+          py::arg("eps") = 1.0 / 255.0, py::arg("window") = 9, py::arg("sigma") = 2.0, py::arg("threads") = 0,
+          "Normalize uint8 chips [N,S,S] into out (float32 or float16, same shape); GIL released.");
 }

@@ -1,0 +1,130 @@
+// Face alignment over whole videos: dlib HOG detection, landmark tracking, chip extraction.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <dlib/image_processing/frontal_face_detector.h>
+#include <dlib/image_processing/shape_predictor.h>
+#include <dlib/image_transforms/interpolation.h>
+
+#include "gray_view.h"
+
+namespace affectflow {
+
+struct AlignerOptions {
+    long chip_size = 96;
+    double padding = 0.25;           // as dlib.get_face_chip(..., padding=0.25)
+    bool tracking = true;            // false: detect on every frame (the reference path)
+    int detect_every = 10;           // while tracking, re-detect at least every K frames
+    int threads = 1;
+    // Detection on a downscaled frame: the last known face is shrunk to about this width
+    // (dlib's HOG window is 80 px, so faces down to ~80/120 of the last size are still found).
+    double detect_face_width = 120.0;
+    // Tracking is lost when a tracked frame's chip correlates less than this with the
+    // chip of the last detection, or the face jumps, rescales or turns too much.
+    double min_chip_correlation = 0.6;
+    double max_step = 0.25;          // centre shift per frame, fraction of the chip width
+    double max_scale_change = 0.25;  // relative change of the chip width per frame
+    double max_turn_degrees = 20.0;  // in-plane rotation change per frame
+};
+
+// A batch of C-contiguous uint8 frames: [count, rows, cols] (gray) or [count, rows, cols, 3] (BGR).
+struct FrameBatch {
+    const std::uint8_t* data = nullptr;
+    long count = 0;
+    long rows = 0;
+    long cols = 0;
+    long channels = 1;
+};
+
+// Caller-owned per-frame outputs (numpy arrays), all with `count` rows.
+struct AlignOutput {
+    std::uint8_t* chips = nullptr;  // [T, S, S], zeros where not found
+    bool* found = nullptr;          // [T]
+    bool* detected = nullptr;       // [T] the detector ran on this frame
+    float* landmarks = nullptr;     // [T, P, 2] frame pixels (x, y), NaN where not found
+    float* transform = nullptr;     // [T, 2, 3] frame -> chip affine map, NaN where not found
+};
+
+// What a segment of frames hands to the next frame: the face being tracked.
+struct TrackState {
+    bool valid = false;
+    dlib::full_object_detection shape;
+    dlib::chip_details chip;
+    // The detector's box relative to the chip rectangle at the last detection (chip-width units),
+    // so that tracked boxes look like detector boxes to the shape predictor.
+    double box_dx = 0, box_dy = 0, box_width = 0, box_height = 0, detect_angle = 0;
+    long frames_since_detection = 0;
+    long failed_detections = 0;  // consecutive frames without a face
+    double face_width = 0;       // last detector box width in frame pixels (0: unknown)
+    std::vector<std::uint8_t> reference_chip;
+};
+
+// OpenCV's COLOR_BGR2GRAY for 8-bit pixels, bit-exact.
+void bgr_to_gray(const std::uint8_t* bgr, std::uint8_t* gray, long pixels);
+
+// Gray-level chip of a face from its landmarks, exactly as dlib.get_face_chip.
+struct FaceChip {
+    dlib::chip_details details;
+    dlib::array2d<unsigned char> pixels;
+};
+FaceChip face_chip(const GrayView& image, const dlib::full_object_detection& shape, long size, double padding);
+
+// Frame -> chip affine map (2x3, row-major) of a chip.
+void chip_transform(const dlib::chip_details& details, float out[6]);
+
+struct Detection {
+    dlib::rectangle box;
+    double score;
+};
+// All detections of dlib's HOG frontal face detector (no upsampling, threshold 0), best first.
+std::vector<Detection> detect_faces(const GrayView& image);
+
+class Aligner {
+public:
+    Aligner(const std::string& predictor_path, AlignerOptions options);
+
+    long landmark_count() const { return static_cast<long>(predictor_.num_parts()); }
+    const AlignerOptions& options() const { return options_; }
+    long detections_run() const { return detections_run_; }
+
+    // Align a batch; with continue_track the first frame continues the previous batch's track.
+    // Frames are split into contiguous segments, one thread each; every segment but a
+    // continued first one starts with a detection.
+    void process(const FrameBatch& frames, const AlignOutput& out, bool continue_track);
+    void reset() {
+        const std::lock_guard<std::mutex> lock(busy_);
+        carry_ = TrackState{};
+        detections_run_ = 0;
+    }
+
+private:
+    struct Worker {
+        dlib::frontal_face_detector detector;
+        std::vector<std::uint8_t> gray;        // BGR frames converted to gray
+        dlib::array2d<unsigned char> small;    // downscaled frame for detection
+        std::vector<dlib::rect_detection> detections;
+        long detections_run = 0;
+    };
+
+    void align_segment(Worker& worker, const FrameBatch& frames, long begin, long end, TrackState& state,
+                       const AlignOutput& out) const;
+    bool detect(Worker& worker, const GrayView& image, TrackState& state, dlib::rectangle& box) const;
+    bool plausible_step(const TrackState& state, const FaceChip& chip, const GrayView& image,
+                        const dlib::full_object_detection& shape) const;
+    void write_found(long frame, const FaceChip& chip, const dlib::full_object_detection& shape,
+                     const AlignOutput& out) const;
+    void write_missing(long frame, const AlignOutput& out) const;
+
+    AlignerOptions options_;
+    dlib::shape_predictor predictor_;
+    std::vector<Worker> workers_;
+    TrackState carry_;
+    long detections_run_ = 0;
+    std::mutex busy_;  // one batch at a time: workers and the track are shared state
+};
+
+}  // namespace affectflow

@@ -1,0 +1,236 @@
+#include "normalize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <type_traits>
+#include <vector>
+
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+#include <omp.h>
+
+namespace affectflow {
+
+namespace {
+
+// Round-to-nearest-even float -> IEEE half (F. Giesen's float_to_half_fast3_rtne).
+std::uint16_t float_to_half(float value) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &value, 4);
+    const std::uint32_t sign = bits & 0x80000000u;
+    bits ^= sign;
+    std::uint16_t half;
+    if (bits >= (127u + 16u) << 23) {
+        half = bits > (255u << 23) ? 0x7e00 : 0x7c00;  // NaN stays NaN, the rest overflows to inf
+    } else if (bits < (113u << 23)) {
+        // Subnormal half: float addition of a magic number rounds the mantissa for us.
+        const std::uint32_t magic_bits = ((127u - 15u) + (23u - 10u) + 1u) << 23;
+        float magic, f;
+        std::memcpy(&magic, &magic_bits, 4);
+        std::memcpy(&f, &bits, 4);
+        f += magic;
+        std::uint32_t rounded;
+        std::memcpy(&rounded, &f, 4);
+        half = static_cast<std::uint16_t>(rounded - magic_bits);
+    } else {
+        const std::uint32_t mantissa_odd = (bits >> 13) & 1u;
+        bits += (static_cast<std::uint32_t>(15 - 127) << 23) + 0xfffu + mantissa_odd;
+        half = static_cast<std::uint16_t>(bits >> 13);
+    }
+    return static_cast<std::uint16_t>(half | (sign >> 16));
+}
+
+void store(const float* src, float* dst, long n) { std::memcpy(dst, src, static_cast<std::size_t>(n) * 4); }
+
+void store(const float* src, std::uint16_t* dst, long n) {
+    long i = 0;
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h);
+    }
+#endif
+    for (; i < n; ++i) dst[i] = float_to_half(src[i]);
+}
+
+// scipy.ndimage's default boundary, "reflect": (d c b a | a b c d | d c b a).
+long reflect(long i, long n) {
+    while (i < 0 || i >= n) i = i < 0 ? -i - 1 : 2 * n - i - 1;
+    return i;
+}
+
+std::vector<float> window_weights(const NormalizeParams& params) {
+    const long radius = params.window / 2;
+    std::vector<double> w(static_cast<std::size_t>(2 * radius + 1));
+    for (long k = -radius; k <= radius; ++k)
+        w[k + radius] = params.method == NormalizationMethod::lcn_gauss
+                            ? std::exp(-0.5 * k * k / (params.sigma * params.sigma))
+                            : 1.0;
+    double total = 0;
+    for (double v : w) total += v;
+    std::vector<float> weights;
+    for (double v : w) weights.push_back(static_cast<float>(v / total));
+    return weights;
+}
+
+// Scratch buffers of one thread, sized for one image.
+struct LocalScratch {
+    std::vector<float> padded_row, horizontal, mean, centred, deviation;
+};
+
+// dst = separable filter of src (rows x cols) with `weights`, reflect boundary.
+void separable_filter(const float* src, float* dst, long rows, long cols, const std::vector<float>& weights,
+                      LocalScratch& scratch) {
+    const long taps = static_cast<long>(weights.size());
+    const long radius = taps / 2;
+    float* padded = scratch.padded_row.data();
+    float* horizontal = scratch.horizontal.data();
+    for (long y = 0; y < rows; ++y) {
+        const float* in = src + y * cols;
+        for (long x = -radius; x < cols + radius; ++x) padded[x + radius] = in[reflect(x, cols)];
+        float* h = horizontal + y * cols;
+        for (long x = 0; x < cols; ++x) h[x] = 0.0f;
+        for (long k = 0; k < taps; ++k) {
+            const float w = weights[k];
+            const float* p = padded + k;
+            for (long x = 0; x < cols; ++x) h[x] += w * p[x];  // contiguous: vectorizes
+        }
+    }
+    for (long y = 0; y < rows; ++y) {
+        float* out = dst + y * cols;
+        for (long x = 0; x < cols; ++x) out[x] = 0.0f;
+        for (long k = 0; k < taps; ++k) {
+            const float w = weights[k];
+            const float* h = horizontal + reflect(y + k - radius, rows) * cols;
+            for (long x = 0; x < cols; ++x) out[x] += w * h[x];
+        }
+    }
+}
+
+void scale_only(const std::uint8_t* in, float* out, long n) {
+    constexpr float kScale = 1.0f / 255.0f;
+    for (long i = 0; i < n; ++i) out[i] = static_cast<float>(in[i]) * kScale;
+}
+
+// Exact integer moments; (x * n - sum) is an exact integer, so one rounding per pixel.
+void global_contrast(const std::uint8_t* in, float* out, long n, double eps) {
+    std::uint32_t sum = 0;
+    std::uint64_t sum_squares = 0;
+    if (n <= 66051) {  // 66051 * 255^2 < 2^32: 32-bit accumulators vectorize better
+        std::uint32_t s2 = 0;
+        for (long i = 0; i < n; ++i) {
+            const std::uint32_t v = in[i];
+            sum += v;
+            s2 += v * v;
+        }
+        sum_squares = s2;
+    } else {
+        for (long i = 0; i < n; ++i) {
+            const std::uint64_t v = in[i];
+            sum += static_cast<std::uint32_t>(v);
+            sum_squares += v * v;
+        }
+    }
+    const double mean = static_cast<double>(sum) / n;
+    const double variance = std::max(0.0, static_cast<double>(sum_squares) / n - mean * mean);
+    const double inv_std = 1.0 / std::max(std::sqrt(variance), eps * 255.0);  // grey-level units
+    if (n * 255L < (1L << 24)) {
+        const float scale = static_cast<float>(inv_std / n);
+        const std::int32_t n32 = static_cast<std::int32_t>(n), s32 = static_cast<std::int32_t>(sum);
+        for (long i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<std::int32_t>(in[i]) * n32 - s32) * scale;
+    } else {
+        for (long i = 0; i < n; ++i) out[i] = static_cast<float>((in[i] - mean) * inv_std);
+    }
+}
+
+void local_contrast(const std::uint8_t* in, float* out, long rows, long cols, double eps,
+                    const std::vector<float>& weights, LocalScratch& scratch) {
+    const long n = rows * cols;
+    float* centred = scratch.centred.data();
+    float* mean = scratch.mean.data();
+    float* deviation = scratch.deviation.data();
+    // Work in grey levels: the result is scale free but for eps.
+    for (long i = 0; i < n; ++i) centred[i] = static_cast<float>(in[i]);
+    separable_filter(centred, mean, rows, cols, weights, scratch);
+    for (long i = 0; i < n; ++i) {
+        centred[i] -= mean[i];
+        mean[i] = centred[i] * centred[i];  // reuse: squared deviations
+    }
+    separable_filter(mean, deviation, rows, cols, weights, scratch);
+    double total = 0;
+    for (long i = 0; i < n; ++i) {
+        deviation[i] = std::sqrt(std::max(deviation[i], 0.0f));
+        total += deviation[i];
+    }
+    const float floor = static_cast<float>(std::max(total / n, eps * 255.0));
+    for (long i = 0; i < n; ++i) out[i] = centred[i] / std::max(deviation[i], floor);
+}
+
+template <typename Out>
+void normalize_all(const std::uint8_t* chips, long count, long rows, long cols, Out* out,
+                   const NormalizeParams& params) {
+    if (count < 0 || rows <= 0 || cols <= 0) throw std::invalid_argument("chips must be [N, rows, cols]");
+    const bool local = params.method == NormalizationMethod::lcn_box || params.method == NormalizationMethod::lcn_gauss;
+    if (local && (params.window < 1 || params.window % 2 == 0 || params.window / 2 >= std::min(rows, cols)))
+        throw std::invalid_argument("the local window must be odd and smaller than the chip");
+    if (params.method == NormalizationMethod::lcn_gauss && !(params.sigma > 0))
+        throw std::invalid_argument("sigma must be positive");
+    const std::vector<float> weights = local ? window_weights(params) : std::vector<float>{};
+    const long n = rows * cols;
+    const int threads = params.threads > 0 ? params.threads : omp_get_max_threads();
+#pragma omp parallel num_threads(threads)
+    {
+        LocalScratch scratch;
+        std::vector<float> result;  // float32 staging for float16 output
+        if (local) {
+            scratch.padded_row.resize(static_cast<std::size_t>(cols + weights.size()));
+            for (auto* buffer : {&scratch.horizontal, &scratch.mean, &scratch.centred, &scratch.deviation})
+                buffer->resize(static_cast<std::size_t>(n));
+        }
+        if constexpr (!std::is_same_v<Out, float>) result.resize(static_cast<std::size_t>(n));
+#pragma omp for schedule(static)
+        for (long i = 0; i < count; ++i) {
+            const std::uint8_t* in = chips + i * n;
+            float* target;
+            if constexpr (std::is_same_v<Out, float>) {
+                target = out + i * n;  // write float32 results in place, no staging
+            } else {
+                target = result.data();
+            }
+            switch (params.method) {
+                case NormalizationMethod::none: scale_only(in, target, n); break;
+                case NormalizationMethod::gcn: global_contrast(in, target, n, params.eps); break;
+                case NormalizationMethod::lcn_box:
+                case NormalizationMethod::lcn_gauss:
+                    local_contrast(in, target, rows, cols, params.eps, weights, scratch);
+                    break;
+            }
+            if constexpr (!std::is_same_v<Out, float>) store(target, out + i * n, n);
+        }
+    }
+}
+
+}  // namespace
+
+NormalizationMethod parse_normalization(const std::string& name) {
+    if (name == "none") return NormalizationMethod::none;
+    if (name == "gcn") return NormalizationMethod::gcn;
+    if (name == "lcn-box") return NormalizationMethod::lcn_box;
+    if (name == "lcn-gauss") return NormalizationMethod::lcn_gauss;
+    throw std::invalid_argument("unknown normalization '" + name + "' (none, gcn, lcn-box, lcn-gauss)");
+}
+
+void normalize_chips(const std::uint8_t* chips, long count, long rows, long cols, float* out,
+                     const NormalizeParams& params) {
+    normalize_all(chips, count, rows, cols, out, params);
+}
+
+void normalize_chips_half(const std::uint8_t* chips, long count, long rows, long cols, std::uint16_t* out,
+                          const NormalizeParams& params) {
+    normalize_all(chips, count, rows, cols, out, params);
+}
+
+}  // namespace affectflow
