@@ -1,5 +1,484 @@
-"""Placeholder: filled in by its issue."""
+"""Corpora of face videos with time-continuous valence/arousal labels.
+
+Two layouts are read into the same :class:`Corpus`:
+
+- AV+EC 2015 / RECOLA: ``recordings_video/{subject}.mp4`` and
+  ``ratings_gold_standard/{valence,arousal}/{subject}.arff``, subjects
+  ``train_N``, ``dev_N``, ``test_N`` (test labels may be absent);
+- a subjects sheet ``subjects.tsv`` (columns subject, partition, video,
+  valence, arousal; paths relative to the sheet; an empty label cell means
+  no labels, allowed for test subjects only).
+
+:func:`open_corpus` is cheap (it lists files and checks that they exist: the
+Snakefile calls it when it parses); :func:`check` decodes every video and
+reads every label file. Labels are ARFF files read with liac-arff (the
+official ones have a string attribute, which scipy.io.arff rejects), and are
+matched to frames by timestamp, never by counting: the gold standard has a
+row every 40 ms from t = 0 (7501 rows for 300 s against 7500 frames), and a
+video that drops frames must not shift its labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AffectflowError, fail
+
+DIMENSIONS = ("valence", "arousal")
+PARTITIONS = ("train", "dev", "test")
+SHEET_NAME = "subjects.tsv"
+SHEET_COLUMNS = ("subject", "partition", "video", "valence", "arousal")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
+SUBJECT_PATTERN = re.compile(r"^(train|dev|test)_(\d+)$")
+# Labels and video may differ in length by this much (the gold standard's last row is at t = duration).
+DURATION_TOLERANCE_S = 1.0
+LABEL_TIME_COLUMN = "frameTime"
+LABEL_VALUE_COLUMN = "GoldStandard"
 
 
-def add_commands(subparsers):
-    """Register this area's subcommands (none yet)."""
+def natural_key(name: str) -> list:
+    """Sort key that puts train_2 before train_10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+@dataclass(frozen=True)
+class Recording:
+    subject: str
+    partition: str
+    video: Path
+    labels: dict[str, Path] = field(default_factory=dict)  # dimension -> ARFF file; absent when unlabeled
+
+    def frame_labels(self, dimension: str, frame_times: np.ndarray, tolerance: float = 0.02) -> np.ndarray:
+        """The ``dimension`` label of each frame (float32 [T], NaN where no label is near)."""
+        if dimension not in self.labels:
+            raise fail(self.video, f"subject {self.subject} has no {dimension} labels")
+        times, values = read_labels(self.labels[dimension])
+        return labels_for_frames(times, values, frame_times, tolerance=tolerance)
+
+
+@dataclass
+class Corpus:
+    root: Path
+    layout: str  # "avec2015" or "sheet"
+    recordings: list[Recording]
+
+    def subjects(self, partition: str | None = None) -> list[str]:
+        """Subject names (natural order), all or of one partition."""
+        if partition is not None and partition not in PARTITIONS:
+            raise AffectflowError(f"unknown partition {partition!r} (expected one of {', '.join(PARTITIONS)})")
+        return [r.subject for r in self.recordings if partition is None or r.partition == partition]
+
+    def recording(self, subject: str) -> Recording:
+        for recording in self.recordings:
+            if recording.subject == subject:
+                return recording
+        raise fail(self.root, f"no subject {subject!r} in this corpus")
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def open_corpus(root: str | os.PathLike) -> Corpus:
+    """Read a corpus's layout (cheap: lists files, checks they exist; decodes nothing).
+
+    ``root`` is an AV+EC 2015 folder, a folder holding ``subjects.tsv``, or
+    the path of a subjects sheet itself.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise fail(root, "corpus path does not exist")
+    if root.is_file():
+        return _open_sheet(root)
+    if (root / SHEET_NAME).is_file():
+        return _open_sheet(root / SHEET_NAME)
+    if (root / "recordings_video").is_dir():
+        return _open_avec(root)
+    raise fail(root, f"not a corpus: no recordings_video/ folder (AV+EC 2015 layout) and no {SHEET_NAME}")
+
+
+def _sorted(recordings: list[Recording]) -> list[Recording]:
+    order = {p: i for i, p in enumerate(PARTITIONS)}
+    return sorted(recordings, key=lambda r: (order[r.partition], natural_key(r.subject)))
+
+
+def _open_avec(root: Path) -> Corpus:
+    video_dir = root / "recordings_video"
+    videos: dict[str, Path] = {}
+    for path in sorted(video_dir.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in VIDEO_SUFFIXES:
+            continue
+        match = SUBJECT_PATTERN.match(path.stem)
+        if not match:
+            raise fail(path, "video name is not a subject name train_N, dev_N or test_N")
+        if path.stem in videos:
+            raise fail(path, f"duplicate subject name {path.stem!r} (also {videos[path.stem].name})")
+        videos[path.stem] = path
+    if not videos:
+        raise fail(video_dir, f"no videos ({', '.join(VIDEO_SUFFIXES)})")
+
+    labels: dict[str, dict[str, Path]] = {subject: {} for subject in videos}
+    label_root = root / "ratings_gold_standard"
+    for dimension in DIMENSIONS:
+        folder = label_root / dimension
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.arff")):
+            if path.stem not in videos:
+                raise fail(path, f"labels for subject {path.stem!r}, which has no video in {video_dir}")
+            labels[path.stem][dimension] = path
+
+    recordings = []
+    for subject, video in videos.items():
+        partition = SUBJECT_PATTERN.match(subject).group(1)
+        for dimension in DIMENSIONS:
+            if dimension not in labels[subject] and partition != "test":
+                raise fail(label_root / dimension / f"{subject}.arff", "ARFF label file missing")
+        recordings.append(Recording(subject, partition, video, labels[subject]))
+    return Corpus(root=root, layout="avec2015", recordings=_sorted(recordings))
+
+
+def _open_sheet(sheet: Path) -> Corpus:
+    try:
+        with open(sheet, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+            header = rows[0].keys() if rows else _header_of(sheet)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise fail(sheet, f"unreadable subjects sheet ({error})") from None
+    missing = [column for column in SHEET_COLUMNS if column not in header]
+    if missing:
+        raise fail(sheet, f"subjects sheet lacks column(s) {', '.join(missing)} (needs {', '.join(SHEET_COLUMNS)})")
+    if not rows:
+        raise fail(sheet, "subjects sheet has no subjects")
+    base = sheet.parent
+    recordings, seen = [], set()
+    for line, row in enumerate(rows, start=2):
+        subject = (row["subject"] or "").strip()
+        partition = (row["partition"] or "").strip()
+        where = f"line {line}"
+        if not subject:
+            raise fail(sheet, f"{where}: empty subject name")
+        if subject in seen:
+            raise fail(sheet, f"{where}: duplicate subject name {subject!r}")
+        seen.add(subject)
+        if partition not in PARTITIONS:
+            raise fail(sheet, f"{where}: partition {partition!r} is not one of {', '.join(PARTITIONS)}")
+        video_cell = (row["video"] or "").strip()
+        if not video_cell:
+            raise fail(sheet, f"{where}: no video for subject {subject}")
+        video = base / video_cell
+        if not video.is_file():
+            raise fail(video, f"video of subject {subject} not found (named in {sheet}, {where})")
+        labels = {}
+        for dimension in DIMENSIONS:
+            cell = (row[dimension] or "").strip()
+            if not cell:
+                if partition != "test":
+                    raise fail(sheet, f"{where}: {partition} subject {subject} has no {dimension} label file")
+                continue
+            path = base / cell
+            if not path.is_file():
+                raise fail(path, f"ARFF label file missing (named in {sheet}, {where})")
+            labels[dimension] = path
+        recordings.append(Recording(subject, partition, video, labels))
+    return Corpus(root=sheet, layout="sheet", recordings=_sorted(recordings))
+
+
+def _header_of(sheet: Path) -> list[str]:
+    with open(sheet, encoding="utf-8") as handle:
+        first = handle.readline().rstrip("\r\n")
+    return first.split("\t") if first else []
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def read_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """An ARFF gold standard: (times float64 [N], values float32 [N]), validated.
+
+    Needs numeric ``frameTime`` and ``GoldStandard`` attributes, at least one
+    row, strictly increasing times and finite values in [-1, 1].
+    """
+    import arff
+
+    path = Path(path)
+    if not path.is_file():
+        raise fail(path, "ARFF label file missing")
+    try:
+        text = path.read_text(encoding="utf-8", errors="strict")
+        data = arff.loads(text)
+    except UnicodeDecodeError:
+        raise fail(path, "malformed ARFF: not UTF-8 text") from None
+    except arff.ArffException as error:
+        raise fail(path, f"malformed ARFF: {error}") from None
+    names = [name for name, _ in data["attributes"]]
+    columns = {}
+    for wanted in (LABEL_TIME_COLUMN, LABEL_VALUE_COLUMN):
+        if wanted not in names:
+            raise fail(path, f"malformed ARFF: no {wanted!r} attribute (has {', '.join(names)})")
+        kind = data["attributes"][names.index(wanted)][1]
+        if not isinstance(kind, str) or kind.upper() not in ("NUMERIC", "REAL", "INTEGER"):
+            raise fail(path, f"malformed ARFF: attribute {wanted!r} is not numeric")
+        columns[wanted] = names.index(wanted)
+    rows = data["data"]
+    if not rows:
+        raise fail(path, "ARFF has no data rows")
+    try:
+        times = np.array([row[columns[LABEL_TIME_COLUMN]] for row in rows], dtype=np.float64)
+        values = np.array([row[columns[LABEL_VALUE_COLUMN]] for row in rows], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail(path, "malformed ARFF: missing or non-numeric frameTime/GoldStandard values") from None
+    if not np.all(np.isfinite(times)) or not np.all(np.isfinite(values)):
+        raise fail(path, "malformed ARFF: missing or non-finite values")
+    if np.any(np.diff(times) <= 0):
+        bad = int(np.argmax(np.diff(times) <= 0)) + 1
+        raise fail(path, f"frameTime not strictly increasing at data row {bad + 1} (t={times[bad]})")
+    outside = np.abs(values) > 1.0
+    if outside.any():
+        first = int(np.argmax(outside))
+        raise fail(
+            path,
+            f"{int(outside.sum())} label value(s) outside [-1, 1] "
+            f"(first at t={times[first]:g}: {values[first]:g})",
+        )
+    return times, values.astype(np.float32)
+
+
+def labels_for_frames(
+    label_times: np.ndarray, label_values: np.ndarray, frame_times: np.ndarray, tolerance: float = 0.02
+) -> np.ndarray:
+    """The label nearest in time to each frame (float32 [T]); NaN where none is within ``tolerance`` s.
+
+    Matching by timestamp keeps labels aligned when a video drops frames.
+    """
+    label_times = np.asarray(label_times, np.float64)
+    label_values = np.asarray(label_values, np.float32)
+    frame_times = np.asarray(frame_times, np.float64)
+    out = np.full(frame_times.shape, np.nan, np.float32)
+    if len(label_times) == 0 or len(frame_times) == 0:
+        return out
+    right = np.clip(np.searchsorted(label_times, frame_times), 0, len(label_times) - 1)
+    left = np.clip(right - 1, 0, len(label_times) - 1)
+    nearest = np.where(
+        np.abs(label_times[left] - frame_times) <= np.abs(label_times[right] - frame_times), left, right
+    )
+    close = np.abs(label_times[nearest] - frame_times) <= tolerance
+    out[close] = label_values[nearest[close]]
+    return out
+
+
+# --------------------------------------------------------------------------- deep check
+
+
+@dataclass
+class SubjectReport:
+    subject: str
+    partition: str
+    frames: int = 0
+    fps: float = math.nan
+    duration: float = math.nan
+    label_rows: dict[str, int] = field(default_factory=dict)
+    label_range: dict[str, tuple[float, float]] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
+
+
+def check_recording(recording: Recording, tolerance_s: float = DURATION_TOLERANCE_S) -> SubjectReport:
+    """Decode the video and read the labels of one subject; collect every problem."""
+    from . import video as video_io
+
+    report = SubjectReport(recording.subject, recording.partition)
+    last_time = None
+    try:
+        info = video_io.probe(recording.video)
+        report.fps = info.fps
+        for time, _ in video_io.iter_frames(recording.video, gray=True):
+            report.frames += 1
+            last_time = time
+        report.duration = report.frames / info.fps
+    except AffectflowError as error:
+        report.problems.append(_split(error, recording.video))
+    for dimension, path in recording.labels.items():
+        try:
+            times, values = read_labels(path)
+        except AffectflowError as error:
+            report.problems.append(_split(error, path))
+            continue
+        report.label_rows[dimension] = len(times)
+        report.label_range[dimension] = (float(values.min()), float(values.max()))
+        if report.frames:
+            # The gold standard runs t = 0 .. duration; the last frame starts at duration - 1/fps.
+            video_end = max(report.duration, (last_time or 0.0) + 1.0 / report.fps)
+            gap = abs(float(times[-1]) - video_end)
+            if gap > tolerance_s:
+                report.problems.append(
+                    (
+                        str(path),
+                        f"labels span {times[-1]:.2f} s but the video {recording.video.name} lasts "
+                        f"{video_end:.2f} s (differ by {gap:.2f} s > {tolerance_s:g} s)",
+                    )
+                )
+    return report
+
+
+def _split(error: AffectflowError, default_path) -> tuple[str, str]:
+    text = str(error)
+    prefix = f"{default_path}: "
+    return (str(default_path), text[len(prefix):]) if text.startswith(prefix) else ("", text)
+
+
+def check(corpus: Corpus, threads: int | None = None, progress: bool = False) -> list[SubjectReport]:
+    """Deep check of every recording (decodes videos, reads labels), in corpus order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    threads = max(1, threads or min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(threads) as pool:  # decoding releases the GIL
+        reports = list(
+            tqdm(
+                pool.map(check_recording, corpus.recordings),
+                total=len(corpus.recordings),
+                desc="check",
+                unit="subject",
+                disable=not progress,
+                file=sys.stderr,
+            )
+        )
+    return reports
+
+
+def format_table(reports: list[SubjectReport]) -> str:
+    header = ["subject", "partition", "frames", "fps", "duration", "label rows", "label range", "problems"]
+    rows = [header]
+    for r in reports:
+        dims = [d for d in DIMENSIONS if d in r.label_rows]
+        rows.append(
+            [
+                r.subject,
+                r.partition,
+                str(r.frames),
+                f"{r.fps:.2f}" if not math.isnan(r.fps) else "-",
+                f"{r.duration:.2f}" if not math.isnan(r.duration) else "-",
+                " ".join(f"{d[0]}:{r.label_rows[d]}" for d in dims) or "-",
+                " ".join(f"{d[0]}:[{r.label_range[d][0]:.2f},{r.label_range[d][1]:.2f}]" for d in dims) or "-",
+                "; ".join(problem for _, problem in r.problems) or "ok",
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _cmd_check(args) -> int:
+    corpus = open_corpus(args.corpus)
+    reports = check(corpus, progress=not args.quiet)
+    print(format_table(reports))
+    bad = [(r.subject, path, problem) for r in reports for path, problem in r.problems]
+    if bad:
+        subject, path, problem = bad[0]
+        more = f" (and {len(bad) - 1} more problem(s), see the table)" if len(bad) > 1 else ""
+        raise fail(path or corpus.root, f"{problem}{more}")
+    print(f"{corpus.root}: {len(reports)} subjects ok ({corpus.layout} layout)")
+    return 0
+
+
+def _cmd_list(args) -> int:
+    corpus = open_corpus(args.corpus)
+    lines = [
+        f"{r.subject}\t{r.partition}\t{r.video}"
+        for r in corpus.recordings
+        if args.partition is None or r.partition == args.partition
+    ]
+    if lines:
+        print("\n".join(lines))
+    return 0
+
+
+def _parse_counts(text: str) -> tuple[int, int, int]:
+    import argparse
+
+    try:
+        counts = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        counts = ()
+    if len(counts) != 3 or min(counts) < 0 or sum(counts) == 0:
+        raise argparse.ArgumentTypeError(f"expected three counts train,dev,test like 3,3,3, got {text!r}")
+    return counts
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    import argparse
+
+    match = re.fullmatch(r"(\d+)x(\d+)", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 640x480, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _cmd_synth(args) -> int:
+    from .synth import synthesize_corpus
+
+    out = synthesize_corpus(
+        args.out,
+        seed=args.seed,
+        subjects=args.subjects,
+        seconds=args.seconds,
+        fps=args.fps,
+        size=args.size,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    print(out)
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    corpus = subparsers.add_parser(
+        "corpus",
+        help="synthesize, list or check a corpus",
+        description="Corpora in the AV+EC 2015 layout or described by a subjects.tsv sheet.",
+    )
+    commands = corpus.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND", required=True)
+
+    synth = commands.add_parser(
+        "synth",
+        help="write the embedded synthetic corpus",
+        description="Render the synthetic corpus (real face photos, expression driven by valence/arousal) "
+        "in the AV+EC 2015 layout, atomically.",
+    )
+    synth.add_argument("--out", required=True, type=Path, help="corpus folder to write")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--subjects", type=_parse_counts, default=(3, 3, 3), help="train,dev,test counts (3,3,3)")
+    synth.add_argument("--seconds", type=float, default=60.0, help="length of each recording")
+    synth.add_argument("--fps", type=float, default=25.0)
+    synth.add_argument("--size", type=_parse_size, default=(640, 480), help="frame size WIDTHxHEIGHT")
+    synth.add_argument("--workers", type=int, default=None, help="parallel processes (default: cores)")
+    synth.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    synth.set_defaults(handler=_cmd_synth)
+
+    check_parser = commands.add_parser(
+        "check",
+        help="validate a corpus (decodes videos, reads labels)",
+        description="Print a per-subject table; exit 2 with a named error if anything is wrong.",
+    )
+    check_parser.add_argument("corpus", type=Path, help="corpus folder or subjects sheet")
+    check_parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    check_parser.set_defaults(handler=_cmd_check)
+
+    list_parser = commands.add_parser(
+        "list",
+        help="list subjects",
+        description="One line per subject: subject<TAB>partition<TAB>video path.",
+    )
+    list_parser.add_argument("corpus", type=Path, help="corpus folder or subjects sheet")
+    list_parser.add_argument("--partition", choices=PARTITIONS, default=None)
+    list_parser.set_defaults(handler=_cmd_list)

@@ -1,0 +1,92 @@
+"""The synthetic corpus: real layout, read back by the reader, deterministic, faces detectable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from affectflow.cli import main
+from affectflow.corpus import check, open_corpus, read_labels
+from affectflow.synth import face_visible, read_metadata
+from affectflow.video import read_video
+
+
+def test_shared_corpus_round_trips(synthetic_corpus, capsys):
+    corpus = open_corpus(synthetic_corpus)
+    assert corpus.layout == "avec2015"
+    assert corpus.subjects() == ["train_1", "train_2", "dev_1", "test_1"]
+    assert corpus.subjects("dev") == ["dev_1"]
+    test = corpus.recording("test_1")
+    assert set(test.labels) == {"valence", "arousal"}  # synthetic test labels are written too
+    arff_text = corpus.recording("train_1").labels["valence"].read_text()
+    assert arff_text.startswith("@relation GOLDSTANDARD_VALENCE\n\n@attribute Instance_name string\n")
+    times, values = read_labels(corpus.recording("train_1").labels["valence"])
+    assert len(times) == 201 and times[0] == 0 and times[-1] == pytest.approx(8.0)
+    assert np.all(np.abs(values) <= 1) and values.std() > 0.01
+    reports = check(corpus)
+    for report in reports:
+        assert report.problems == []
+        assert report.frames == 200 and report.fps == pytest.approx(25.0)
+        assert report.label_rows == {"valence": 201, "arousal": 201}
+    assert main(["corpus", "check", "-q", str(synthetic_corpus)]) == 0
+    out = capsys.readouterr().out
+    assert "4 subjects ok" in out
+
+
+def test_deterministic_per_seed(tmp_path, make_corpus):
+    first = make_corpus(tmp_path / "a", seed=3)
+    second = make_corpus(tmp_path / "b", seed=3)
+    other = make_corpus(tmp_path / "c", seed=4)
+    for subject in ("train_1", "dev_1"):
+        for dim in ("valence", "arousal"):
+            relative = f"ratings_gold_standard/{dim}/{subject}.arff"
+            assert (first / relative).read_bytes() == (second / relative).read_bytes()
+            assert (first / relative).read_bytes() != (other / relative).read_bytes()
+        video = f"recordings_video/{subject}.mp4"
+        times_a, frames_a, _ = read_video(first / video)
+        times_b, frames_b, _ = read_video(second / video)
+        assert np.array_equal(times_a, times_b) and np.array_equal(frames_a, frames_b)
+        assert not np.array_equal(frames_a, read_video(other / video)[1])
+
+
+def test_synth_cli_writes_atomically(tmp_path, capsys):
+    out = tmp_path / "corpus"
+    code = main(["corpus", "synth", "--out", str(out), "--seed", "1", "--subjects", "1,0,1", "--seconds", "3",
+                 "--fps", "10", "--size", "320x240", "--workers", "1", "-q"])
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]  # no temporary folders left
+    corpus = open_corpus(out)
+    assert corpus.subjects() == ["train_1", "test_1"]
+    times, frames, info = read_video(corpus.recording("test_1").video)
+    assert (info.width, info.height, len(frames)) == (320, 240, 30) and info.fps == pytest.approx(10)
+    # Bad flags are usage errors (argparse, exit 2), nothing written.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["corpus", "synth", "--out", str(tmp_path / "x"), "--subjects", "1,2"])
+    assert exit_info.value.code == 2
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_dlib_finds_the_face(synthetic_corpus):
+    """dlib's HOG detector finds the face in >= 95% of sampled frames meant to have one."""
+    import cv2
+    import dlib
+
+    detector = dlib.get_frontal_face_detector()
+    _, plans = read_metadata(synthetic_corpus)
+    found = meant = lost_found = lost = 0
+    for plan in plans:
+        times, frames, _ = read_video(synthetic_corpus / "recordings_video" / f"{plan.subject}.mp4", gray=True)
+        visible = face_visible(plan, times, margin=0.1)
+        hidden = ~face_visible(plan, times, margin=-0.35)  # the core of each face-lost span
+        for i in range(0, len(times), 4):
+            hits = len(detector(frames[i], 0)) > 0
+            if visible[i]:
+                meant += 1
+                found += hits
+            elif hidden[i]:
+                lost += 1
+                lost_found += hits
+    assert meant > 150
+    assert found / meant >= 0.95, f"face found in {found}/{meant} frames"
+    assert lost > 0 and lost_found / lost <= 0.5, "face-lost spans should mostly hide the face"
