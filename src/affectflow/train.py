@@ -1,5 +1,345 @@
-"""Placeholder: filled in by its issue."""
+"""`affectflow train-cnn`, `affectflow train-rnn`, `affectflow extract` (DESIGN.md section 1).
+
+Defaults are the paper's: CNN 64/128/256 + FC 300, SGD batch 128, momentum 0.9,
+weight decay 1e-5, constant lr 0.01, MSE, model choice by CCC. The RNN uses the
+same SGD settings with gradient-norm clipping at 1.0 (needed for ReLU RNNs, kept
+for all cells so that configs compare) and features standardized with the
+training set's mean/std. Smaller CNNs (--channels, --fc), frame subsampling
+(--frame-stride) and a time budget (--max-minutes) exist for the 2-core demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+VARIANTS = {"plain": (False, 0.0), "D": (False, 0.5), "A": (True, 0.0), "AD": (True, 0.5)}
 
 
-def add_commands(subparsers):
-    """Register this area's subcommands (none yet)."""
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("train-cnn", help="train the single-frame CNN on the training subjects' faces",
+                              description="Train the paper's CNN (variants plain, D, A, AD) on normalized face "
+                                          "chips; writes RUN_DIR/model.pt, history.tsv, run.json, checkpoint.pt.")
+    p.add_argument("--corpus", required=True, type=Path)
+    p.add_argument("--faces-dir", required=True, type=Path, help="folder of {subject}.h5 face files")
+    p.add_argument("--variant", required=True, choices=sorted(VARIANTS))
+    p.add_argument("--channels", default="64,128,256", help="conv channels (paper: 64,128,256)")
+    p.add_argument("--fc", type=int, default=300, help="feature layer width (paper: 300)")
+    p.add_argument("--frame-stride", type=int, default=1, help="train on every k-th found frame")
+    _common_training(p, epochs=30)
+    p.set_defaults(handler=_train_cnn_command)
+
+    p = subparsers.add_parser("train-rnn", help="train the RNN on frozen CNN features",
+                              description="Train an RNN over windows of W frames of CNN features "
+                                          "(a regression output at every step, the last one is the prediction).")
+    p.add_argument("--corpus", required=True, type=Path)
+    p.add_argument("--features-dir", required=True, type=Path, help="folder of {subject}.h5 feature files")
+    p.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn")
+    p.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh")
+    p.add_argument("--hidden", type=int, default=100)
+    p.add_argument("--layers", type=int, choices=(1, 2, 3), default=1)
+    p.add_argument("--window", type=int, default=100)
+    p.add_argument("--window-stride", type=int, default=1, help="training windows start every k frames")
+    p.add_argument("--loss", choices=("mse", "ccc"), default="mse")
+    p.add_argument("--clip-norm", type=float, default=1.0, help="gradient-norm clipping (0 disables)")
+    _common_training(p, epochs=30)
+    p.set_defaults(handler=_train_rnn_command)
+
+    p = subparsers.add_parser("extract", help="frozen CNN -> per-frame features of one subject",
+                              description="Write FEATURES.h5: features [T,fc], prediction [T], found [T], time [T] "
+                                          "(face-lost frames filled: " + "hold last found frame)." )
+    p.add_argument("--model", required=True, type=Path, help="CNN run dir")
+    p.add_argument("--faces", required=True, type=Path)
+    p.add_argument("-o", "--output", required=True, type=Path)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--batch-size", type=int, default=512)
+    p.set_defaults(handler=_extract_command)
+
+
+def _common_training(p: argparse.ArgumentParser, epochs: int) -> None:
+    p.add_argument("--seed", required=True, type=int)
+    p.add_argument("--out", required=True, type=Path, help="run dir")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--dimension", default="valence")
+    p.add_argument("--selection", choices=("dev", "validation"), default="dev",
+                   help="model choice by CCC on dev (as the paper) or on held-out training subjects")
+    p.add_argument("--label-shift", default="0", help="annotation delay in seconds, or 'auto' (fit on train)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch passing this budget")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    p.add_argument("--stop-after-epochs", type=int, default=None, help=argparse.SUPPRESS)  # kill simulation
+
+
+# ----------------------------------------------------------------------------- shared data plumbing
+
+def _splits(corpus, selection: str, corpus_path: Path):
+    """(train subjects, dev subjects, validation subjects). Validation = last training subject
+    (natural order) when there are >= 2, else none (the caller then holds out the last 20% of frames)."""
+    from .errors import fail
+
+    train = corpus.subjects("train")
+    dev = corpus.subjects("dev")
+    if not train:
+        raise fail(corpus_path, "corpus has no training subjects")
+    validation: list[str] = []
+    if selection == "validation" and len(train) >= 2:
+        validation = [train[-1]]
+        train = train[:-1]
+    return train, dev, validation
+
+
+def _resolve_shift(text: str, fit) -> tuple[float, dict | None]:
+    from .errors import AffectflowError
+
+    if text == "auto":
+        result = fit()
+        return result["shift"], result
+    try:
+        return float(text), None
+    except ValueError:
+        raise AffectflowError(f"--label-shift: expected seconds or 'auto', got {text!r}") from None
+
+
+def _label_info(shift: float, fit: dict | None) -> dict:
+    return {"label_shift": shift, "label_shift_mode": "auto (fit on training subjects)" if fit else "fixed",
+            "label_shift_fit": fit}
+
+
+def _run_info(args, extra: dict) -> dict:
+    from . import __version__
+    from .dataset import FILL_POLICY
+
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                if k not in ("handler", "stop_after_epochs", "resume")}
+    settings.update({"fill_policy": FILL_POLICY, "affectflow_version": __version__})
+    settings.update(extra)
+    return settings
+
+
+# ----------------------------------------------------------------------------- train-cnn
+
+def _train_cnn_command(args) -> int:
+    import numpy as np
+    import torch
+
+    from .corpus import open_corpus
+    from .dataset import descriptor_from_chips, fit_label_shift, frame_labels, load_faces
+    from .errors import AffectflowError, fail
+    from .models import CNNConfig, FaceCNN
+    from .trainer import EvalSet, TrainSettings, fit_cnn, resolve_device, seed_everything
+
+    device = resolve_device(args.device)
+    seed_everything(args.seed, device)
+    augment, dropout = VARIANTS[args.variant]
+    try:
+        channels = tuple(int(c) for c in args.channels.split(","))
+    except ValueError:
+        raise AffectflowError(f"--channels: expected three integers like 64,128,256, got {args.channels!r}") from None
+
+    corpus = open_corpus(args.corpus)
+    train, dev, validation = _splits(corpus, args.selection, args.corpus)
+    faces = {s: load_faces(args.faces_dir / f"{s}.h5", s) for s in train + validation + dev}
+    sizes = {f.data.shape[1] for f in faces.values()}
+    if len(sizes) != 1:
+        raise fail(args.faces_dir, f"face files have different chip sizes {sorted(sizes)}")
+    chip_size = sizes.pop()
+
+    def fit():
+        return fit_label_shift([descriptor_from_chips(faces[s].data[faces[s].found]) for s in train],
+                               [faces[s].time[faces[s].found] for s in train],
+                               [corpus.recording(s) for s in train], args.dimension)
+
+    shift, shift_fit = _resolve_shift(args.label_shift, fit)
+
+    xs, ys = [], []
+    holdout = None
+    for s in train:
+        f = faces[s]
+        labels = frame_labels(corpus.recording(s), args.dimension, f.time, shift)
+        keep = f.found & np.isfinite(labels)
+        if args.selection == "validation" and not validation and s == train[-1]:
+            cut = int(0.8 * len(f.time))  # single training subject: its last 20% of frames validate
+            holdout = (f.data[cut:], f.time[cut:], frame_labels(corpus.recording(s), args.dimension, f.time[cut:]))
+            keep[cut:] = False
+        index = np.flatnonzero(keep)[:: max(1, args.frame_stride)]
+        xs.append(f.data[index])
+        ys.append(labels[index])
+    train_x = torch.from_numpy(np.concatenate(xs)).to(device)
+    train_y = torch.from_numpy(np.concatenate(ys).astype(np.float32)).to(device)
+    if len(train_x) == 0:
+        raise fail(args.faces_dir, "no training frame with a face and a label")
+
+    def eval_set(name, subjects):
+        return EvalSet(name, [torch.from_numpy(faces[s].data).to(device) for s in subjects],
+                       [faces[s].time for s in subjects],
+                       [frame_labels(corpus.recording(s), args.dimension, faces[s].time) for s in subjects])
+
+    eval_sets = []
+    dev_labeled = [s for s in dev if args.dimension in corpus.recording(s).labels]
+    if dev_labeled:
+        eval_sets.append(eval_set("dev", dev_labeled))
+    if validation:
+        eval_sets.append(eval_set("val", validation))
+    elif holdout is not None:
+        eval_sets.append(EvalSet("val", [torch.from_numpy(holdout[0]).to(device)], [holdout[1]], [holdout[2]]))
+    selection_set = "dev" if args.selection == "dev" else "val"
+    if selection_set not in {e.name for e in eval_sets}:
+        raise fail(args.corpus, f"no labelled {args.selection} data for model selection")
+
+    model = FaceCNN(CNNConfig(chip_size=chip_size, channels=channels, fc=args.fc, dropout=dropout))
+    info = _run_info(args, {
+        "train_subjects": train, "dev_subjects": dev_labeled, "validation_subjects": validation
+        or ([f"{train[-1]} (last 20% of frames)"] if holdout is not None else []),
+        "augment": augment, "dropout": dropout, "train_frames": int(len(train_x)), "device": str(device),
+        "faces": {"chip_size": chip_size, **{k: _plain(h5_attrs(args.faces_dir / f"{train[0]}.h5").get(k))
+                                             for k in ("normalization", "landmark_model", "fps")}},
+        **_label_info(shift, shift_fit)})
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, label_shift=shift,
+                             selection=selection_set, max_minutes=args.max_minutes,
+                             stop_after_epochs=args.stop_after_epochs)
+    fit_cnn(model, train_x, train_y, eval_sets, settings, args.out, augment, args.resume, info, device)
+    return 0
+
+
+def h5_attrs(path: Path) -> dict:
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        return dict(h5.attrs)
+
+
+def _plain(value):
+    import numpy as np
+
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# ----------------------------------------------------------------------------- train-rnn
+
+def _train_rnn_command(args) -> int:
+    import numpy as np
+    import torch
+
+    from .corpus import open_corpus
+    from .dataset import fit_label_shift, frame_labels, load_features
+    from .errors import fail
+    from .models import FrameRNN, RNNConfig
+    from .trainer import EvalSet, TrainSettings, fit_rnn, resolve_device, seed_everything
+
+    device = resolve_device(args.device)
+    seed_everything(args.seed, device)
+    if args.window < 1:
+        raise fail(args.features_dir, "--window must be >= 1")
+    corpus = open_corpus(args.corpus)
+    train, dev, validation = _splits(corpus, args.selection, args.corpus)
+    feats = {s: load_features(args.features_dir / f"{s}.h5", s) for s in train + validation + dev}
+    dims = {f.data.shape[1] for f in feats.values()}
+    if len(dims) != 1:
+        raise fail(args.features_dir, f"feature files have different widths {sorted(dims)}")
+
+    def fit():
+        return fit_label_shift([feats[s].data for s in train], [feats[s].time for s in train],
+                               [corpus.recording(s) for s in train], args.dimension)
+
+    shift, shift_fit = _resolve_shift(args.label_shift, fit)
+    features, labels, holdout = [], [], None
+    for s in train:
+        f = feats[s]
+        lab = frame_labels(corpus.recording(s), args.dimension, f.time, shift)
+        if args.selection == "validation" and not validation and s == train[-1]:
+            cut = int(0.8 * len(f.time))
+            holdout = (f.data[cut:], f.time[cut:], frame_labels(corpus.recording(s), args.dimension, f.time[cut:]))
+            f_data, lab = f.data[:cut], lab[:cut]
+        else:
+            f_data = f.data
+        features.append(torch.from_numpy(np.ascontiguousarray(f_data)))
+        labels.append(torch.from_numpy(lab.astype(np.float32)))
+
+    def eval_set(name, subjects):
+        return EvalSet(name, [torch.from_numpy(feats[s].data).to(device) for s in subjects],
+                       [feats[s].time for s in subjects],
+                       [frame_labels(corpus.recording(s), args.dimension, feats[s].time) for s in subjects])
+
+    eval_sets = []
+    dev_labeled = [s for s in dev if args.dimension in corpus.recording(s).labels]
+    if dev_labeled:
+        eval_sets.append(eval_set("dev", dev_labeled))
+    if validation:
+        eval_sets.append(eval_set("val", validation))
+    elif holdout is not None:
+        eval_sets.append(EvalSet("val", [torch.from_numpy(holdout[0]).to(device)], [holdout[1]], [holdout[2]]))
+    selection_set = "dev" if args.selection == "dev" else "val"
+    if selection_set not in {e.name for e in eval_sets}:
+        raise fail(args.corpus, f"no labelled {args.selection} data for model selection")
+
+    model = FrameRNN(RNNConfig(input_size=dims.pop(), cell=args.cell, nonlinearity=args.nonlinearity,
+                               hidden=args.hidden, layers=args.layers))
+    stacked = torch.cat(features)
+    model.set_standardization(stacked.mean(0), stacked.std(0))
+    cnn_run = _plain(h5_attrs(args.features_dir / f"{train[0]}.h5").get("model"))
+    info = _run_info(args, {
+        "train_subjects": train, "dev_subjects": dev_labeled, "validation_subjects": validation
+        or ([f"{train[-1]} (last 20% of frames)"] if holdout is not None else []),
+        "features_dir": str(args.features_dir.resolve()), "cnn_run": cnn_run,
+        "hidden_sizes": model.config.hidden_sizes, "device": str(device), **_label_info(shift, shift_fit)})
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, label_shift=shift,
+                             selection=selection_set, max_minutes=args.max_minutes, loss=args.loss,
+                             clip_norm=args.clip_norm or None, stop_after_epochs=args.stop_after_epochs)
+    fit_rnn(model, features, labels, eval_sets, settings, args.out, args.window, args.window_stride,
+            args.resume, info, device)
+    return 0
+
+
+# ----------------------------------------------------------------------------- extract
+
+def extract_features(model, normalized, batch_size: int = 512):
+    """Filled normalized chips [T,S,S] -> (features float32 [T,fc], prediction float32 [T])."""
+    import numpy as np
+    import torch
+
+    device = next(model.parameters()).device
+    feats, preds = [], []
+    with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
+        for begin in range(0, len(normalized), batch_size):
+            x = torch.from_numpy(np.asarray(normalized[begin: begin + batch_size], np.float32)).to(device)
+            f = model.features(x.unsqueeze(1))
+            feats.append(f.float().cpu())
+            preds.append(model.out(f).squeeze(1).float().cpu())
+    return torch.cat(feats).numpy(), torch.cat(preds).numpy()
+
+
+def _extract_command(args) -> int:
+    import h5py
+    import numpy as np
+
+    from .dataset import FILL_POLICY, load_faces
+    from .errors import fail
+    from .io import atomic_path
+    from .models import load_model
+    from .trainer import resolve_device
+
+    device = resolve_device(args.device)
+    model, payload = load_model(args.model / "model.pt", device)
+    if payload["kind"] != "cnn":
+        raise fail(args.model, "extract needs a CNN run dir")
+    subject = args.faces.stem
+    frames = load_faces(args.faces, subject)
+    if frames.data.shape[1] != model.config.chip_size:
+        raise fail(args.faces, f"chip size {frames.data.shape[1]} != the model's {model.config.chip_size}")
+    features, prediction = extract_features(model, frames.data, args.batch_size)
+    with atomic_path(args.output) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            h5.create_dataset("features", data=features.astype(np.float32))
+            h5.create_dataset("prediction", data=prediction.astype(np.float32))
+            h5.create_dataset("found", data=frames.found)
+            h5.create_dataset("time", data=frames.time)
+            h5.attrs["model"] = str(args.model.resolve())
+            h5.attrs["subject"] = subject
+            h5.attrs["fill_policy"] = FILL_POLICY
+    return 0

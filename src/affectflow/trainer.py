@@ -1,0 +1,357 @@
+"""Training loops for the CNN and the RNN: on-device data, seeded, checkpointed every epoch.
+
+The CLI layer (affectflow.train) loads corpus, faces and features into arrays and
+calls `fit_cnn` / `fit_rnn`. Everything the hot loop touches is one device tensor
+(chips as float16, features as float32); batches are gathered by index on the
+device, augmentation runs there in batch, and CUDA runs under autocast with a
+GradScaler. On CPU, with a seed, runs are deterministic and a resumed run ends
+with the same weights as an uninterrupted one: the checkpoint holds model,
+optimizer, scaler, history, best model and the python/numpy/torch/cuda RNG states.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .dataset import shift_predictions
+from .io import atomic_path
+from .metrics import ccc as ccc_score
+from .metrics import scores
+from .models import FaceCNN, FrameRNN, config_dict, save_model
+
+HISTORY_METRICS = ("rmse", "cc", "ccc")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from .errors import AffectflowError
+
+        raise AffectflowError("--device cuda: no CUDA device available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, device: torch.device) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def rng_states() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def restore_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+@dataclass
+class EvalSet:
+    """Recordings scored each epoch: inputs for every frame (filled), gold at shift 0."""
+
+    name: str  # "dev" or "val"
+    inputs: list[torch.Tensor]  # on the device
+    times: list[np.ndarray]
+    gold: list[np.ndarray]
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    clip_norm: float | None = None
+    label_shift: float = 0.0
+    selection: str = "dev"  # which EvalSet picks the best epoch
+    max_minutes: float | None = None
+    stop_after_epochs: int | None = None  # debug: simulate a kill after this many epochs
+    loss: str = "mse"
+    extra: dict = field(default_factory=dict)
+
+
+def masked_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """MSE (or 1 - CCC) over the finite targets of the batch."""
+    ok = torch.isfinite(target)
+    p, t = pred[ok].float(), target[ok].float()
+    if p.numel() == 0:
+        return pred.sum() * 0.0
+    if kind == "mse":
+        return torch.mean((p - t) ** 2)
+    mp, mt = p.mean(), t.mean()
+    cov = torch.mean((p - mp) * (t - mt))
+    return 1.0 - 2.0 * cov / (p.var(unbiased=False) + t.var(unbiased=False) + (mp - mt) ** 2 + 1e-8)
+
+
+def score_set(predict: Callable[[torch.Tensor], np.ndarray], eval_set: EvalSet, shift: float) -> dict:
+    preds, golds = [], []
+    for inputs, times, gold in zip(eval_set.inputs, eval_set.times, eval_set.gold):
+        preds.append(shift_predictions(times, predict(inputs), shift))
+        golds.append(gold)
+    return scores(np.concatenate(preds), np.concatenate(golds))
+
+
+class Run:
+    """One training run's folder: history.tsv, checkpoint.pt, model.pt, run.json."""
+
+    def __init__(self, out: Path, kind: str, model: nn.Module, optimizer, scaler, settings: TrainSettings,
+                 eval_sets: list[EvalSet], run_info: dict, resume: bool) -> None:
+        self.out, self.kind, self.model, self.optimizer, self.scaler = Path(out), kind, model, optimizer, scaler
+        self.settings, self.eval_sets, self.run_info = settings, eval_sets, run_info
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.history: list[dict] = []
+        self.epoch = 0
+        self.best = {"score": -math.inf, "epoch": 0, "state": None}
+        self.elapsed = 0.0
+        checkpoint = self.out / "checkpoint.pt"
+        if resume and checkpoint.is_file():
+            self._load(checkpoint)
+
+    @property
+    def columns(self) -> list[str]:
+        cols = ["epoch", "train_loss"]
+        for s in self.eval_sets:
+            cols += [f"{s.name}_{m}" for m in HISTORY_METRICS]
+        return cols + ["seconds"]
+
+    def _load(self, path: Path) -> None:
+        from .errors import fail
+
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state["architecture"] != config_dict(self.model.config) or state["kind"] != self.kind:
+            raise fail(path, "checkpoint was written with different model settings; remove it or drop --resume")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.history, self.epoch, self.best, self.elapsed = (state["history"], state["epoch"], state["best"],
+                                                              state.get("elapsed", 0.0))
+        restore_rng_states(state["rng"])
+
+    def save_epoch(self) -> None:
+        state = {"kind": self.kind, "architecture": config_dict(self.model.config),
+                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                 "history": self.history, "epoch": self.epoch, "best": self.best, "elapsed": self.elapsed,
+                 "rng": rng_states()}
+        with atomic_path(self.out / "checkpoint.pt") as tmp:
+            torch.save(state, tmp)
+        self._write_history()
+
+    def _write_history(self) -> None:
+        with atomic_path(self.out / "history.tsv") as tmp:
+            with open(tmp, "w") as fh:
+                fh.write("\t".join(self.columns) + "\n")
+                for row in self.history:
+                    fh.write("\t".join(_fmt(row[c]) for c in self.columns) + "\n")
+
+    def record(self, train_loss: float, evaluations: dict[str, dict], seconds: float) -> None:
+        row = {"epoch": self.epoch, "train_loss": train_loss, "seconds": seconds}
+        for name, sc in evaluations.items():
+            for m in HISTORY_METRICS:
+                row[f"{name}_{m}"] = sc[m]
+        self.history.append(row)
+        selected = evaluations.get(self.settings.selection, {}).get("ccc", math.nan)
+        # Model choice by CCC (the paper); with no selection set the last epoch is kept.
+        if not self.eval_sets or (not math.isnan(selected) and selected > self.best["score"]) \
+                or self.best["state"] is None:
+            self.best = {"score": -math.inf if math.isnan(selected) else selected, "epoch": self.epoch,
+                         "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
+
+    def finish(self, stopped: str | None) -> None:
+        self.model.load_state_dict(self.best["state"])
+        info = dict(self.run_info)
+        info.update({"kind": self.kind, "architecture": config_dict(self.model.config),
+                     "epochs_run": self.epoch, "best_epoch": self.best["epoch"],
+                     "best_selection_ccc": None if math.isinf(self.best["score"]) else self.best["score"],
+                     "stopped": stopped, "train_seconds": round(self.elapsed, 3)})
+        save_model(self.out / "model.pt", self.model, self.kind, extra=info)
+        with atomic_path(self.out / "run.json") as tmp:
+            tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, (Path, torch.device)):
+        return str(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(type(value))
+
+
+def _optimizer(model: nn.Module, s: TrainSettings):
+    return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+
+
+def _loop(run: Run, device: torch.device, n_items: int, step: Callable[[torch.Tensor], torch.Tensor],
+          predictors: dict[str, Callable], desc: str) -> Path:
+    """The epoch loop shared by both networks. `step(batch_indices)` returns the batch loss (on device)."""
+    from tqdm import tqdm
+
+    s = run.settings
+    stopped = None
+    bar = tqdm(total=s.epochs, initial=run.epoch, desc=desc, unit="epoch", leave=False)
+    while run.epoch < s.epochs:
+        started = time.perf_counter()
+        run.model.train()
+        order = torch.randperm(n_items, device=device)
+        total = torch.zeros((), device=device)
+        for begin in range(0, n_items, s.batch_size):
+            batch = order[begin: begin + s.batch_size]
+            total += step(batch).detach() * len(batch)
+        train_loss = float(total) / max(1, n_items)
+        run.model.eval()
+        with torch.no_grad():
+            evaluations = {e.name: score_set(predictors[e.name], e, s.label_shift) for e in run.eval_sets}
+        run.epoch += 1
+        seconds = time.perf_counter() - started
+        run.elapsed += seconds
+        run.record(train_loss, evaluations, seconds)
+        run.save_epoch()
+        postfix = {"loss": f"{train_loss:.4f}"}
+        postfix.update({f"{k}_ccc": f"{v['ccc']:.3f}" for k, v in evaluations.items()})
+        bar.set_postfix(postfix)
+        bar.update(1)
+        if not math.isfinite(train_loss):
+            stopped = "diverged (non-finite training loss)"
+            break
+        if s.stop_after_epochs is not None and run.epoch >= s.stop_after_epochs and run.epoch < s.epochs:
+            bar.close()
+            raise SystemExit(f"stopped after {run.epoch} epochs (--stop-after-epochs); resume with --resume")
+        if s.max_minutes is not None and run.elapsed > 60.0 * s.max_minutes and run.epoch < s.epochs:
+            stopped = f"time budget of {s.max_minutes} min reached after {run.epoch} epochs"
+            break
+    bar.close()
+    run.finish(stopped)
+    return run.out
+
+
+# ----------------------------------------------------------------------------- CNN
+
+def cnn_predictor(model: FaceCNN, batch_size: int = 512) -> Callable[[torch.Tensor], np.ndarray]:
+    device = next(model.parameters()).device
+
+    def predict(chips: torch.Tensor) -> np.ndarray:
+        outs = []
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            for begin in range(0, len(chips), batch_size):
+                outs.append(model(chips[begin: begin + batch_size].float().unsqueeze(1)).float())
+        return torch.cat(outs).cpu().numpy() if outs else np.zeros(0, np.float32)
+
+    return predict
+
+
+def fit_cnn(model: FaceCNN, train_x: torch.Tensor, train_y: torch.Tensor, eval_sets: list[EvalSet],
+            settings: TrainSettings, out: Path, augment: bool, resume: bool, run_info: dict,
+            device: torch.device) -> Path:
+    """Train the CNN on device tensors train_x [N,S,S] (float16), train_y [N] float32."""
+    from .augment import augment_batch
+
+    model.to(device)
+    optimizer = _optimizer(model, settings)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    run = Run(out, "cnn", model, optimizer, scaler, settings, eval_sets, run_info, resume)
+
+    def step(batch: torch.Tensor) -> torch.Tensor:
+        x = train_x[batch].float().unsqueeze(1)
+        if augment:
+            x = augment_batch(x)
+        with torch.autocast(device.type, enabled=use_amp):
+            loss = masked_loss(model(x), train_y[batch], "mse")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        return loss
+
+    predictor = cnn_predictor(model)
+    return _loop(run, device, len(train_x), step, {e.name: predictor for e in eval_sets}, "train-cnn")
+
+
+# ----------------------------------------------------------------------------- RNN
+
+def rnn_window_predictions(model: FrameRNN, features: torch.Tensor, window: int,
+                           batch_size: int = 512) -> np.ndarray:
+    """Prediction for every frame t: the last output of the RNN over frames [t-W+1, t] (edge-padded)."""
+    device = features.device
+    padded = torch.cat([features[:1].expand(window - 1, -1), features], 0)
+    steps = torch.arange(window, device=device)
+    outs = []
+    for begin in range(0, len(features), batch_size):
+        ends = torch.arange(begin, min(begin + batch_size, len(features)), device=device)
+        x = padded[ends[:, None] + steps[None, :]]
+        outs.append(model(x)[:, -1].float())
+    return torch.cat(outs).cpu().numpy() if outs else np.zeros(0, np.float32)
+
+
+def fit_rnn(model: FrameRNN, features: list[torch.Tensor], labels: list[torch.Tensor], eval_sets: list[EvalSet],
+            settings: TrainSettings, out: Path, window: int, window_stride: int, resume: bool,
+            run_info: dict, device: torch.device) -> Path:
+    """Train the RNN on windows of W frames from each training recording (labels at every step)."""
+    from .dataset import window_starts
+
+    model.to(device)
+    all_features = torch.cat(features).to(device)
+    all_labels = torch.cat(labels).to(device)
+    starts, offset = [], 0
+    for feats, labs in zip(features, labels):
+        local = torch.from_numpy(window_starts(len(feats), window, window_stride))
+        if len(local):
+            # drop windows without a single labelled step: they carry no gradient
+            has_label = torch.isfinite(labs).float().unfold(0, window, 1)[local].sum(1) > 0
+            starts.append(local[has_label] + offset)
+        offset += len(feats)
+    if not starts or sum(len(s) for s in starts) == 0:
+        from .errors import AffectflowError
+
+        raise AffectflowError(f"no training window of {window} frames with labels (recordings too short?)")
+    starts_t = torch.cat(starts).to(device)
+    steps = torch.arange(window, device=device)
+    optimizer = _optimizer(model, settings)
+    run = Run(out, "rnn", model, optimizer, None, settings, eval_sets, run_info, resume)
+
+    def step(batch: torch.Tensor) -> torch.Tensor:
+        index = starts_t[batch][:, None] + steps[None, :]
+        loss = masked_loss(model(all_features[index]), all_labels[index], settings.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings.clip_norm:
+            nn.utils.clip_grad_norm_(model.parameters(), settings.clip_norm)
+        optimizer.step()
+        return loss
+
+    def predictor(feats: torch.Tensor) -> np.ndarray:
+        return rnn_window_predictions(model, feats, window)
+
+    return _loop(run, device, len(starts_t), step, {e.name: predictor for e in eval_sets}, "train-rnn")
