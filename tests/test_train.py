@@ -1,0 +1,133 @@
+"""train-cnn / train-rnn / extract on small synthetic face files (CPU): learning, resume, shapes."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from affectflow.cli import main
+from affectflow.dataset import FILL_POLICY, fill_index, fit_label_shift, shift_predictions
+from affectflow.synthetic_faces import write_face_corpus
+
+TINY_CNN = ["--channels", "4,8,8", "--fc", "16", "--device", "cpu", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def face_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faces")
+    write_face_corpus(root / "corpus", root / "faces", train=2, dev=1, seconds=8.0, size=32, noise=0.7, seed=0)
+    return root
+
+
+def history(run_dir):
+    with open(run_dir / "history.tsv") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def train_cnn(face_corpus, out, *extra):
+    return main(["train-cnn", "--corpus", str(face_corpus / "corpus"), "--faces-dir", str(face_corpus / "faces"),
+                 "--seed", "0", "--out", str(out), *TINY_CNN, *extra])
+
+
+def test_fill_policy_holds_last_found_frame():
+    found = np.array([False, False, True, False, True, True, False])
+    assert fill_index(found).tolist() == [2, 2, 2, 2, 4, 5, 5]
+    assert "hold" in FILL_POLICY
+
+
+def test_shift_predictions_moves_frames_later():
+    times = np.arange(10) * 0.5
+    shifted = shift_predictions(times, np.arange(10, dtype=np.float32), 1.0)
+    assert shifted.tolist() == [0, 0, 0, 1, 2, 3, 4, 5, 6, 7]
+
+
+def test_tiny_cnn_training_dev_ccc_rises(face_corpus, tmp_path):
+    assert train_cnn(face_corpus, tmp_path / "run", "--variant", "plain", "--epochs", "6") == 0
+    rows = history(tmp_path / "run")
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 7))
+    ccc = [float(r["dev_ccc"]) for r in rows]
+    assert max(ccc[1:]) > ccc[0] + 0.1, ccc
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["best_epoch"] == 1 + int(np.argmax(ccc))
+    assert run["architecture"] == {"chip_size": 32, "channels": [4, 8, 8], "fc": 16, "dropout": 0.0}
+    assert run["fill_policy"] == FILL_POLICY and run["label_shift"] == 0.0
+    assert run["train_subjects"] == ["train_1", "train_2"] and run["dev_subjects"] == ["dev_1"]
+    for name in ("model.pt", "checkpoint.pt", "history.tsv", "run.json"):
+        assert (tmp_path / "run" / name).is_file()
+
+
+def test_kill_and_resume_gives_identical_weights(face_corpus, tmp_path):
+    common = ["--variant", "AD", "--epochs", "4", "--frame-stride", "2"]
+    assert train_cnn(face_corpus, tmp_path / "whole", *common) == 0
+    with pytest.raises(SystemExit):  # the debug flag simulates a kill after epoch 2's checkpoint
+        train_cnn(face_corpus, tmp_path / "killed", *common, "--stop-after-epochs", "2")
+    assert not (tmp_path / "killed" / "model.pt").exists()
+    assert len(history(tmp_path / "killed")) == 2
+    torch.manual_seed(12345)  # disturb the global RNG: resume must restore it from the checkpoint
+    assert train_cnn(face_corpus, tmp_path / "killed", *common, "--resume") == 0
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+    resumed = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    for key, value in whole["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    for key, value in torch.load(tmp_path / "whole" / "model.pt", weights_only=False)["state_dict"].items():
+        assert torch.equal(value, torch.load(tmp_path / "killed" / "model.pt", weights_only=False)["state_dict"][key])
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in history(tmp_path / "whole")]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in history(tmp_path / "killed")]
+
+
+def test_resume_with_other_settings_is_an_error(face_corpus, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_cnn(face_corpus, tmp_path / "run", "--variant", "plain", "--epochs", "2", "--stop-after-epochs", "1",
+                  "--frame-stride", "4")
+    code = main(["train-cnn", "--corpus", str(face_corpus / "corpus"), "--faces-dir", str(face_corpus / "faces"),
+                 "--seed", "0", "--out", str(tmp_path / "run"), "--channels", "4,8,16", "--fc", "16",
+                 "--device", "cpu", "--variant", "plain", "--epochs", "2", "--resume"])
+    assert code == 2
+    assert "different model settings" in capsys.readouterr().err
+
+
+def test_validation_selection_holds_out_a_training_subject(face_corpus, tmp_path):
+    assert train_cnn(face_corpus, tmp_path / "run", "--variant", "D", "--epochs", "1", "--frame-stride", "4",
+                     "--selection", "validation") == 0
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["train_subjects"] == ["train_1"] and run["validation_subjects"] == ["train_2"]
+    assert "val_ccc" in history(tmp_path / "run")[0]
+
+
+def test_label_shift_auto_recovers_the_annotation_delay(tmp_path):
+    from affectflow.corpus import open_corpus
+    from affectflow.dataset import descriptor_from_chips, load_faces
+
+    write_face_corpus(tmp_path / "c", tmp_path / "f", train=2, dev=0, seconds=20.0, size=24, noise=0.3,
+                      delay_s=1.6, seed=3)
+    corpus = open_corpus(tmp_path / "c")
+    train = corpus.subjects("train")
+    faces = [load_faces(tmp_path / "f" / f"{s}.h5", s) for s in train]
+    result = fit_label_shift([descriptor_from_chips(f.data) for f in faces], [f.time for f in faces],
+                             [corpus.recording(s) for s in train], "valence", candidates=np.arange(0, 3.01, 0.4))
+    assert result["shift"] == pytest.approx(1.6)
+
+
+def test_extract_and_train_rnn(face_corpus, tmp_path):
+    assert train_cnn(face_corpus, tmp_path / "cnn", "--variant", "plain", "--epochs", "1", "--frame-stride", "4") == 0
+    for subject in ("train_1", "train_2", "dev_1"):
+        assert main(["extract", "--model", str(tmp_path / "cnn"), "--faces", str(face_corpus / "faces" / f"{subject}.h5"),
+                     "-o", str(tmp_path / "features" / f"{subject}.h5"), "--device", "cpu"]) == 0
+    with h5py.File(tmp_path / "features" / "dev_1.h5") as h5:
+        assert h5["features"].shape == (200, 16) and h5["features"].dtype == np.float32
+        assert h5["prediction"].shape == (200,) and h5["found"].shape == (200,) and h5["time"].shape == (200,)
+        assert h5.attrs["subject"] == "dev_1" and h5.attrs["model"] == str((tmp_path / "cnn").resolve())
+        assert not h5["found"][()].all()  # the fixture loses the face for a while: rows stay
+    assert main(["train-rnn", "--corpus", str(face_corpus / "corpus"), "--features-dir", str(tmp_path / "features"),
+                 "--seed", "0", "--out", str(tmp_path / "rnn"), "--window", "10", "--window-stride", "3",
+                 "--hidden", "8", "--layers", "3", "--nonlinearity", "relu", "--epochs", "2", "--device", "cpu"]) == 0
+    run = json.loads((tmp_path / "rnn" / "run.json").read_text())
+    assert run["kind"] == "rnn" and run["hidden_sizes"] == [8, 8, 4]
+    assert run["cnn_run"] == str((tmp_path / "cnn").resolve())
+    assert run["features_dir"] == str((tmp_path / "features").resolve())
+    assert len(history(tmp_path / "rnn")) == 2
