@@ -54,9 +54,13 @@ def predict_video(video: Path, rnn_run_dir: Path, device_name: str = "auto", thr
     faces = cnn_run.get("faces", {})
     with tqdm(total=3, desc="predict", unit="stage", disable=not progress) as bar:
         bar.set_postfix_str("align")
-        track = align_video(video, landmarks=_landmark_count(faces.get("landmark_model")),
+        options = {"detect_every": int(faces["detect_every"])} if faces.get("detect_every") else {}
+        if faces.get("tracking") is not None:
+            options["tracking"] = bool(faces["tracking"])
+        track = align_video(video, landmarks=int(faces.get("landmarks") or _landmark_count(faces.get("landmark_model"))),
                             chip_size=int(faces.get("chip_size", 96)),
-                            normalization=faces.get("normalization") or "gcn", threads=threads, progress=False)
+                            normalization=faces.get("normalization") or "gcn", threads=threads, progress=False,
+                            **options)
         bar.update(1)
         bar.set_postfix_str("CNN")
         cnn, _ = load_model(Path(cnn_dir) / "model.pt", device)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# Alignment settings of the training faces, recorded so that `predict` aligns new videos the same way.
+FACE_SETTINGS = ("normalization", "landmark_model", "landmarks", "detect_every", "tracking", "fps")
 VARIANTS = {"plain": (False, 0.0), "D": (False, 0.5), "A": (True, 0.0), "AD": (True, 0.5)}
 
 
@@ -194,7 +196,7 @@ def _train_cnn_command(args) -> int:
         or ([f"{train[-1]} (last 20% of frames)"] if holdout is not None else []),
         "augment": augment, "dropout": dropout, "train_frames": int(len(train_x)), "device": str(device),
         "faces": {"chip_size": chip_size, **{k: _plain(h5_attrs(args.faces_dir / f"{train[0]}.h5").get(k))
-                                             for k in ("normalization", "landmark_model", "fps")}},
+                                             for k in FACE_SETTINGS}},
         **_label_info(shift, shift_fit)})
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, label_shift=shift,
                              selection=selection_set, max_minutes=args.max_minutes,
