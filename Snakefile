@@ -7,12 +7,13 @@
 # Rules are thin: each calls one `affectflow` command (see `affectflow --help`).
 # All grids (variants, seeds, RNN ablations) live in the config, not here.
 
+import os
 
 # The demo config, unless the command line names its own (--configfile): each config
 # file is complete, so a RECOLA run never inherits the demo's synthetic corpus.
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

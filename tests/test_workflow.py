@@ -1,0 +1,132 @@
+"""The Snakemake workflow: DAG shape by dry runs, config validation, lint/format, and a real run.
+
+Dry runs use a fresh working directory each (`snakemake -s Snakefile -d TMP`), so results of
+other runs never change the counts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from workflow_helpers import (
+    PAPER_GRID_RNN_CONFIGS,
+    REPO,
+    dry_run_counts,
+    expected_counts,
+    finite_numbers_in_tsv,
+    make_placeholder_recola,
+    snakemake,
+    tool_env,
+    write_config,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_config_dag_has_one_job_per_subject_variant_seed_and_config(tmp_path):
+    counts = dry_run_counts(tmp_path)
+    # config/config.yaml: 3/3/3 synthetic subjects (train+dev aligned), 4 CNN variants, 1 seed.
+    assert counts == expected_counts(3, 3, ["plain", "D", "A", "AD"], 1, PAPER_GRID_RNN_CONFIGS, synthetic=True)
+
+
+@pytest.fixture
+def recola_workdir(tmp_path):
+    """A working directory with a RECOLA-sized (27 subject) placeholder corpus and config/recola.yaml."""
+    corpus = make_placeholder_recola(tmp_path / "AVEC2015")
+    config = write_config(tmp_path / "recola.yaml", REPO / "config" / "recola.yaml", corpus={"path": str(corpus)})
+    return tmp_path, config
+
+
+def test_recola_sized_dag_fans_out_over_18_labelled_subjects_and_3_seeds(recola_workdir):
+    workdir, config = recola_workdir
+    counts = dry_run_counts(workdir, "--configfile", str(config))
+    assert "synth_corpus" not in counts  # a real corpus is read, never rendered
+    assert counts == expected_counts(9, 9, ["plain", "D", "A", "AD"], 3, PAPER_GRID_RNN_CONFIGS)
+
+
+def _mark_everything_done(workdir, config):
+    """Create every output of the DAG as an empty file, then let Snakemake touch them in DAG order."""
+    summary = snakemake(workdir, "--configfile", str(config), "--summary")
+    assert summary.returncode == 0, summary.stderr[-2000:]
+    for line in summary.stdout.splitlines()[1:]:
+        path = workdir / line.split("\t")[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    touched = snakemake(workdir, "--configfile", str(config), "--touch", "--cores", "1", timeout=300)
+    assert touched.returncode == 0, touched.stderr[-2000:]
+    assert dry_run_counts(workdir, "--configfile", str(config)) == {}
+
+
+def test_rerunning_one_subject_touches_only_that_subject_and_what_depends_on_it(recola_workdir):
+    workdir, config = recola_workdir
+    _mark_everything_done(workdir, config)
+
+    # `--force` on one subject's faces: just that job.
+    assert dry_run_counts(workdir, "--force", "--configfile", str(config), targets=("results/faces/dev_3.h5",)) == {"align": 1}
+
+    # `--forcerun` on one subject's faces: that alignment and everything downstream. Every CNN
+    # selects its epoch on the dev subjects, so all of them retrain; no other subject is re-aligned.
+    counts = dry_run_counts(workdir, "--configfile", str(config), "--forcerun", "results/faces/dev_3.h5")
+    full = expected_counts(9, 9, ["plain", "D", "A", "AD"], 3, PAPER_GRID_RNN_CONFIGS)
+    assert counts == {**full, "align": 1}
+
+    # `--forcerun` on one subject's features of one CNN run: only that extraction, the scoring of
+    # that run, and the tables (Figure 3 draws another variant's trace).
+    counts = dry_run_counts(workdir, "--configfile", str(config), "--forcerun", "results/features/plain/seed1/dev_3.h5")
+    assert counts == {"extract": 1, "evaluate_cnn": 1, "tables": 1, "all": 1}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"cnn": {"variants": ["plain", "X"]}}, "'X' is not one of"),
+        ({"seeds": 0}, "seeds"),
+        ({"rnn": {"features": "D", "base": {"cell": "rnn", "nonlinearity": "tanh", "hidden": 100, "window": 100,
+                                            "layers": 1}}, "cnn": {"variants": ["plain"]}}, "rnn.features"),
+        ({"partitions": ["train"]}, "partitions"),
+    ],
+)
+def test_an_invalid_config_fails_before_any_job_with_a_clear_message(tmp_path, change, message):
+    config = write_config(tmp_path / "bad.yaml", REPO / "config" / "config.yaml", **change)
+    result = snakemake(tmp_path, "-n", "--configfile", str(config))
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+def test_lint_and_snakefmt_pass():
+    lint = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile")], cwd=REPO,
+                          env=tool_env(), capture_output=True, text=True, timeout=120)
+    assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    snakefmt = shutil.which("snakefmt", path=tool_env()["PATH"])
+    assert snakefmt, "snakefmt is not installed (requirements.txt pins it)"
+    check = subprocess.run([snakefmt, "--check", "."], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_tiny_config_runs_the_whole_dag_to_tables_figures_and_report(tmp_path):
+    """A real run of every rule on 2 train / 1 dev synthetic subjects of 4 s, 1 epoch each."""
+    config = REPO / "config" / "tiny.yaml"
+    started = time.monotonic()
+    run = snakemake(tmp_path, "--configfile", str(config), "--cores", "2", timeout=900)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    elapsed = time.monotonic() - started
+
+    for n in range(1, 6):
+        assert (tmp_path / f"results/tables/table{n}.md").read_text().startswith(f"# Table {n}:")
+        finite_numbers_in_tsv(tmp_path / f"results/tables/table{n}.tsv")
+    assert "quoted" in (tmp_path / "results/tables/table5.md").read_text()
+    for figure in ("figure3.png", "training_curves.png"):
+        assert (tmp_path / "results/figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    report = snakemake(tmp_path, "--configfile", str(config), "--report", "results/report.html", timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (tmp_path / "results/report.html").read_text(errors="replace")
+    assert "table1.md" in html and "figure3.png" in html
+    # Nothing left to do: every output is complete and up to date.
+    assert dry_run_counts(tmp_path, "--configfile", str(config)) == {}
+    print(f"tiny workflow: {elapsed:.0f} s")

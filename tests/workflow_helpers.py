@@ -1,0 +1,128 @@
+"""Shared helpers of the workflow and cluster tests: run Snakemake on this repository's Snakefile."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+BIN = Path(sys.executable).parent
+
+# The paper's RNN grid (Tables 1-4 around h=100, W=100, 1 layer, tanh) has 11 distinct
+# configs: the base, ReLU, h 50/150/200, W 25/50/75/150, 2 and 3 layers.
+PAPER_GRID_RNN_CONFIGS = 11
+
+
+def tool_env() -> dict[str, str]:
+    """The environment of a workflow run: this interpreter's bin first (affectflow, snakemake)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args]
+    return subprocess.run(command, cwd=workdir, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The first 'job count' table Snakemake prints (dry run or real run)."""
+    counts: dict[str, int] = {}
+    lines = output.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if re.match(r"^job\s+count\s*$", line))
+    except StopIteration:
+        raise AssertionError(f"no job table in Snakemake's output:\n{output[-3000:]}") from None
+    for line in lines[start + 2:]:
+        match = re.match(r"^(\w+)\s+(\d+)\s*$", line)
+        if not match:
+            break
+        counts[match.group(1)] = int(match.group(2))
+    counts.pop("total", None)
+    return counts
+
+
+def dry_run_counts(workdir: Path, *args: str, targets: tuple[str, ...] = ()) -> dict[str, int]:
+    # Targets go first: --configfile, --quiet and --forcerun all take several values.
+    result = snakemake(workdir, *targets, "-n", "--quiet", "rules", *args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    if "Nothing to be done" in result.stdout + result.stderr:
+        return {}
+    return job_counts(result.stdout + result.stderr)
+
+
+def write_config(path: Path, base: Path, **changes) -> Path:
+    """A copy of config file ``base`` with top-level sections updated (nested dicts merged one level)."""
+    config = yaml.safe_load(base.read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def make_placeholder_recola(root: Path, per_partition: int = 9) -> Path:
+    """An AV+EC 2015 layout of empty placeholder files (the corpus reader only checks they exist).
+
+    Test subjects get no labels, as in the real corpus.
+    """
+    (root / "recordings_video").mkdir(parents=True)
+    for dimension in ("valence", "arousal"):
+        (root / "ratings_gold_standard" / dimension).mkdir(parents=True)
+    for partition in ("train", "dev", "test"):
+        for index in range(1, per_partition + 1):
+            subject = f"{partition}_{index}"
+            (root / "recordings_video" / f"{subject}.mp4").touch()
+            if partition != "test":
+                for dimension in ("valence", "arousal"):
+                    (root / "ratings_gold_standard" / dimension / f"{subject}.arff").touch()
+    return root
+
+
+def expected_counts(n_train: int, n_dev: int, variants: list[str], seeds: int, rnn_configs: int,
+                    rnn_features_variant_in: bool = True, synthetic: bool = False) -> dict[str, int]:
+    """Jobs per rule of a full run: features are extracted where they are used (RNN training and
+    scoring for the RNN's CNN variant: train+dev subjects; scoring only for the others: dev)."""
+    n_variants = len(variants)
+    extract = seeds * ((n_train + n_dev) + (n_variants - 1) * n_dev) if rnn_features_variant_in else 0
+    counts = {
+        "align": n_train + n_dev,
+        "train_cnn": n_variants * seeds,
+        "extract": extract,
+        "evaluate_cnn": n_variants * seeds,
+        "train_rnn": rnn_configs * seeds,
+        "evaluate_rnn": rnn_configs * seeds,
+        "tables": 1,
+        "figures": 1,
+        "all": 1,
+    }
+    if synthetic:
+        counts["synth_corpus"] = 1
+    return counts
+
+
+def finite_numbers_in_tsv(path: Path, columns: tuple[str, ...] = ("rmse_mean", "cc_mean", "ccc_mean")) -> list[float]:
+    """The values of ``columns`` of our (not quoted) rows; asserts each is a finite number."""
+    lines = path.read_text().splitlines()
+    header = lines[0].split("\t")
+    values = []
+    for line in lines[1:]:
+        row = dict(zip(header, line.split("\t")))
+        if row["source"] != "ours":
+            continue
+        for column in columns:
+            value = float(row[column])
+            assert math.isfinite(value), f"{path}: {row['model']} {column} = {row[column]!r}"
+            values.append(value)
+    assert values, f"{path}: no computed rows"
+    return values
