@@ -267,17 +267,12 @@ def cnn_predictor(model: FaceCNN, batch_size: int = 512) -> Callable[[torch.Tens
     return predict
 
 
-def fit_cnn(model: FaceCNN, train_x: torch.Tensor, train_y: torch.Tensor, eval_sets: list[EvalSet],
-            settings: TrainSettings, out: Path, augment: bool, resume: bool, run_info: dict,
-            device: torch.device) -> Path:
-    """Train the CNN on device tensors train_x [N,S,S] (float16), train_y [N] float32."""
+def make_cnn_step(model: FaceCNN, optimizer, scaler, train_x: torch.Tensor, train_y: torch.Tensor,
+                  augment: bool, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One SGD step on the batch `train_x[indices]`: gather, augment and train all on the device."""
     from .augment import augment_batch
 
-    model.to(device)
-    optimizer = _optimizer(model, settings)
     use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    run = Run(out, "cnn", model, optimizer, scaler, settings, eval_sets, run_info, resume)
 
     def step(batch: torch.Tensor) -> torch.Tensor:
         x = train_x[batch].float().unsqueeze(1)
@@ -295,6 +290,23 @@ def fit_cnn(model: FaceCNN, train_x: torch.Tensor, train_y: torch.Tensor, eval_s
             optimizer.step()
         return loss
 
+    return step
+
+
+def cnn_optimizer(model: FaceCNN, settings: TrainSettings, device: torch.device):
+    """(SGD optimizer, GradScaler on CUDA else None)."""
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    return _optimizer(model, settings), scaler
+
+
+def fit_cnn(model: FaceCNN, train_x: torch.Tensor, train_y: torch.Tensor, eval_sets: list[EvalSet],
+            settings: TrainSettings, out: Path, augment: bool, resume: bool, run_info: dict,
+            device: torch.device) -> Path:
+    """Train the CNN on device tensors train_x [N,S,S] (float16), train_y [N] float32."""
+    model.to(device)
+    optimizer, scaler = cnn_optimizer(model, settings, device)
+    run = Run(out, "cnn", model, optimizer, scaler, settings, eval_sets, run_info, resume)
+    step = make_cnn_step(model, optimizer, scaler, train_x, train_y, augment, device)
     predictor = cnn_predictor(model)
     return _loop(run, device, len(train_x), step, {e.name: predictor for e in eval_sets}, "train-cnn")
 
