@@ -327,6 +327,7 @@ def draw_curves(histories: list[Path], target: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     runs: dict[str, list[tuple[str, dict]]] = {}
     for path in histories:
@@ -347,6 +348,7 @@ def draw_curves(histories: list[Path], target: Path) -> None:
         ccc_ax.set_title(f"{kind.upper()}: model-selection CCC")
         for ax in (loss_ax, ccc_ax):
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         ccc_ax.legend(fontsize="x-small", ncol=2)
     fig.tight_layout()

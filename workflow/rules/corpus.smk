@@ -15,7 +15,7 @@ if SYNTHETIC:
             "benchmarks/synth_corpus.tsv"
         conda:
             "../../envs/affectflow.yaml"
-        threads: 1
+        threads: 2
         resources:
             mem_mb=2000,
             runtime=30,
@@ -29,4 +29,4 @@ if SYNTHETIC:
         shell:
             "affectflow corpus synth --out {params.out} --seed {params.seed}"
             " --subjects {params.subjects} --seconds {params.seconds}"
-            " --fps {params.fps} --size {params.size} > {log} 2>&1"
+            " --fps {params.fps} --size {params.size} --workers {threads} > {log} 2>&1"
