@@ -4,9 +4,9 @@
   never by counting.
 - Fill policy for frames where no face was found or tracked (FILL_POLICY): the
   frame takes the last found frame's content; frames before the first found
-  frame take the first found one. Training uses found frames only; scoring and
-  extraction use every frame, filled, so that the prediction track covers the
-  whole recording.
+  frame take the first found one. The CNN trains on found frames only;
+  extraction fills every frame, so the features, the RNN's windows and the
+  scored prediction track cover the whole recording.
 - Label shift (annotation delay, seconds): the label at time t + shift is the
   target of the frame at time t (annotators lag the face). 0 is the paper.
   "auto" fits it on training subjects only (fit_label_shift); dev never sees it.
