@@ -18,6 +18,12 @@ constexpr double kPi = 3.14159265358979323846;
 // While no face is found, a search on the downscaled frame runs every frame, and one at
 // full resolution (which also finds much smaller faces) every this many frames.
 constexpr long kFullSearchEvery = 5;
+// The search region around a tracked face, in detector-box widths.
+constexpr double kSearchRegion = 1.6;
+// ... searched at a scale where the tracked face is about this wide (HOG window: 80 px).
+constexpr double kRegionFaceWidth = 100.0;
+// dlib's HOG window is 80x80 pixels: smaller images cannot hold a face.
+constexpr long kMinSearchSide = 80;
 // Segments shorter than this are not worth a thread (each starts with a detection).
 constexpr long kMinSegmentFrames = 16;
 
@@ -37,6 +43,14 @@ double chip_correlation(const std::uint8_t* a, const std::uint8_t* b, long n) {
     const double vb = static_cast<double>(sbb) - static_cast<double>(sb) * sb / n;
     if (va <= 0 || vb <= 0) return 0.0;
     return cov / std::sqrt(va * vb);
+}
+
+GrayView sub_view(const GrayView& image, const dlib::rectangle& region) {
+    GrayView view = image;
+    view.data = image.row(region.top()) + region.left();
+    view.rows = region.height();
+    view.cols = region.width();
+    return view;
 }
 
 double angle_difference(double a, double b) {
@@ -71,8 +85,15 @@ void chip_transform(const dlib::chip_details& details, float out[6]) {
     for (int i = 0; i < 6; ++i) out[i] = static_cast<float>(values[i]);
 }
 
+// dlib's detector is decoded from a compressed string (about half a second): decode it once,
+// and hand out copies (a detector must not be shared between threads).
+const dlib::frontal_face_detector& detector_prototype() {
+    static const dlib::frontal_face_detector prototype = dlib::get_frontal_face_detector();
+    return prototype;
+}
+
 std::vector<Detection> detect_faces(const GrayView& image) {
-    dlib::frontal_face_detector detector = dlib::get_frontal_face_detector();
+    dlib::frontal_face_detector detector = detector_prototype();
     std::vector<dlib::rect_detection> found;
     detector(image, found, 0.0);
     std::sort(found.begin(), found.end(),
@@ -97,7 +118,7 @@ Aligner::Aligner(const std::string& predictor_path, AlignerOptions options) : op
     if (predictor_.num_parts() != 5 && predictor_.num_parts() != 68)
         throw std::invalid_argument(predictor_path + ": landmark model has " +
                                     std::to_string(predictor_.num_parts()) + " points; 5 or 68 are supported");
-    const dlib::frontal_face_detector detector = dlib::get_frontal_face_detector();
+    const dlib::frontal_face_detector& detector = detector_prototype();
     workers_.resize(static_cast<std::size_t>(options_.threads));
     for (Worker& worker : workers_) worker.detector = detector;  // one copy each: not thread-safe
 }
@@ -118,7 +139,7 @@ void Aligner::process(const FrameBatch& frames, const AlignOutput& out, bool con
         }
     }
     std::vector<std::exception_ptr> errors(static_cast<std::size_t>(segments));
-    for (Worker& worker : workers_) worker.detections_run = 0;
+    for (Worker& worker : workers_) worker.detections_run = worker.region_searches = worker.frame_searches = 0;
     auto run = [&](long s) {
         try {
             align_segment(workers_[s], frames, count * s / segments, count * (s + 1) / segments, states[s], out);
@@ -132,7 +153,11 @@ void Aligner::process(const FrameBatch& frames, const AlignOutput& out, bool con
     for (std::thread& thread : pool) thread.join();
     for (const auto& error : errors)
         if (error) std::rethrow_exception(error);
-    for (const Worker& worker : workers_) detections_run_ += worker.detections_run;
+    for (const Worker& worker : workers_) {
+        detections_run_ += worker.detections_run;
+        region_searches_ += worker.region_searches;
+        frame_searches_ += worker.frame_searches;
+    }
     carry_ = states.back();
 }
 
@@ -153,7 +178,7 @@ void Aligner::align_segment(Worker& worker, const FrameBatch& frames, long begin
         }
         out.detected[t] = false;
 
-        if (options_.tracking && state.valid && state.frames_since_detection < options_.detect_every) {
+        if (options_.tracking && state.valid && state.frames_since_detection + 1 < options_.detect_every) {
             // Track: the previous landmarks place this frame's box where the detector would.
             const double width = state.chip.rect.width();
             const double turn = state.chip.angle - state.detect_angle;
@@ -204,40 +229,56 @@ void Aligner::align_segment(Worker& worker, const FrameBatch& frames, long begin
 }
 
 bool Aligner::detect(Worker& worker, const GrayView& image, TrackState& state, dlib::rectangle& box) const {
-    // Frame coordinates of the best-scoring detection; (sx, sy) map the searched image onto the frame.
-    auto best_of = [&](double sx, double sy) -> bool {
-        if (worker.detections.empty()) return false;
-        const auto best = std::max_element(worker.detections.begin(), worker.detections.end(),
-                                           [](const auto& a, const auto& b) {
-                                               return a.detection_confidence < b.detection_confidence;
-                                           });
-        const dlib::drectangle r = best->rect;
-        box = dlib::rectangle(std::lround(r.left() * sx), std::lround(r.top() * sy), std::lround(r.right() * sx),
-                              std::lround(r.bottom() * sy));
-        return true;
-    };
     ++worker.detections_run;
-    // Faces known to be large: search a downscaled frame (HOG cost goes with the pixel count).
+    // Faces known to be large are searched in a downscaled image (HOG cost goes with the pixel count).
     const double scale = options_.tracking && state.face_width > 0
                              ? std::min(1.0, options_.detect_face_width / state.face_width)
                              : 1.0;
+    if (options_.tracking && state.valid) {
+        // While a face is tracked, search first around it: the region is a fraction of the frame.
+        const double width = state.chip.rect.width();
+        const dlib::dpoint centre = dlib::center(state.chip.rect) + dlib::dpoint(state.box_dx, state.box_dy) * width;
+        const double side = kSearchRegion * state.box_width * width;
+        const dlib::rectangle region =
+            dlib::centered_rect(dlib::point(centre), std::lround(side), std::lround(side)).intersect(dlib::get_rect(image));
+        const double region_scale = std::min(1.0, kRegionFaceWidth / (state.box_width * width));
+        ++worker.region_searches;
+        if (!region.is_empty() && search(worker, sub_view(image, region), region_scale, region.tl_corner(), box))
+            return true;
+    }
+    ++worker.frame_searches;
     if (scale < 0.9) {
-        const long rows = std::max(1L, std::lround(image.rows * scale));
-        const long cols = std::max(1L, std::lround(image.cols * scale));
+        if (search(worker, image, scale, dlib::point(0, 0), box)) return true;
+        // Just lost, or a while without a face: also search at full resolution (smaller faces).
+        if (!state.valid && state.failed_detections % kFullSearchEvery != 0) return false;
+    }
+    return search(worker, image, 1.0, dlib::point(0, 0), box);
+}
+
+bool Aligner::search(Worker& worker, const GrayView& image, double scale, const dlib::point& origin,
+                     dlib::rectangle& box) const {
+    worker.detections.clear();
+    double sx = 1.0, sy = 1.0;
+    const long rows = std::lround(image.rows * scale), cols = std::lround(image.cols * scale);
+    if (scale < 0.9 && rows >= kMinSearchSide && cols >= kMinSearchSide) {
         worker.small.set_size(rows, cols);
         dlib::resize_image(image, worker.small);
-        worker.detections.clear();
         worker.detector(worker.small, worker.detections, 0.0);
-        // resize_image maps pixel centres: frame x = small x * (cols_in - 1) / (cols_out - 1)
-        const double sx = (image.cols - 1) / static_cast<double>(std::max(1L, cols - 1));
-        const double sy = (image.rows - 1) / static_cast<double>(std::max(1L, rows - 1));
-        if (best_of(sx, sy)) return true;
-        // Just lost, or a while without a face: also search at full resolution (smaller faces).
-        if (state.valid == false && state.failed_detections % kFullSearchEvery != 0) return false;
+        // resize_image maps pixel centres: image x = small x * (cols_in - 1) / (cols_out - 1)
+        sx = (image.cols - 1) / static_cast<double>(std::max(1L, cols - 1));
+        sy = (image.rows - 1) / static_cast<double>(std::max(1L, rows - 1));
+    } else {
+        if (image.rows < kMinSearchSide || image.cols < kMinSearchSide) return false;
+        worker.detector(image, worker.detections, 0.0);
     }
-    worker.detections.clear();
-    worker.detector(image, worker.detections, 0.0);
-    return best_of(1.0, 1.0);
+    if (worker.detections.empty()) return false;
+    const auto best = std::max_element(
+        worker.detections.begin(), worker.detections.end(),
+        [](const auto& a, const auto& b) { return a.detection_confidence < b.detection_confidence; });
+    const dlib::drectangle r = best->rect;
+    box = dlib::rectangle(origin.x() + std::lround(r.left() * sx), origin.y() + std::lround(r.top() * sy),
+                          origin.x() + std::lround(r.right() * sx), origin.y() + std::lround(r.bottom() * sy));
+    return true;
 }
 
 bool Aligner::plausible_step(const TrackState& state, const FaceChip& chip, const GrayView& image,

@@ -18,7 +18,7 @@ struct AlignerOptions {
     long chip_size = 96;
     double padding = 0.25;           // as dlib.get_face_chip(..., padding=0.25)
     bool tracking = true;            // false: detect on every frame (the reference path)
-    int detect_every = 10;           // while tracking, re-detect at least every K frames
+    int detect_every = 10;           // while tracking, detect on every K-th frame (1: every frame)
     int threads = 1;
     // Detection on a downscaled frame: the last known face is shrunk to about this width
     // (dlib's HOG window is 80 px, so faces down to ~80/120 of the last size are still found).
@@ -90,6 +90,8 @@ public:
     long landmark_count() const { return static_cast<long>(predictor_.num_parts()); }
     const AlignerOptions& options() const { return options_; }
     long detections_run() const { return detections_run_; }
+    long region_searches() const { return region_searches_; }
+    long frame_searches() const { return frame_searches_; }
 
     // Align a batch; with continue_track the first frame continues the previous batch's track.
     // Frames are split into contiguous segments, one thread each; every segment but a
@@ -98,7 +100,7 @@ public:
     void reset() {
         const std::lock_guard<std::mutex> lock(busy_);
         carry_ = TrackState{};
-        detections_run_ = 0;
+        detections_run_ = region_searches_ = frame_searches_ = 0;
     }
 
 private:
@@ -107,12 +109,17 @@ private:
         std::vector<std::uint8_t> gray;        // BGR frames converted to gray
         dlib::array2d<unsigned char> small;    // downscaled frame for detection
         std::vector<dlib::rect_detection> detections;
-        long detections_run = 0;
+        long detections_run = 0;   // frames the detector ran on
+        long region_searches = 0;  // searches around a tracked face
+        long frame_searches = 0;   // searches of the whole frame
     };
 
     void align_segment(Worker& worker, const FrameBatch& frames, long begin, long end, TrackState& state,
                        const AlignOutput& out) const;
     bool detect(Worker& worker, const GrayView& image, TrackState& state, dlib::rectangle& box) const;
+    // Best-scoring face in `image` searched at `scale`, as a box in the frame (image origin at `origin`).
+    bool search(Worker& worker, const GrayView& image, double scale, const dlib::point& origin,
+                dlib::rectangle& box) const;
     bool plausible_step(const TrackState& state, const FaceChip& chip, const GrayView& image,
                         const dlib::full_object_detection& shape) const;
     void write_found(long frame, const FaceChip& chip, const dlib::full_object_detection& shape,
@@ -124,6 +131,8 @@ private:
     std::vector<Worker> workers_;
     TrackState carry_;
     long detections_run_ = 0;
+    long region_searches_ = 0;
+    long frame_searches_ = 0;
     std::mutex busy_;  // one batch at a time: workers and the track are shared state
 };
 

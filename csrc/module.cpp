@@ -201,7 +201,12 @@ PYBIND11_MODULE(_native, m) {
              "landmarks float32 [T,P,2] and transform float32 [T,2,3] (frame -> chip); NaN where not found.")
         .def("reset", &affectflow::Aligner::reset, "Forget the tracked face and the detection count.")
         .def_property_readonly("landmark_count", &affectflow::Aligner::landmark_count)
-        .def_property_readonly("detections_run", &affectflow::Aligner::detections_run)
+        .def_property_readonly("detections_run", &affectflow::Aligner::detections_run,
+                               "Frames the detector ran on (since construction or reset).")
+        .def_property_readonly("region_searches", &affectflow::Aligner::region_searches,
+                               "Detector searches around a tracked face.")
+        .def_property_readonly("frame_searches", &affectflow::Aligner::frame_searches,
+                               "Detector searches of whole frames.")
         .def_property_readonly("threads", [](const affectflow::Aligner& a) { return a.options().threads; });
 
     m.def("face_chip", &face_chip, py::arg("frame"), py::arg("landmarks"), py::arg("size") = 96,

@@ -152,8 +152,12 @@ void local_contrast(const std::uint8_t* in, float* out, long rows, long cols, do
     float* centred = scratch.centred.data();
     float* mean = scratch.mean.data();
     float* deviation = scratch.deviation.data();
-    // Work in grey levels: the result is scale free but for eps.
-    for (long i = 0; i < n; ++i) centred[i] = static_cast<float>(in[i]);
+    // Work in grey levels (the result is scale free but for eps), about the image's rounded
+    // mean: exact integers, so that flat regions stay exactly flat despite float32 weights.
+    std::int64_t sum = 0;
+    for (long i = 0; i < n; ++i) sum += in[i];
+    const std::int32_t offset = static_cast<std::int32_t>((sum + n / 2) / n);
+    for (long i = 0; i < n; ++i) centred[i] = static_cast<float>(static_cast<std::int32_t>(in[i]) - offset);
     separable_filter(centred, mean, rows, cols, weights, scratch);
     for (long i = 0; i < n; ++i) {
         centred[i] -= mean[i];
