@@ -1,0 +1,121 @@
+"""``affectflow align`` and ``align_video`` on real (synthetic-corpus and rendered) videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from affectflow.align import LANDMARK_DIR_VARIABLE, align_video
+from affectflow.cli import main
+from affectflow.faces import read_faces
+from affectflow.normalize import normalize_chips
+from affectflow.reference import moving_face_video
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float = 25.0) -> Path:
+    import cv2
+
+    height, width = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory) -> Path:
+    frames = moving_face_video(60, size=(480, 360), face_width=120, hidden=((30, 36),))
+    return write_video(tmp_path_factory.mktemp("video") / "moving.mp4", frames)
+
+
+def corpus_video(corpus: Path) -> Path:
+    return sorted((corpus / "recordings_video").glob("*.mp4"))[0]
+
+
+@pytest.mark.slow
+def test_tracking_agrees_with_per_frame_detection_on_the_synthetic_corpus(synthetic_corpus):
+    video = corpus_video(synthetic_corpus)
+    per_frame = align_video(video, tracking=False, progress=False)
+    tracked = align_video(video, progress=False, threads=2)
+    assert len(tracked) == len(per_frame) and per_frame.found.mean() > 0.5
+    assert tracked.found.sum() >= per_frame.found.sum()
+    assert tracked.attrs["detections_run"] < len(tracked) / 3 < per_frame.attrs["detections_run"]
+    both = tracked.found & per_frame.found
+    points = per_frame.landmarks[both]
+    iod = np.linalg.norm(points[:, :2].mean(axis=1) - points[:, 2:4].mean(axis=1), axis=1)
+    distance = np.linalg.norm(tracked.landmarks[both] - points, axis=2).mean(axis=1)
+    assert (distance / iod).mean() < 0.02
+    np.testing.assert_array_equal(tracked.time, per_frame.time)
+
+
+def test_align_command_writes_the_face_file(face_video, tmp_path, capsys):
+    out = tmp_path / "faces" / "moving.h5"
+    assert main(["align", str(face_video), "-o", str(out), "--threads", "2", "--quiet",
+                 "--normalization", "lcn-gauss"]) == 0
+    summary = capsys.readouterr().out
+    assert "60 frames" in summary and "found" in summary and "detections run" in summary and "frames/s" in summary
+    track = read_faces(out)
+    assert len(track) == 60
+    assert track.chips.shape == (60, 96, 96) and track.chips.dtype == np.uint8
+    assert track.normalized.dtype == np.float16 and track.landmarks.shape == (60, 5, 2)
+    assert track.transform.shape == (60, 2, 3) and track.found.dtype == bool
+    np.testing.assert_allclose(np.diff(track.time), 0.04, atol=1e-3)
+    assert not track.found[30:36].any() and track.found[:30].all() and track.found[36:].all()
+    missing = ~track.found
+    assert np.isnan(track.landmarks[missing]).all() and np.isnan(track.transform[missing]).all()
+    assert not track.chips[missing].any()
+    np.testing.assert_array_equal(track.normalized, normalize_chips(track.chips, "lcn-gauss", dtype=np.float16))
+    attrs = track.attrs
+    assert attrs["fps"] == 25.0 and attrs["chip_size"] == 96 and attrs["normalization"] == "lcn-gauss"
+    assert attrs["landmark_model"] == "shape_predictor_5_face_landmarks" and attrs["source"] == str(face_video)
+    assert 0 < attrs["detections_run"] < 30
+
+
+def test_68_landmarks_and_other_chip_size(face_video):
+    track = align_video(face_video, landmarks=68, chip_size=64, normalization="none", progress=False)
+    assert track.chips.shape[1:] == (64, 64) and track.landmarks.shape[1:] == (68, 2)
+    assert track.attrs["landmark_model"] == "shape_predictor_68_face_landmarks"
+    assert float(track.normalized[track.found].max()) <= 1.0
+
+
+def run_align_failing(video: Path, out: Path, capsys, *extra: str) -> str:
+    assert main(["align", str(video), "-o", str(out), "--quiet", *extra]) == 2
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}*"))
+    return capsys.readouterr().err
+
+
+def test_unreadable_video(tmp_path, capsys):
+    video = tmp_path / "broken.mp4"
+    video.write_bytes(b"this is not a video")
+    assert "broken.mp4" in run_align_failing(video, tmp_path / "out.h5", capsys)
+
+
+def test_missing_video_and_video_without_frames(tmp_path, capsys):
+    assert "video not found" in run_align_failing(tmp_path / "absent.mp4", tmp_path / "out.h5", capsys)
+    import cv2
+
+    empty = tmp_path / "empty.mp4"
+    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (64, 64))
+    writer.release()
+    assert "empty.mp4" in run_align_failing(empty, tmp_path / "out.h5", capsys)
+
+
+def test_video_without_a_face(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    video = write_video(tmp_path / "noface.mp4", rng.integers(0, 256, (12, 240, 320), dtype=np.uint8))
+    error = run_align_failing(video, tmp_path / "out.h5", capsys)
+    assert "no face found in any of its 12 frames" in error
+
+
+def test_missing_landmark_model(face_video, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(LANDMARK_DIR_VARIABLE, str(tmp_path))
+    error = run_align_failing(face_video, tmp_path / "out.h5", capsys)
+    assert "landmark model not found" in error and "shape_predictor_5_face_landmarks.dat" in error
+
+
+def test_bad_options(face_video, tmp_path, capsys):
+    assert "detect_every" in run_align_failing(face_video, tmp_path / "out.h5", capsys, "--detect-every", "0")
