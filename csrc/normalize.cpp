@@ -79,34 +79,58 @@ std::vector<float> window_weights(const NormalizeParams& params) {
 // Scratch buffers of one thread, sized for one image.
 struct LocalScratch {
     std::vector<float> padded_row, horizontal, mean, centred, deviation;
+    std::vector<const float*> sources;  // the rows a filter pass combines
 };
 
-// dst = separable filter of src (rows x cols) with `weights`, reflect boundary.
-void separable_filter(const float* src, float* dst, long rows, long cols, const std::vector<float>& weights,
-                      LocalScratch& scratch) {
+// One output row: out[x] = sum_k w[k] * rows_k[x]. With the tap count known at compile time
+// the k loop unrolls and the x loop vectorizes with all taps in registers (one store per x).
+template <long Taps>
+void weighted_rows(const float* const* __restrict rows, const float* __restrict w, float* __restrict out, long cols) {
+    for (long x = 0; x < cols; ++x) {
+        float sum = w[0] * rows[0][x];
+        for (long k = 1; k < Taps; ++k) sum += w[k] * rows[k][x];
+        out[x] = sum;
+    }
+}
+
+void weighted_rows_any(const float* const* rows, const float* w, float* __restrict out, long cols, long taps) {
+    switch (taps) {
+        case 3: return weighted_rows<3>(rows, w, out, cols);
+        case 5: return weighted_rows<5>(rows, w, out, cols);
+        case 7: return weighted_rows<7>(rows, w, out, cols);
+        case 9: return weighted_rows<9>(rows, w, out, cols);
+        case 11: return weighted_rows<11>(rows, w, out, cols);
+        case 13: return weighted_rows<13>(rows, w, out, cols);
+        default: break;
+    }
+    for (long x = 0; x < cols; ++x) out[x] = w[0] * rows[0][x];
+    for (long k = 1; k < taps; ++k)
+        for (long x = 0; x < cols; ++x) out[x] += w[k] * rows[k][x];
+}
+
+// dst = separable filter of src (rows x cols) with `weights`, reflect boundary (scipy's default).
+void separable_filter(const float* __restrict src, float* __restrict dst, long rows, long cols,
+                      const std::vector<float>& weights, LocalScratch& scratch) {
     const long taps = static_cast<long>(weights.size());
     const long radius = taps / 2;
-    float* padded = scratch.padded_row.data();
-    float* horizontal = scratch.horizontal.data();
+    const float* w = weights.data();
+    float* __restrict padded = scratch.padded_row.data();
+    float* __restrict horizontal = scratch.horizontal.data();
+    std::vector<const float*>& sources = scratch.sources;
+    sources.resize(static_cast<std::size_t>(taps));
     for (long y = 0; y < rows; ++y) {
-        const float* in = src + y * cols;
-        for (long x = -radius; x < cols + radius; ++x) padded[x + radius] = in[reflect(x, cols)];
-        float* h = horizontal + y * cols;
-        for (long x = 0; x < cols; ++x) h[x] = 0.0f;
-        for (long k = 0; k < taps; ++k) {
-            const float w = weights[k];
-            const float* p = padded + k;
-            for (long x = 0; x < cols; ++x) h[x] += w * p[x];  // contiguous: vectorizes
+        const float* __restrict in = src + y * cols;
+        for (long x = 0; x < radius; ++x) {
+            padded[x] = in[reflect(x - radius, cols)];
+            padded[radius + cols + x] = in[reflect(cols + x, cols)];
         }
+        std::memcpy(padded + radius, in, static_cast<std::size_t>(cols) * sizeof(float));
+        for (long k = 0; k < taps; ++k) sources[k] = padded + k;  // shifted views of the padded row
+        weighted_rows_any(sources.data(), w, horizontal + y * cols, cols, taps);
     }
     for (long y = 0; y < rows; ++y) {
-        float* out = dst + y * cols;
-        for (long x = 0; x < cols; ++x) out[x] = 0.0f;
-        for (long k = 0; k < taps; ++k) {
-            const float w = weights[k];
-            const float* h = horizontal + reflect(y + k - radius, rows) * cols;
-            for (long x = 0; x < cols; ++x) out[x] += w * h[x];
-        }
+        for (long k = 0; k < taps; ++k) sources[k] = horizontal + reflect(y + k - radius, rows) * cols;
+        weighted_rows_any(sources.data(), w, dst + y * cols, cols, taps);
     }
 }
 
@@ -164,13 +188,24 @@ void local_contrast(const std::uint8_t* in, float* out, long rows, long cols, do
         mean[i] = centred[i] * centred[i];  // reuse: squared deviations
     }
     separable_filter(mean, deviation, rows, cols, weights, scratch);
+    // 16 independent partial sums: a vectorizable reduction with a fixed (deterministic) order.
+    constexpr long kLanes = 16;
+    float partial[kLanes] = {};
+    long i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+        for (long lane = 0; lane < kLanes; ++lane) {
+            const float d = std::sqrt(std::max(deviation[i + lane], 0.0f));
+            deviation[i + lane] = d;
+            partial[lane] += d;
+        }
     double total = 0;
-    for (long i = 0; i < n; ++i) {
+    for (; i < n; ++i) {
         deviation[i] = std::sqrt(std::max(deviation[i], 0.0f));
         total += deviation[i];
     }
+    for (const float p : partial) total += p;
     const float floor = static_cast<float>(std::max(total / n, eps * 255.0));
-    for (long i = 0; i < n; ++i) out[i] = centred[i] / std::max(deviation[i], floor);
+    for (long j = 0; j < n; ++j) out[j] = centred[j] / std::max(deviation[j], floor);
 }
 
 template <typename Out>
