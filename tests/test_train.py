@@ -40,6 +40,16 @@ def test_fill_policy_holds_last_found_frame():
     assert "hold" in FILL_POLICY
 
 
+def test_rnn_inputs_per_recording_standardization():
+    from affectflow.dataset import rnn_inputs
+
+    features = np.random.default_rng(0).normal(3.0, 2.0, (50, 4)).astype(np.float32)
+    normalized = rnn_inputs(features, "recording")
+    np.testing.assert_allclose(normalized.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(normalized.std(0), 1, atol=1e-3)
+    assert rnn_inputs(features, "train") is not None and np.array_equal(rnn_inputs(features, "train"), features)
+
+
 def test_shift_predictions_moves_frames_later():
     times = np.arange(10) * 0.5
     shifted = shift_predictions(times, np.arange(10, dtype=np.float32), 1.0)
@@ -127,7 +137,7 @@ def test_extract_and_train_rnn(face_corpus, tmp_path):
                  "--seed", "0", "--out", str(tmp_path / "rnn"), "--window", "10", "--window-stride", "3",
                  "--hidden", "8", "--layers", "3", "--nonlinearity", "relu", "--epochs", "2", "--device", "cpu"]) == 0
     run = json.loads((tmp_path / "rnn" / "run.json").read_text())
-    assert run["kind"] == "rnn" and run["hidden_sizes"] == [8, 8, 4]
+    assert run["kind"] == "rnn" and run["hidden_sizes"] == [8, 8, 4] and run["feature_norm"] == "recording"
     assert run["cnn_run"] == str((tmp_path / "cnn").resolve())
     assert run["features_dir"] == str((tmp_path / "features").resolve())
     assert len(history(tmp_path / "rnn")) == 2

@@ -12,6 +12,11 @@
   "auto" fits it on training subjects only (fit_label_shift); dev never sees it.
   At scoring time the prediction of frame t is placed at time t + shift
   (shift_predictions) and compared with the unshifted gold standard.
+- RNN input features (FEATURE_NORMS): "recording" (default) standardizes each
+  recording's CNN features by that recording's own mean/std over all its frames
+  (no labels involved): it removes identity-specific offsets that a frozen CNN
+  trained on a few subjects leaves in unseen subjects' features; "train" uses
+  the training set's mean/std only (closest to the paper, which says nothing).
 - RNN windows: the window for frame t is frames [t-W+1, t]; windows reaching
   before the first frame repeat the first frame (edge padding).
 """
@@ -169,6 +174,19 @@ def read_prediction(path: Path) -> tuple[np.ndarray, np.ndarray]:
         if "prediction" not in h5:
             raise fail(path, "feature file has no 'prediction' dataset")
         return h5["time"][()].astype(np.float64), h5["prediction"][()].astype(np.float32)
+
+
+FEATURE_NORMS = ("recording", "train")
+
+
+def rnn_inputs(features: np.ndarray, feature_norm: str) -> np.ndarray:
+    """CNN features [T,D] as the RNN sees them under `feature_norm` (see FEATURE_NORMS)."""
+    features = np.asarray(features, np.float32)
+    if feature_norm == "train":
+        return features  # the model standardizes with its stored training-set statistics
+    if feature_norm != "recording":
+        raise ValueError(f"unknown feature norm {feature_norm!r}")
+    return (features - features.mean(0)) / (features.std(0) + 1e-3)
 
 
 def window_starts(length: int, window: int, stride: int) -> np.ndarray:

@@ -41,7 +41,7 @@ def predict_subject(kind: str, run: dict, model, features_path: Path, device) ->
     """(time, prediction on the gold standard's clock) for one subject."""
     import torch
 
-    from .dataset import load_features, read_prediction, shift_predictions
+    from .dataset import load_features, read_prediction, rnn_inputs, shift_predictions
     from .trainer import rnn_window_predictions
 
     if kind == "cnn":
@@ -49,8 +49,9 @@ def predict_subject(kind: str, run: dict, model, features_path: Path, device) ->
     else:
         frames = load_features(features_path, features_path.stem)
         times = frames.time
+        inputs = rnn_inputs(frames.data, run.get("feature_norm", "train"))
         with torch.no_grad():
-            raw = rnn_window_predictions(model, torch.from_numpy(frames.data).to(device), int(run["window"]))
+            raw = rnn_window_predictions(model, torch.from_numpy(inputs).to(device), int(run["window"]))
     return times, shift_predictions(times, raw, float(run.get("label_shift", 0.0)))
 
 

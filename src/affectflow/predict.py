@@ -36,7 +36,7 @@ def predict_video(video: Path, rnn_run_dir: Path, device_name: str = "auto", thr
     from tqdm import tqdm
 
     from .align import align_video
-    from .dataset import apply_fill, shift_predictions
+    from .dataset import apply_fill, rnn_inputs, shift_predictions
     from .errors import fail
     from .evaluate import read_run
     from .models import load_model
@@ -70,7 +70,8 @@ def predict_video(video: Path, rnn_run_dir: Path, device_name: str = "auto", thr
         bar.set_postfix_str("RNN")
         rnn, _ = load_model(Path(rnn_run_dir) / "model.pt", device)
         with torch.no_grad():
-            raw = rnn_window_predictions(rnn, torch.from_numpy(features).to(device), int(rnn_run["window"]))
+            inputs = rnn_inputs(features, rnn_run.get("feature_norm", "train"))
+            raw = rnn_window_predictions(rnn, torch.from_numpy(inputs).to(device), int(rnn_run["window"]))
         trace = shift_predictions(track.time, raw, float(rnn_run.get("label_shift", 0.0)))
         bar.update(1)
     return track.time, trace, rnn_run.get("dimension", "valence")

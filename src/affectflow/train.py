@@ -3,8 +3,8 @@
 Defaults are the paper's: CNN 64/128/256 + FC 300, SGD batch 128, momentum 0.9,
 weight decay 1e-5, constant lr 0.01, MSE, model choice by CCC. The RNN uses the
 same SGD settings with gradient-norm clipping at 1.0 (needed for ReLU RNNs, kept
-for all cells so that configs compare) and features standardized with the
-training set's mean/std. Smaller CNNs (--channels, --fc), frame subsampling
+for all cells so that configs compare); its input features are standardized
+per recording by default (--feature-norm, see affectflow.dataset). Smaller CNNs (--channels, --fc), frame subsampling
 (--frame-stride) and a time budget (--max-minutes) exist for the 2-core demo.
 """
 
@@ -43,6 +43,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--window", type=int, default=100)
     p.add_argument("--window-stride", type=int, default=1, help="training windows start every k frames")
     p.add_argument("--loss", choices=("mse", "ccc"), default="mse")
+    p.add_argument("--feature-norm", choices=("recording", "train"), default="recording",
+                   help="standardize features per recording (default) or with training-set statistics")
     p.add_argument("--clip-norm", type=float, default=1.0, help="gradient-norm clipping (0 disables)")
     _common_training(p, epochs=30)
     p.set_defaults(handler=_train_rnn_command)
@@ -229,7 +231,7 @@ def _train_rnn_command(args) -> int:
     import torch
 
     from .corpus import open_corpus
-    from .dataset import fit_label_shift, frame_labels, load_features
+    from .dataset import fit_label_shift, frame_labels, load_features, rnn_inputs
     from .errors import fail
     from .models import FrameRNN, RNNConfig
     from .trainer import EvalSet, TrainSettings, fit_rnn, resolve_device, seed_everything
@@ -241,6 +243,8 @@ def _train_rnn_command(args) -> int:
     corpus = open_corpus(args.corpus)
     train, dev, validation = _splits(corpus, args.selection, args.corpus)
     feats = {s: load_features(args.features_dir / f"{s}.h5", s) for s in train + validation + dev}
+    for frames in feats.values():
+        frames.data = rnn_inputs(frames.data, args.feature_norm)
     dims = {f.data.shape[1] for f in feats.values()}
     if len(dims) != 1:
         raise fail(args.features_dir, f"feature files have different widths {sorted(dims)}")
