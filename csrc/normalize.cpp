@@ -7,7 +7,7 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__F16C__)
+#if defined(__F16C__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 #include <omp.h>
@@ -140,7 +140,28 @@ void scale_only(const std::uint8_t* in, float* out, long n) {
 }
 
 // Exact integer moments; (x * n - sum) is an exact integer, so one rounding per pixel.
-void global_contrast(const std::uint8_t* in, float* out, long n, double eps) {
+// out[i] = (in[i] * n - sum) * scale. `stream`: non-temporal stores (the output is not read
+// again soon, and streaming skips the read-for-ownership of every output cache line).
+void centre_and_scale(const std::uint8_t* in, float* out, long n, std::int32_t sum, float scale, bool stream) {
+    const std::int32_t n32 = static_cast<std::int32_t>(n);
+    long i = 0;
+#if defined(__AVX2__)
+    if (stream && reinterpret_cast<std::uintptr_t>(out) % 32 == 0) {
+        const __m256i count = _mm256_set1_epi32(n32), total = _mm256_set1_epi32(sum);
+        const __m256 factor = _mm256_set1_ps(scale);
+        for (; i + 8 <= n; i += 8) {
+            const __m256i pixels = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(in + i)));
+            const __m256i centred = _mm256_sub_epi32(_mm256_mullo_epi32(pixels, count), total);
+            _mm256_stream_ps(out + i, _mm256_mul_ps(_mm256_cvtepi32_ps(centred), factor));
+        }
+    }
+#else
+    (void)stream;
+#endif
+    for (; i < n; ++i) out[i] = static_cast<float>(static_cast<std::int32_t>(in[i]) * n32 - sum) * scale;
+}
+
+void global_contrast(const std::uint8_t* in, float* out, long n, double eps, bool stream) {
     std::uint32_t sum = 0;
     std::uint64_t sum_squares = 0;
     if (n <= 66051) {  // 66051 * 255^2 < 2^32: 32-bit accumulators vectorize better
@@ -162,9 +183,7 @@ void global_contrast(const std::uint8_t* in, float* out, long n, double eps) {
     const double variance = std::max(0.0, static_cast<double>(sum_squares) / n - mean * mean);
     const double inv_std = 1.0 / std::max(std::sqrt(variance), eps * 255.0);  // grey-level units
     if (n * 255L < (1L << 24)) {
-        const float scale = static_cast<float>(inv_std / n);
-        const std::int32_t n32 = static_cast<std::int32_t>(n), s32 = static_cast<std::int32_t>(sum);
-        for (long i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<std::int32_t>(in[i]) * n32 - s32) * scale;
+        centre_and_scale(in, out, n, static_cast<std::int32_t>(sum), static_cast<float>(inv_std / n), stream);
     } else {
         for (long i = 0; i < n; ++i) out[i] = static_cast<float>((in[i] - mean) * inv_std);
     }
@@ -230,7 +249,7 @@ void normalize_all(const std::uint8_t* chips, long count, long rows, long cols, 
                 buffer->resize(static_cast<std::size_t>(n));
         }
         if constexpr (!std::is_same_v<Out, float>) result.resize(static_cast<std::size_t>(n));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 32)  // dynamic: a thread preempted on a busy machine does not hold up the rest
         for (long i = 0; i < count; ++i) {
             const std::uint8_t* in = chips + i * n;
             float* target;
@@ -241,7 +260,9 @@ void normalize_all(const std::uint8_t* chips, long count, long rows, long cols, 
             }
             switch (params.method) {
                 case NormalizationMethod::none: scale_only(in, target, n); break;
-                case NormalizationMethod::gcn: global_contrast(in, target, n, params.eps); break;
+                case NormalizationMethod::gcn:
+                    global_contrast(in, target, n, params.eps, std::is_same_v<Out, float>);
+                    break;
                 case NormalizationMethod::lcn_box:
                 case NormalizationMethod::lcn_gauss:
                     local_contrast(in, target, rows, cols, params.eps, weights, scratch);
@@ -249,6 +270,9 @@ void normalize_all(const std::uint8_t* chips, long count, long rows, long cols, 
             }
             if constexpr (!std::is_same_v<Out, float>) store(target, out + i * n, n);
         }
+#if defined(__AVX2__)
+        _mm_sfence();  // order this thread's streaming stores before the results are used
+#endif
     }
 }
 
