@@ -135,9 +135,28 @@ def test_extract_and_train_rnn(face_corpus, tmp_path):
         assert not h5["found"][()].all()  # the fixture loses the face for a while: rows stay
     assert main(["train-rnn", "--corpus", str(face_corpus / "corpus"), "--features-dir", str(tmp_path / "features"),
                  "--seed", "0", "--out", str(tmp_path / "rnn"), "--window", "10", "--window-stride", "3",
-                 "--hidden", "8", "--layers", "3", "--nonlinearity", "relu", "--epochs", "2", "--device", "cpu"]) == 0
+                 "--hidden", "8", "--layers", "3", "--nonlinearity", "relu", "--epochs", "2", "--device", "cpu",
+                 "--eval-stride", "4"]) == 0
     run = json.loads((tmp_path / "rnn" / "run.json").read_text())
     assert run["kind"] == "rnn" and run["hidden_sizes"] == [8, 8, 4] and run["feature_norm"] == "recording"
     assert run["cnn_run"] == str((tmp_path / "cnn").resolve())
     assert run["features_dir"] == str((tmp_path / "features").resolve())
     assert len(history(tmp_path / "rnn")) == 2
+
+
+def test_rnn_window_predictions_strided_and_edge_padded():
+    from affectflow.models import FrameRNN, RNNConfig
+    from affectflow.trainer import rnn_window_predictions
+
+    torch.manual_seed(0)
+    model = FrameRNN(RNNConfig(input_size=3, hidden=5)).eval()
+    features = torch.randn(23, 3)
+    with torch.no_grad():
+        full = rnn_window_predictions(model, features, window=6, batch_size=4)
+        strided = rnn_window_predictions(model, features, window=6, batch_size=4, stride=3)
+        padded_first = model(torch.cat([features[:1].expand(5, -1), features[:1]])[None])[0, -1]
+        window_at_10 = model(features[5:11][None])[0, -1]
+    assert full.shape == (23,)
+    np.testing.assert_allclose(strided, full[::3], atol=1e-6)
+    assert full[0] == pytest.approx(float(padded_first), abs=1e-6)
+    assert full[10] == pytest.approx(float(window_at_10), abs=1e-6)

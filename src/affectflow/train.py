@@ -42,6 +42,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--layers", type=int, choices=(1, 2, 3), default=1)
     p.add_argument("--window", type=int, default=100)
     p.add_argument("--window-stride", type=int, default=1, help="training windows start every k frames")
+    p.add_argument("--eval-stride", type=int, default=1,
+                   help="score every k-th frame for per-epoch model selection (evaluate scores all)")
     p.add_argument("--loss", choices=("mse", "ccc"), default="mse")
     p.add_argument("--feature-norm", choices=("recording", "train"), default="recording",
                    help="standardize features per recording (default) or with training-set statistics")
@@ -254,13 +256,15 @@ def _train_rnn_command(args) -> int:
                                [corpus.recording(s) for s in train], args.dimension)
 
     shift, shift_fit = _resolve_shift(args.label_shift, fit)
+    every = max(1, args.eval_stride)
     features, labels, holdout = [], [], None
     for s in train:
         f = feats[s]
         lab = frame_labels(corpus.recording(s), args.dimension, f.time, shift)
         if args.selection == "validation" and not validation and s == train[-1]:
             cut = int(0.8 * len(f.time))
-            holdout = (f.data[cut:], f.time[cut:], frame_labels(corpus.recording(s), args.dimension, f.time[cut:]))
+            holdout = (f.data[cut:], f.time[cut:][::every],
+                       frame_labels(corpus.recording(s), args.dimension, f.time[cut:])[::every])
             f_data, lab = f.data[:cut], lab[:cut]
         else:
             f_data = f.data
@@ -269,8 +273,8 @@ def _train_rnn_command(args) -> int:
 
     def eval_set(name, subjects):
         return EvalSet(name, [torch.from_numpy(feats[s].data).to(device) for s in subjects],
-                       [feats[s].time for s in subjects],
-                       [frame_labels(corpus.recording(s), args.dimension, feats[s].time) for s in subjects])
+                       [feats[s].time[::every] for s in subjects],
+                       [frame_labels(corpus.recording(s), args.dimension, feats[s].time)[::every] for s in subjects])
 
     eval_sets = []
     dev_labeled = [s for s in dev if args.dimension in corpus.recording(s).labels]
@@ -298,7 +302,7 @@ def _train_rnn_command(args) -> int:
                              selection=selection_set, max_minutes=args.max_minutes, loss=args.loss,
                              clip_norm=args.clip_norm or None, stop_after_epochs=args.stop_after_epochs)
     fit_rnn(model, features, labels, eval_sets, settings, args.out, args.window, args.window_stride,
-            args.resume, info, device)
+            args.resume, info, device, eval_stride=every)
     return 0
 
 

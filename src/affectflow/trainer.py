@@ -314,14 +314,17 @@ def fit_cnn(model: FaceCNN, train_x: torch.Tensor, train_y: torch.Tensor, eval_s
 # ----------------------------------------------------------------------------- RNN
 
 def rnn_window_predictions(model: FrameRNN, features: torch.Tensor, window: int,
-                           batch_size: int = 512) -> np.ndarray:
-    """Prediction for every frame t: the last output of the RNN over frames [t-W+1, t] (edge-padded)."""
+                           batch_size: int = 512, stride: int = 1) -> np.ndarray:
+    """Prediction for frame t (every `stride`-th frame): the RNN's last output over frames [t-W+1, t].
+
+    Windows reaching before the first frame repeat it (edge padding).
+    """
     device = features.device
     padded = torch.cat([features[:1].expand(window - 1, -1), features], 0)
     steps = torch.arange(window, device=device)
     outs = []
-    for begin in range(0, len(features), batch_size):
-        ends = torch.arange(begin, min(begin + batch_size, len(features)), device=device)
+    for begin in range(0, len(features), batch_size * stride):
+        ends = torch.arange(begin, min(begin + batch_size * stride, len(features)), stride, device=device)
         x = padded[ends[:, None] + steps[None, :]]
         outs.append(model(x)[:, -1].float())
     return torch.cat(outs).cpu().numpy() if outs else np.zeros(0, np.float32)
@@ -329,7 +332,7 @@ def rnn_window_predictions(model: FrameRNN, features: torch.Tensor, window: int,
 
 def fit_rnn(model: FrameRNN, features: list[torch.Tensor], labels: list[torch.Tensor], eval_sets: list[EvalSet],
             settings: TrainSettings, out: Path, window: int, window_stride: int, resume: bool,
-            run_info: dict, device: torch.device) -> Path:
+            run_info: dict, device: torch.device, eval_stride: int = 1) -> Path:
     """Train the RNN on windows of W frames from each training recording (labels at every step)."""
     from .dataset import window_starts
 
@@ -364,6 +367,7 @@ def fit_rnn(model: FrameRNN, features: list[torch.Tensor], labels: list[torch.Te
         return loss
 
     def predictor(feats: torch.Tensor) -> np.ndarray:
-        return rnn_window_predictions(model, feats, window)
+        # eval sets hold every eval_stride-th frame's time and gold (see train-rnn --eval-stride)
+        return rnn_window_predictions(model, feats, window, stride=eval_stride)
 
     return _loop(run, device, len(starts_t), step, {e.name: predictor for e in eval_sets}, "train-rnn")
