@@ -74,17 +74,18 @@ def run_cli(*argv: str, capsys) -> tuple[int, str, str]:
 
 def test_hand_written_real_layout_is_read(tmp_path, capsys):
     root = hand_corpus(tmp_path / "c", subjects=("train_1", "train_10", "train_2", "dev_1", "test_1"))
-    shutil.rmtree(root / "ratings_gold_standard" / "arousal")  # test has labels here; drop arousal everywhere
-    for dim in ("arousal",):
-        for s in ("train_1", "train_10", "train_2", "dev_1"):
-            write_arff(root / "ratings_gold_standard" / dim / f"{s}.arff", s, [0.0, 0.04], [0.1, 0.2])
-    (root / "ratings_gold_standard" / "valence" / "test_1.arff").unlink()  # unlabeled test subject
+    for dim in ("valence", "arousal"):  # an unlabeled test subject, as in the AV+EC 2015 release
+        (root / "ratings_gold_standard" / dim / "test_1.arff").unlink()
     corpus = open_corpus(root)
     assert corpus.layout == "avec2015"
     assert corpus.subjects() == ["train_1", "train_2", "train_10", "dev_1", "test_1"]
     assert corpus.subjects("train") == ["train_1", "train_2", "train_10"]
     assert corpus.subjects("test") == ["test_1"]
     assert corpus.recording("test_1").labels == {}
+    with pytest.raises(AffectflowError, match="test_1 has no valence labels"):
+        corpus.recording("test_1").frame_labels("valence", np.zeros(3))
+    with pytest.raises(AffectflowError, match="no subject 'train_3'"):
+        corpus.recording("train_3")
     rec = corpus.recording("train_2")
     assert rec.partition == "train" and rec.video == root / "recordings_video" / "train_2.mp4"
     times, values = read_labels(rec.labels["valence"])

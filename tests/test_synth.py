@@ -64,6 +64,16 @@ def test_synth_cli_writes_atomically(tmp_path, capsys):
         main(["corpus", "synth", "--out", str(tmp_path / "x"), "--subjects", "1,2"])
     assert exit_info.value.code == 2
     assert not (tmp_path / "x").exists()
+    # A synthetic corpus may be replaced; a folder that is something else is left alone.
+    assert main(["corpus", "synth", "--out", str(out), "--seed", "2", "--subjects", "0,1,0", "--seconds", "2",
+                 "--size", "320x240", "-q"]) == 0
+    assert open_corpus(out).subjects() == ["dev_1"]
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    assert main(["corpus", "synth", "--out", str(precious), "--seconds", "2", "-q"]) == 2
+    assert "refusing to replace it" in capsys.readouterr().err
+    assert (precious / "notes.txt").read_text() == "keep me"
 
 
 @pytest.mark.slow

@@ -10,9 +10,10 @@ from the real frontal face photographs that installed packages carry:
   Hopper, official U.S. Navy portrait (1984), a work of the U.S. federal
   government and so in the public domain.
 
-Nothing else usable is installed (skimage's ``lfw_subset`` faces are 25x25;
-Debian's opencv-doc, 95 MB, has only one small face; dlib's example faces are
-Flickr photos of unclear licence). Two photographs cannot give one person per
+Nothing else usable is installed: scikit-image's ``lfw_subset`` faces are
+25x25 pixels and ``camera`` is a profile; Debian's opencv-doc (a 95 MB
+download, not installed) and libdlib's examples hold a few small faces in
+photographs of unclear licence. Two photographs cannot give one person per
 subject, so every subject gets its own *identity* made from one of them by
 identity-specific geometric warps (face width and height, eye spacing, nose
 length, mouth position and width, chin), mirroring, skin tone and gamma, and
@@ -642,8 +643,12 @@ def synthesize_corpus(
     plans = [plan_subject(settings, i, s, p) for i, (s, p) in enumerate(subject_names(settings.subjects))]
     landmarks = {name: photo_landmarks(name) for name in sorted({p.photo for p in plans})}
     out = Path(out)
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / METADATA_FILE).is_file()):
+        # Replacing a synthetic corpus is fine; anything else might be someone's data.
+        raise fail(out, f"exists and is not a synthetic corpus (no {METADATA_FILE}): refusing to replace it")
     workers = max(1, min(len(plans), workers or os.cpu_count() or 1))
     with atomic_dir(out) as tmp:
+        tmp.chmod(0o755)  # mkdtemp makes it private; a corpus is ordinary data
         (tmp / "recordings_video").mkdir()
         for dim in DIMENSIONS:
             (tmp / "ratings_gold_standard" / dim).mkdir(parents=True)
