@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -96,7 +95,9 @@ def test_hand_written_real_layout_is_read(tmp_path, capsys):
 
     code, out, _ = run_cli("corpus", "list", str(root), "--partition", "train", capsys=capsys)
     assert code == 0
-    assert out.splitlines() == [f"{s}\ttrain\t{root / 'recordings_video' / (s + '.mp4')}" for s in ("train_1", "train_2", "train_10")]
+    assert out.splitlines() == [
+        f"{s}\ttrain\t{root / 'recordings_video' / (s + '.mp4')}" for s in ("train_1", "train_2", "train_10")
+    ]
 
 
 def test_natural_order():
@@ -216,9 +217,7 @@ def test_duplicate_subjects(tmp_path, capsys):
     expect_cli_error(capsys, ["corpus", "list", str(root)], "duplicate subject name 'train_1'")
     write_video(tmp_path / "a.mp4", 10)
     sheet = tmp_path / "subjects.tsv"
-    sheet.write_text(
-        "subject\tpartition\tvideo\tvalence\tarousal\n" "a\ttest\ta.mp4\t\t\n" "a\ttest\ta.mp4\t\t\n"
-    )
+    sheet.write_text("subject\tpartition\tvideo\tvalence\tarousal\n" "a\ttest\ta.mp4\t\t\n" "a\ttest\ta.mp4\t\t\n")
     expect_cli_error(capsys, ["corpus", "list", str(sheet)], str(sheet), "line 3", "duplicate subject name 'a'")
 
 

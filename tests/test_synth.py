@@ -51,8 +51,27 @@ def test_deterministic_per_seed(tmp_path, make_corpus):
 
 def test_synth_cli_writes_atomically(tmp_path, capsys):
     out = tmp_path / "corpus"
-    code = main(["corpus", "synth", "--out", str(out), "--seed", "1", "--subjects", "1,0,1", "--seconds", "3",
-                 "--fps", "10", "--size", "320x240", "--workers", "1", "-q"])
+    code = main(
+        [
+            "corpus",
+            "synth",
+            "--out",
+            str(out),
+            "--seed",
+            "1",
+            "--subjects",
+            "1,0,1",
+            "--seconds",
+            "3",
+            "--fps",
+            "10",
+            "--size",
+            "320x240",
+            "--workers",
+            "1",
+            "-q",
+        ]
+    )
     assert code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]  # no temporary folders left
     corpus = open_corpus(out)
@@ -65,8 +84,26 @@ def test_synth_cli_writes_atomically(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert not (tmp_path / "x").exists()
     # A synthetic corpus may be replaced; a folder that is something else is left alone.
-    assert main(["corpus", "synth", "--out", str(out), "--seed", "2", "--subjects", "0,1,0", "--seconds", "2",
-                 "--size", "320x240", "-q"]) == 0
+    assert (
+        main(
+            [
+                "corpus",
+                "synth",
+                "--out",
+                str(out),
+                "--seed",
+                "2",
+                "--subjects",
+                "0,1,0",
+                "--seconds",
+                "2",
+                "--size",
+                "320x240",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert open_corpus(out).subjects() == ["dev_1"]
     precious = tmp_path / "precious"
     precious.mkdir()
@@ -79,7 +116,6 @@ def test_synth_cli_writes_atomically(tmp_path, capsys):
 @pytest.mark.slow
 def test_dlib_finds_the_face(synthetic_corpus):
     """dlib's HOG detector finds the face in >= 95% of sampled frames meant to have one."""
-    import cv2
     import dlib
 
     detector = dlib.get_frontal_face_detector()

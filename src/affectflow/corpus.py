@@ -245,8 +245,7 @@ def read_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         first = int(np.argmax(outside))
         raise fail(
             path,
-            f"{int(outside.sum())} label value(s) outside [-1, 1] "
-            f"(first at t={times[first]:g}: {values[first]:g})",
+            f"{int(outside.sum())} label value(s) outside [-1, 1] " f"(first at t={times[first]:g}: {values[first]:g})",
         )
     return times, values.astype(np.float32)
 
@@ -266,9 +265,7 @@ def labels_for_frames(
         return out
     right = np.clip(np.searchsorted(label_times, frame_times), 0, len(label_times) - 1)
     left = np.clip(right - 1, 0, len(label_times) - 1)
-    nearest = np.where(
-        np.abs(label_times[left] - frame_times) <= np.abs(label_times[right] - frame_times), left, right
-    )
+    nearest = np.where(np.abs(label_times[left] - frame_times) <= np.abs(label_times[right] - frame_times), left, right)
     close = np.abs(label_times[nearest] - frame_times) <= tolerance
     out[close] = label_values[nearest[close]]
     return out
@@ -330,7 +327,7 @@ def check_recording(recording: Recording, tolerance_s: float = DURATION_TOLERANC
 def _split(error: AffectflowError, default_path) -> tuple[str, str]:
     text = str(error)
     prefix = f"{default_path}: "
-    return (str(default_path), text[len(prefix):]) if text.startswith(prefix) else ("", text)
+    return (str(default_path), text[len(prefix) :]) if text.startswith(prefix) else ("", text)
 
 
 def check(corpus: Corpus, threads: int | None = None, progress: bool = False) -> list[SubjectReport]:

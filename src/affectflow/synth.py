@@ -320,7 +320,9 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def build_identity(plan: SubjectPlan, landmarks: np.ndarray, size: tuple[int, int], eye_distance: float, rng) -> Identity:
+def build_identity(
+    plan: SubjectPlan, landmarks: np.ndarray, size: tuple[int, int], eye_distance: float, rng
+) -> Identity:
     """Cut the source face into a patch with eyes level at nominal size, then apply the identity."""
     import cv2
 
@@ -543,9 +545,10 @@ def render_subject(settings: SynthSettings, plan: SubjectPlan, landmarks: np.nda
     dy = np.clip(0.06 * height * _smooth_motion(rng, frames, fps, 1.5), -0.12 * height, 0.1 * height)
     roll = np.clip(3.5 * _smooth_motion(rng, frames, fps, 1.2), -8.0, 8.0)
     scale = np.clip(np.exp(0.1 * _smooth_motion(rng, frames, fps, 3.0)) * rng.uniform(0.95, 1.15), 0.85, 1.3)
-    gain = 1.0 + 0.15 * _smooth_motion(rng, frames, fps, 4.0)
-    light_x = 0.25 * _smooth_motion(rng, frames, fps, 5.0)
-    light_y = 0.12 * _smooth_motion(rng, frames, fps, 5.0)
+    # Light = gain + gradient over the frame; the bounds keep it above 0.05 everywhere.
+    gain = np.clip(1.0 + 0.15 * _smooth_motion(rng, frames, fps, 4.0), 0.6, 1.4)
+    light_x = np.clip(0.25 * _smooth_motion(rng, frames, fps, 5.0), -0.35, 0.35)
+    light_y = np.clip(0.12 * _smooth_motion(rng, frames, fps, 5.0), -0.2, 0.2)
     blur = np.clip(0.8 + 0.6 * _smooth_motion(rng, frames, fps, 2.0), 0.0, 2.0)
     base_x, base_y = width / 2 + rng.uniform(-0.05, 0.05) * width, height * 0.52
 
@@ -604,7 +607,11 @@ def render_subject(settings: SynthSettings, plan: SubjectPlan, landmarks: np.nda
             if fx1 > fx0 and fy1 > fy0:
                 matrix[:, 2] -= [fx0, fy0]
                 fg = cv2.warpAffine(face, matrix, (int(fx1 - fx0), int(fy1 - fy0)), flags=cv2.INTER_LINEAR)
-                light = float(gain[i]) + float(light_x[i]) * ramp_x[fy0:fy1, fx0:fx1] + float(light_y[i]) * ramp_y[fy0:fy1, fx0:fx1]
+                light = (
+                    float(gain[i])
+                    + float(light_x[i]) * ramp_x[fy0:fy1, fx0:fx1]
+                    + float(light_y[i]) * ramp_y[fy0:fy1, fx0:fx1]
+                )
                 frame[fy0:fy1, fx0:fx1] = _over(frame[fy0:fy1, fx0:fx1], fg, light)
             if occluded[i]:
                 axes = (int(1.7 * eye_distance * scale[i]), int(1.9 * eye_distance * scale[i]))
@@ -635,7 +642,9 @@ def synthesize_corpus(
     progress: bool = True,
 ) -> Path:
     """Write the synthetic corpus to ``out`` atomically (AV+EC 2015 layout); return its path."""
-    settings = SynthSettings(seed=seed, subjects=tuple(subjects), seconds=float(seconds), fps=float(fps), size=tuple(size))
+    settings = SynthSettings(
+        seed=seed, subjects=tuple(subjects), seconds=float(seconds), fps=float(fps), size=tuple(size)
+    )
     if len(settings.subjects) != 3 or min(settings.subjects) < 0 or sum(settings.subjects) == 0:
         raise AffectflowError(f"--subjects needs three counts (train,dev,test), not all zero: {subjects}")
     if settings.seconds < 2 or settings.fps <= 0 or min(settings.size) < 160:
