@@ -7,7 +7,7 @@ import pytest
 
 from affectflow.cli import main
 from affectflow.corpus import check, open_corpus, read_labels
-from affectflow.synth import face_visible, read_metadata
+from affectflow.synth import face_detection_rate
 from affectflow.video import read_video
 
 
@@ -116,23 +116,7 @@ def test_synth_cli_writes_atomically(tmp_path, capsys):
 @pytest.mark.slow
 def test_dlib_finds_the_face(synthetic_corpus):
     """dlib's HOG detector finds the face in >= 95% of sampled frames meant to have one."""
-    import dlib
-
-    detector = dlib.get_frontal_face_detector()
-    _, plans = read_metadata(synthetic_corpus)
-    found = meant = lost_found = lost = 0
-    for plan in plans:
-        times, frames, _ = read_video(synthetic_corpus / "recordings_video" / f"{plan.subject}.mp4", gray=True)
-        visible = face_visible(plan, times, margin=0.1)
-        hidden = ~face_visible(plan, times, margin=-0.35)  # the core of each face-lost span
-        for i in range(0, len(times), 4):
-            hits = len(detector(frames[i], 0)) > 0
-            if visible[i]:
-                meant += 1
-                found += hits
-            elif hidden[i]:
-                lost += 1
-                lost_found += hits
-    assert meant > 150
-    assert found / meant >= 0.95, f"face found in {found}/{meant} frames"
-    assert lost > 0 and lost_found / lost <= 0.5, "face-lost spans should mostly hide the face"
+    result = face_detection_rate(synthetic_corpus, every=4)
+    assert result.meant > 150
+    assert result.rate >= 0.95, str(result)
+    assert result.lost > 0 and result.found_in_lost / result.lost <= 0.5, "face-lost spans should hide the face"
