@@ -109,6 +109,14 @@ def test_validation_selection_holds_out_a_training_subject(face_corpus, tmp_path
     assert "val_ccc" in history(tmp_path / "run")[0]
 
 
+def test_time_budget_stops_after_the_epoch_that_passes_it(face_corpus, tmp_path):
+    assert train_cnn(face_corpus, tmp_path / "run", "--variant", "A", "--epochs", "5", "--frame-stride", "4",
+                     "--max-minutes", "0") == 0
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["epochs_run"] == 1 and "time budget" in run["stopped"]
+    assert (tmp_path / "run" / "model.pt").is_file()
+
+
 def test_label_shift_auto_recovers_the_annotation_delay(tmp_path):
     from affectflow.corpus import open_corpus
     from affectflow.dataset import descriptor_from_chips, load_faces
