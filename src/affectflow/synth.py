@@ -495,16 +495,15 @@ def _arff_text(subject: str, dimension: str, times: np.ndarray, values: np.ndarr
 
 
 def _over(background: np.ndarray, premultiplied: np.ndarray, light: np.ndarray) -> np.ndarray:
-    """Lit premultiplied BGRA over a uint8 BGR box (per-channel cv2 ops: ~3x faster than broadcasting)."""
+    """Lit premultiplied BGRA over a BGR box, all uint8 (saturating cv2 ops: several times numpy's speed)."""
     import cv2
 
-    *colour, alpha = cv2.split(premultiplied)
-    transparency = 1.0 - alpha
-    channels = [
-        cv2.add(cv2.multiply(back, transparency, dtype=cv2.CV_32F), cv2.multiply(front, light))
-        for back, front in zip(cv2.split(background), colour)
-    ]
-    return cv2.convertScaleAbs(cv2.merge(channels))  # saturates to 0..255; all terms are >= 0
+    transparency = cv2.cvtColor(cv2.bitwise_not(cv2.extractChannel(premultiplied, 3)), cv2.COLOR_GRAY2BGR)
+    behind = cv2.multiply(background, transparency, scale=1.0 / 255.0)
+    front = cv2.multiply(
+        cv2.cvtColor(premultiplied, cv2.COLOR_BGRA2BGR), cv2.merge([light, light, light]), dtype=cv2.CV_8U
+    )
+    return cv2.add(behind, front)
 
 
 def render_subject(settings: SynthSettings, plan: SubjectPlan, landmarks: np.ndarray, out_dir: Path) -> None:
@@ -578,7 +577,8 @@ def render_subject(settings: SynthSettings, plan: SubjectPlan, landmarks: np.nda
     x0, y0, x1, y1 = identity.roi
     patch_centre = identity.landmarks[27:36].mean(0)
     # Premultiplied BGRA: one remap, one blur and one warp move colour and alpha together.
-    patch = np.dstack([identity.patch * identity.mask[..., None], identity.mask])
+    patch = np.dstack([identity.patch * identity.mask[..., None], 255.0 * identity.mask])
+    patch = np.clip(np.rint(patch), 0, 255).astype(np.uint8)
     # Lighting is fixed in the room: a gain and a gradient over frame coordinates.
     ramp_y, ramp_x = np.mgrid[-1 : 1 : height * 1j, -1 : 1 : width * 1j].astype(np.float32)
 
