@@ -127,10 +127,10 @@ def test_subjects_sheet(tmp_path):
     write_arff(videos / "a_v.arff", "a", np.arange(11) * 0.04, np.zeros(11))
     write_arff(videos / "a_a.arff", "a", np.arange(11) * 0.04, np.zeros(11))
     sheet = tmp_path / "subjects.tsv"
-    sheet.write_text(
-        "subject\tpartition\tvideo\tvalence\tarousal\n"
-        "alice\ttrain\tdata/a.mp4\tdata/a_v.arff\tdata/a_a.arff\n"
-        "bob\ttest\tdata/b.mp4\t\t\n"
+    sheet.write_text(  # as a spreadsheet saves it: a byte-order mark and CRLF line ends
+        "\ufeffsubject\tpartition\tvideo\tvalence\tarousal\r\n"
+        "alice\ttrain\tdata/a.mp4\tdata/a_v.arff\tdata/a_a.arff\r\n"
+        "bob\ttest\tdata/b.mp4\t\t\r\n"
     )
     for root in (tmp_path, sheet):
         corpus = open_corpus(root)

@@ -147,9 +147,11 @@ def _open_avec(root: Path) -> Corpus:
 
 def _open_sheet(sheet: Path) -> Corpus:
     try:
-        with open(sheet, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle, delimiter="\t"))
-            header = rows[0].keys() if rows else _header_of(sheet)
+        with open(sheet, newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets may add a BOM
+            reader = csv.DictReader(handle, delimiter="\t")
+            header = [name.strip() for name in reader.fieldnames or []]
+            reader.fieldnames = header
+            rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise fail(sheet, f"unreadable subjects sheet ({error})") from None
     missing = [column for column in SHEET_COLUMNS if column not in header]
@@ -189,12 +191,6 @@ def _open_sheet(sheet: Path) -> Corpus:
             labels[dimension] = path
         recordings.append(Recording(subject, partition, video, labels))
     return Corpus(root=sheet, layout="sheet", recordings=_sorted(recordings))
-
-
-def _header_of(sheet: Path) -> list[str]:
-    with open(sheet, encoding="utf-8") as handle:
-        first = handle.readline().rstrip("\r\n")
-    return first.split("\t") if first else []
 
 
 # --------------------------------------------------------------------------- labels
