@@ -244,3 +244,20 @@ def test_check_cli_subprocess_exit_code(tmp_path):
     assert "Traceback" not in result.stderr
     assert "train_1.arff: malformed ARFF" in result.stderr
     assert "train_1" in result.stdout  # the per-subject table still shows what was found
+
+
+@pytest.mark.parametrize(
+    "row, fragments",
+    [
+        ("a\tholdout\ta.mp4\tv.arff\tv.arff", ("line 2", "partition 'holdout'")),
+        ("a\ttrain\tmissing.mp4\tv.arff\tv.arff", ("missing.mp4", "video of subject a not found")),
+        ("a\ttrain\ta.mp4\t\tv.arff", ("line 2", "train subject a has no valence label file")),
+        ("a\tdev\ta.mp4\tv.arff\tgone.arff", ("gone.arff", "ARFF label file missing")),
+        ("\ttrain\ta.mp4\tv.arff\tv.arff", ("line 2", "empty subject name")),
+    ],
+)
+def test_sheet_bad_rows(tmp_path, capsys, row, fragments):
+    write_video(tmp_path / "a.mp4", 10)
+    write_arff(tmp_path / "v.arff", "a", np.arange(11) * 0.04, np.zeros(11))
+    (tmp_path / "subjects.tsv").write_text("subject\tpartition\tvideo\tvalence\tarousal\n" + row + "\n")
+    expect_cli_error(capsys, ["corpus", "list", str(tmp_path)], *fragments)
