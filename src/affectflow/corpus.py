@@ -448,13 +448,21 @@ def add_commands(subparsers) -> None:
         description="Render the synthetic corpus (real face photos, expression driven by valence/arousal) "
         "in the AV+EC 2015 layout, atomically.",
     )
-    synth.add_argument("--out", required=True, type=Path, help="corpus folder to write")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--subjects", type=_parse_counts, default=(3, 3, 3), help="train,dev,test counts (3,3,3)")
-    synth.add_argument("--seconds", type=float, default=60.0, help="length of each recording")
-    synth.add_argument("--fps", type=float, default=25.0)
-    synth.add_argument("--size", type=_parse_size, default=(640, 480), help="frame size WIDTHxHEIGHT")
-    synth.add_argument("--workers", type=int, default=None, help="parallel processes (default: cores)")
+    synth.add_argument("--out", required=True, type=Path, metavar="DIR", help="corpus folder to write")
+    synth.add_argument("--seed", type=int, default=0, help="random seed; same seed, same corpus (0)")
+    synth.add_argument(
+        "--subjects",
+        type=_parse_counts,
+        default=(3, 3, 3),
+        metavar="T,D,E",
+        help="train,dev,test subject counts (3,3,3)",
+    )
+    synth.add_argument("--seconds", type=float, default=60.0, help="length of each recording (60)")
+    synth.add_argument("--fps", type=float, default=25.0, help="frames per second (25); labels stay at 40 ms")
+    synth.add_argument("--size", type=_parse_size, default=(640, 480), metavar="WxH", help="frame size (640x480)")
+    synth.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="parallel processes (default: one per core)"
+    )
     synth.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(handler=_cmd_synth)
 
