@@ -24,7 +24,8 @@ def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     subjects = write_face_corpus(root / "corpus", root / "faces", train=2, dev=2, seconds=6.0, size=32,
                                  noise=0.7, seed=1)
-    assert main(["train-cnn", "--corpus", str(root / "corpus"), "--faces-dir", str(root / "faces"), "--variant", "plain",
+    assert main(["train-cnn", "--corpus", str(root / "corpus"), "--faces-dir", str(root / "faces"),
+                 "--variant", "plain",
                  "--seed", "0", "--out", str(root / "cnn"), "--epochs", "2", "--channels", "4,8,8", "--fc", "12",
                  "--device", "cpu", "--batch-size", "32", "--label-shift", "0.4"]) == 0
     for subject in subjects:

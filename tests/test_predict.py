@@ -29,7 +29,8 @@ def trained(tmp_path_factory):
                  "--seed", "0", "--out", str(root / "cnn"), "--epochs", "2", "--channels", "4,8,8", "--fc", "10",
                  "--device", "cpu", "--batch-size", "32"]) == 0
     for recording in corpus.recordings:
-        assert main(["extract", "--model", str(root / "cnn"), "--faces", str(root / "faces" / f"{recording.subject}.h5"),
+        faces = root / "faces" / f"{recording.subject}.h5"
+        assert main(["extract", "--model", str(root / "cnn"), "--faces", str(faces),
                      "-o", str(root / "features" / f"{recording.subject}.h5"), "--device", "cpu"]) == 0
     assert main(["train-rnn", "--corpus", str(corpus_dir), "--features-dir", str(root / "features"), "--seed", "0",
                  "--out", str(root / "rnn"), "--window", "10", "--window-stride", "2", "--hidden", "8",

@@ -134,7 +134,8 @@ def test_label_shift_auto_recovers_the_annotation_delay(tmp_path):
 def test_extract_and_train_rnn(face_corpus, tmp_path):
     assert train_cnn(face_corpus, tmp_path / "cnn", "--variant", "plain", "--epochs", "1", "--frame-stride", "4") == 0
     for subject in ("train_1", "train_2", "dev_1"):
-        assert main(["extract", "--model", str(tmp_path / "cnn"), "--faces", str(face_corpus / "faces" / f"{subject}.h5"),
+        faces = face_corpus / "faces" / f"{subject}.h5"
+        assert main(["extract", "--model", str(tmp_path / "cnn"), "--faces", str(faces),
                      "-o", str(tmp_path / "features" / f"{subject}.h5"), "--device", "cpu"]) == 0
     with h5py.File(tmp_path / "features" / "dev_1.h5") as h5:
         assert h5["features"].shape == (200, 16) and h5["features"].dtype == np.float32

@@ -57,9 +57,10 @@ def predict_video(video: Path, rnn_run_dir: Path, device_name: str = "auto", thr
         options = {"detect_every": int(faces["detect_every"])} if faces.get("detect_every") else {}
         if faces.get("tracking") is not None:
             options["tracking"] = bool(faces["tracking"])
-        track = align_video(video, landmarks=int(faces.get("landmarks") or _landmark_count(faces.get("landmark_model"))),
+        landmarks = int(faces.get("landmarks") or _landmark_count(faces.get("landmark_model")))
+        track = align_video(video, landmarks=landmarks,
                             chip_size=int(faces.get("chip_size", 96)),
-                            normalization=faces.get("normalization") or "gcn", threads=threads, progress=False,
+                            normalization=faces.get("normalization") or "gcn", threads=threads, progress=progress,
                             **options)
         bar.update(1)
         bar.set_postfix_str("CNN")

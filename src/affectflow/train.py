@@ -124,6 +124,41 @@ def _run_info(args, extra: dict) -> dict:
     return settings
 
 
+def _eval_sets(args, corpus, train, dev, validation, frames, holdout, device, every: int = 1):
+    """The recordings scored each epoch: dev (if labelled) and the validation split.
+
+    `frames[subject]` has .data (model inputs on every frame) and .time; `holdout` = (data,
+    time, gold) of a single training subject's last 20% of frames. Every `every`-th frame's
+    time and gold are kept. Returns (eval sets, name of the selection set, run.json entries).
+    """
+    import torch
+
+    from .dataset import frame_labels
+    from .errors import fail
+    from .trainer import EvalSet
+
+    def eval_set(name, subjects):
+        return EvalSet(name, [torch.from_numpy(frames[s].data).to(device) for s in subjects],
+                       [frames[s].time[::every] for s in subjects],
+                       [frame_labels(corpus.recording(s), args.dimension, frames[s].time)[::every]
+                        for s in subjects])
+
+    sets = []
+    dev_labeled = [s for s in dev if args.dimension in corpus.recording(s).labels]
+    if dev_labeled:
+        sets.append(eval_set("dev", dev_labeled))
+    if validation:
+        sets.append(eval_set("val", validation))
+    elif holdout is not None:
+        data, times, gold = holdout
+        sets.append(EvalSet("val", [torch.from_numpy(data).to(device)], [times[::every]], [gold[::every]]))
+    selection_set = "dev" if args.selection == "dev" else "val"
+    if selection_set not in {e.name for e in sets}:
+        raise fail(args.corpus, f"no labelled {args.selection} data for model selection")
+    held = validation or ([f"{train[-1]} (last 20% of frames)"] if holdout is not None else [])
+    return sets, selection_set, {"train_subjects": train, "dev_subjects": dev_labeled, "validation_subjects": held}
+
+
 # ----------------------------------------------------------------------------- train-cnn
 
 def _train_cnn_command(args) -> int:
@@ -134,7 +169,7 @@ def _train_cnn_command(args) -> int:
     from .dataset import descriptor_from_chips, fit_label_shift, frame_labels, load_faces
     from .errors import AffectflowError, fail
     from .models import CNNConfig, FaceCNN
-    from .trainer import EvalSet, TrainSettings, fit_cnn, resolve_device, seed_everything
+    from .trainer import TrainSettings, fit_cnn, resolve_device, seed_everything
 
     device = resolve_device(args.device)
     seed_everything(args.seed, device)
@@ -177,28 +212,16 @@ def _train_cnn_command(args) -> int:
     if len(train_x) == 0:
         raise fail(args.faces_dir, "no training frame with a face and a label")
 
-    def eval_set(name, subjects):
-        return EvalSet(name, [torch.from_numpy(faces[s].data).to(device) for s in subjects],
-                       [faces[s].time for s in subjects],
-                       [frame_labels(corpus.recording(s), args.dimension, faces[s].time) for s in subjects])
-
-    eval_sets = []
-    dev_labeled = [s for s in dev if args.dimension in corpus.recording(s).labels]
-    if dev_labeled:
-        eval_sets.append(eval_set("dev", dev_labeled))
-    if validation:
-        eval_sets.append(eval_set("val", validation))
-    elif holdout is not None:
-        eval_sets.append(EvalSet("val", [torch.from_numpy(holdout[0]).to(device)], [holdout[1]], [holdout[2]]))
-    selection_set = "dev" if args.selection == "dev" else "val"
-    if selection_set not in {e.name for e in eval_sets}:
-        raise fail(args.corpus, f"no labelled {args.selection} data for model selection")
-
-    model = FaceCNN(CNNConfig(chip_size=chip_size, channels=channels, fc=args.fc, dropout=dropout))
+    eval_sets, selection_set, subject_info = _eval_sets(args, corpus, train, dev, validation, faces, holdout,
+                                                        device)
+    try:
+        config = CNNConfig(chip_size=chip_size, channels=channels, fc=args.fc, dropout=dropout)
+    except ValueError as error:
+        raise fail(args.faces_dir, str(error)) from None
+    model = FaceCNN(config)
     info = _run_info(args, {
-        "train_subjects": train, "dev_subjects": dev_labeled, "validation_subjects": validation
-        or ([f"{train[-1]} (last 20% of frames)"] if holdout is not None else []),
-        "augment": augment, "dropout": dropout, "train_frames": int(len(train_x)), "device": str(device),
+        **subject_info, "augment": augment, "dropout": dropout, "train_frames": int(len(train_x)),
+        "device": str(device),
         "faces": {"chip_size": chip_size, **{k: _plain(h5_attrs(args.faces_dir / f"{train[0]}.h5").get(k))
                                              for k in FACE_SETTINGS}},
         **_label_info(shift, shift_fit)})
@@ -236,7 +259,7 @@ def _train_rnn_command(args) -> int:
     from .dataset import fit_label_shift, frame_labels, load_features, rnn_inputs
     from .errors import fail
     from .models import FrameRNN, RNNConfig
-    from .trainer import EvalSet, TrainSettings, fit_rnn, resolve_device, seed_everything
+    from .trainer import TrainSettings, fit_rnn, resolve_device, seed_everything
 
     device = resolve_device(args.device)
     seed_everything(args.seed, device)
@@ -263,40 +286,22 @@ def _train_rnn_command(args) -> int:
         lab = frame_labels(corpus.recording(s), args.dimension, f.time, shift)
         if args.selection == "validation" and not validation and s == train[-1]:
             cut = int(0.8 * len(f.time))
-            holdout = (f.data[cut:], f.time[cut:][::every],
-                       frame_labels(corpus.recording(s), args.dimension, f.time[cut:])[::every])
+            holdout = (f.data[cut:], f.time[cut:], frame_labels(corpus.recording(s), args.dimension, f.time[cut:]))
             f_data, lab = f.data[:cut], lab[:cut]
         else:
             f_data = f.data
         features.append(torch.from_numpy(np.ascontiguousarray(f_data)))
         labels.append(torch.from_numpy(lab.astype(np.float32)))
 
-    def eval_set(name, subjects):
-        return EvalSet(name, [torch.from_numpy(feats[s].data).to(device) for s in subjects],
-                       [feats[s].time[::every] for s in subjects],
-                       [frame_labels(corpus.recording(s), args.dimension, feats[s].time)[::every] for s in subjects])
-
-    eval_sets = []
-    dev_labeled = [s for s in dev if args.dimension in corpus.recording(s).labels]
-    if dev_labeled:
-        eval_sets.append(eval_set("dev", dev_labeled))
-    if validation:
-        eval_sets.append(eval_set("val", validation))
-    elif holdout is not None:
-        eval_sets.append(EvalSet("val", [torch.from_numpy(holdout[0]).to(device)], [holdout[1]], [holdout[2]]))
-    selection_set = "dev" if args.selection == "dev" else "val"
-    if selection_set not in {e.name for e in eval_sets}:
-        raise fail(args.corpus, f"no labelled {args.selection} data for model selection")
-
+    eval_sets, selection_set, subject_info = _eval_sets(args, corpus, train, dev, validation, feats, holdout,
+                                                        device, every)
     model = FrameRNN(RNNConfig(input_size=dims.pop(), cell=args.cell, nonlinearity=args.nonlinearity,
                                hidden=args.hidden, layers=args.layers))
     stacked = torch.cat(features)
     model.set_standardization(stacked.mean(0), stacked.std(0))
     cnn_run = _plain(h5_attrs(args.features_dir / f"{train[0]}.h5").get("model"))
     info = _run_info(args, {
-        "train_subjects": train, "dev_subjects": dev_labeled, "validation_subjects": validation
-        or ([f"{train[-1]} (last 20% of frames)"] if holdout is not None else []),
-        "features_dir": str(args.features_dir.resolve()), "cnn_run": cnn_run,
+        **subject_info, "features_dir": str(args.features_dir.resolve()), "cnn_run": cnn_run,
         "hidden_sizes": model.config.hidden_sizes, "device": str(device), **_label_info(shift, shift_fit)})
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, label_shift=shift,
                              selection=selection_set, max_minutes=args.max_minutes, loss=args.loss,
