@@ -180,14 +180,7 @@ void Aligner::align_segment(Worker& worker, const FrameBatch& frames, long begin
 
         if (options_.tracking && state.valid && state.frames_since_detection + 1 < options_.detect_every) {
             // Track: the previous landmarks place this frame's box where the detector would.
-            const double width = state.chip.rect.width();
-            const double turn = state.chip.angle - state.detect_angle;
-            const double dx = state.box_dx * std::cos(turn) - state.box_dy * std::sin(turn);
-            const double dy = state.box_dx * std::sin(turn) + state.box_dy * std::cos(turn);
-            const dlib::dpoint centre = dlib::center(state.chip.rect) + dlib::dpoint(dx, dy) * width;
-            const dlib::rectangle box = dlib::centered_rect(dlib::point(centre), std::lround(state.box_width * width),
-                                                            std::lround(state.box_height * width));
-            const dlib::full_object_detection shape = predictor_(image, box);
+            const dlib::full_object_detection shape = predictor_(image, predicted_box(state, 1.0, 1.0));
             const FaceChip chip = face_chip(image, shape, options_.chip_size, options_.padding);
             if (plausible_step(state, chip, image, shape)) {
                 state.shape = shape;
@@ -228,6 +221,16 @@ void Aligner::align_segment(Worker& worker, const FrameBatch& frames, long begin
     }
 }
 
+dlib::rectangle Aligner::predicted_box(const TrackState& state, double grow_x, double grow_y) {
+    const double width = state.chip.rect.width();
+    const double turn = state.chip.angle - state.detect_angle;  // the box offset turns with the face
+    const double dx = state.box_dx * std::cos(turn) - state.box_dy * std::sin(turn);
+    const double dy = state.box_dx * std::sin(turn) + state.box_dy * std::cos(turn);
+    const dlib::dpoint centre = dlib::center(state.chip.rect) + dlib::dpoint(dx, dy) * width;
+    return dlib::centered_rect(dlib::point(centre), std::lround(grow_x * state.box_width * width),
+                               std::lround(grow_y * state.box_height * width));
+}
+
 bool Aligner::detect(Worker& worker, const GrayView& image, TrackState& state, dlib::rectangle& box) const {
     ++worker.detections_run;
     // Faces known to be large are searched in a downscaled image (HOG cost goes with the pixel count).
@@ -236,12 +239,10 @@ bool Aligner::detect(Worker& worker, const GrayView& image, TrackState& state, d
                              : 1.0;
     if (options_.tracking && state.valid) {
         // While a face is tracked, search first around it: the region is a fraction of the frame.
-        const double width = state.chip.rect.width();
-        const dlib::dpoint centre = dlib::center(state.chip.rect) + dlib::dpoint(state.box_dx, state.box_dy) * width;
-        const double side = kSearchRegion * state.box_width * width;
-        const dlib::rectangle region =
-            dlib::centered_rect(dlib::point(centre), std::lround(side), std::lround(side)).intersect(dlib::get_rect(image));
-        const double region_scale = std::min(1.0, kRegionFaceWidth / (state.box_width * width));
+        const double side = std::max(state.box_width, state.box_height) * kSearchRegion;
+        const dlib::rectangle region = predicted_box(state, side / state.box_width, side / state.box_height)
+                                           .intersect(dlib::get_rect(image));
+        const double region_scale = std::min(1.0, kRegionFaceWidth / (state.box_width * state.chip.rect.width()));
         ++worker.region_searches;
         if (!region.is_empty() && search(worker, sub_view(image, region), region_scale, region.tl_corner(), box))
             return true;

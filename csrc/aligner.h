@@ -116,6 +116,9 @@ private:
 
     void align_segment(Worker& worker, const FrameBatch& frames, long begin, long end, TrackState& state,
                        const AlignOutput& out) const;
+    // Where the detector would box the tracked face (its box at the last detection, moved, scaled
+    // and turned with the landmarks), grown by (grow_x, grow_y).
+    static dlib::rectangle predicted_box(const TrackState& state, double grow_x, double grow_y);
     bool detect(Worker& worker, const GrayView& image, TrackState& state, dlib::rectangle& box) const;
     // Best-scoring face in `image` searched at `scale`, as a box in the frame (image origin at `origin`).
     bool search(Worker& worker, const GrayView& image, double scale, const dlib::point& origin,
