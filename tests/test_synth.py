@@ -120,3 +120,25 @@ def test_dlib_finds_the_face(synthetic_corpus):
     assert result.meant > 150
     assert result.rate >= 0.95, str(result)
     assert result.lost > 0 and result.found_in_lost / result.lost <= 0.5, "face-lost spans should hide the face"
+
+
+def test_labels_lag_the_expression(synthetic_corpus):
+    """The ARFF gold standard is the expressed trace delayed by the subject's label delay (1-2 s)."""
+    from affectflow.synth import read_metadata, subject_traces
+
+    settings, plans = read_metadata(synthetic_corpus)
+    corpus = open_corpus(synthetic_corpus)
+    for plan in plans:
+        assert 1.0 <= plan.label_delay <= 2.0
+        traces = subject_traces(settings, plan)
+        times, values = read_labels(corpus.recording(plan.subject).labels["valence"])
+        assert np.array_equal(times, traces.label_times)
+        assert np.allclose(values, traces.gold["valence"], atol=1e-6)  # what the ARFF holds
+        # The face at t shows what the annotators rate at t + delay.
+        rated = traces.frame_times + plan.label_delay <= times[-1]
+        ahead = np.interp(traces.frame_times[rated] + plan.label_delay, times, values)
+        assert np.allclose(ahead, traces.expressed["valence"][rated], atol=1e-3)
+        # Frames show the trace plus per-frame jitter: a noisy cue in one frame, a clean one over a window.
+        noise = traces.shown["valence"] - traces.expressed["valence"]
+        assert 0.2 < noise.std() < 0.4
+        assert abs(np.convolve(noise, np.ones(100) / 100, "valid")).max() < 0.15

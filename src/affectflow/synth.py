@@ -466,6 +466,38 @@ def plan_subject(settings: SynthSettings, index: int, subject: str, partition: s
     )
 
 
+@dataclass
+class SubjectTraces:
+    """What a subject's face shows and what its labels say."""
+
+    label_times: np.ndarray  # float64 [N]: 0, 0.04, ..., seconds
+    gold: dict[str, np.ndarray]  # dimension -> float64 [N]: the ARFF gold standard (lags the face)
+    frame_times: np.ndarray  # float64 [T]
+    expressed: dict[str, np.ndarray]  # dimension -> float64 [T]: the smooth trace the face follows
+    shown: dict[str, np.ndarray]  # dimension -> float64 [T]: expressed + per-frame jitter (what is rendered)
+
+
+def subject_traces(settings: SynthSettings, plan: SubjectPlan) -> SubjectTraces:
+    """Valence/arousal of one subject: gold(t) = expressed(t - label_delay); shown = expressed + jitter."""
+    rng = np.random.default_rng([settings.seed, plan.index, 3])
+    # Latent traces on the 40 ms grid from -(max delay + 1) s, so that lagged labels exist from t = 0.
+    lead_in = settings.delay_range[1] + 1.0
+    grid_t = np.arange(-lead_in, settings.seconds + LABEL_STEP / 2 + 1.0, LABEL_STEP)
+    latent = {dim: smooth_trace(rng, len(grid_t), LABEL_STEP) for dim in DIMENSIONS}
+    rows = int(round(settings.seconds / LABEL_STEP)) + 1
+    label_times = np.round(np.arange(rows) * LABEL_STEP, 6)
+    frame_times = np.arange(int(round(settings.seconds * settings.fps))) / settings.fps
+    expressed = {dim: np.interp(frame_times, grid_t, latent[dim]) for dim in DIMENSIONS}
+    jitter = settings.jitter * rng.standard_normal((len(frame_times), len(DIMENSIONS)))
+    return SubjectTraces(
+        label_times=label_times,
+        gold={dim: np.interp(label_times - plan.label_delay, grid_t, latent[dim]) for dim in DIMENSIONS},
+        frame_times=frame_times,
+        expressed=expressed,
+        shown={dim: np.clip(expressed[dim] + jitter[:, k], -1.3, 1.3) for k, dim in enumerate(DIMENSIONS)},
+    )
+
+
 def face_visible(plan: SubjectPlan, times: np.ndarray, margin: float = 0.0) -> np.ndarray:
     """True for frame times outside every face-lost span (widened by ``margin`` seconds)."""
     times = np.asarray(times, np.float64)
@@ -519,24 +551,12 @@ def render_subject(settings: SynthSettings, plan: SubjectPlan, landmarks: np.nda
     eye_distance = EYE_DISTANCE * min(width / 640, height / 480)
     identity = build_identity(plan, landmarks, settings.size, eye_distance, rng)
 
-    # Latent valence/arousal on the 40 ms grid, from -(max delay + 1) s so the lagged labels exist at t=0.
-    lead_in = settings.delay_range[1] + 1.0
-    grid_t = np.arange(-lead_in, settings.seconds + LABEL_STEP / 2 + 1.0, LABEL_STEP)
-    latent = {dim: smooth_trace(rng, len(grid_t), LABEL_STEP) for dim in DIMENSIONS}
-    rows = int(round(settings.seconds / LABEL_STEP)) + 1
-    label_times = np.round(np.arange(rows) * LABEL_STEP, 6)
+    traces = subject_traces(settings, plan)
     for dim in DIMENSIONS:
-        gold = np.interp(label_times - plan.label_delay, grid_t, latent[dim])
         path = out_dir / "ratings_gold_standard" / dim / f"{plan.subject}.arff"
-        path.write_text(_arff_text(plan.subject, dim, label_times, gold))
-
-    frame_times = np.arange(frames) / fps
-    expressed = {dim: np.interp(frame_times, grid_t, latent[dim]) for dim in DIMENSIONS}
-    jitter = settings.jitter * rng.standard_normal((frames, 2))
-    coefficients = expression_coefficients(
-        np.clip(expressed["valence"] + jitter[:, 0], -1.3, 1.3),
-        np.clip(expressed["arousal"] + jitter[:, 1], -1.3, 1.3),
-    )
+        path.write_text(_arff_text(plan.subject, dim, traces.label_times, traces.gold[dim]))
+    frame_times = traces.frame_times
+    coefficients = expression_coefficients(traces.shown["valence"], traces.shown["arousal"])
 
     # Head motion, lighting, blur: smooth per-frame trajectories.
     # Bounded so that the face stays in the frame and within the roll a frontal detector handles.
