@@ -169,3 +169,15 @@ def test_rnn_window_predictions_strided_and_edge_padded():
     np.testing.assert_allclose(strided, full[::3], atol=1e-6)
     assert full[0] == pytest.approx(float(padded_first), abs=1e-6)
     assert full[10] == pytest.approx(float(window_at_10), abs=1e-6)
+
+
+def test_masked_losses_ignore_missing_labels():
+    from affectflow.metrics import ccc
+    from affectflow.trainer import masked_loss
+
+    pred = torch.tensor([[0.1, 0.5, -0.2], [0.3, 0.0, 0.9]])
+    target = torch.tensor([[0.0, float("nan"), -0.1], [0.4, 0.2, float("nan")]])
+    keep = torch.isfinite(target)
+    assert float(masked_loss(pred, target, "mse")) == pytest.approx(float(((pred - target)[keep] ** 2).mean()))
+    assert float(masked_loss(pred, target, "ccc")) == pytest.approx(
+        1 - ccc(pred[keep].numpy(), target[keep].numpy()), abs=1e-6)

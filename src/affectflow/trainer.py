@@ -90,16 +90,21 @@ class TrainSettings:
 
 
 def masked_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """MSE (or 1 - CCC) over the finite targets of the batch."""
-    ok = torch.isfinite(target)
-    p, t = pred[ok].float(), target[ok].float()
-    if p.numel() == 0:
-        return pred.sum() * 0.0
+    """MSE (or 1 - CCC) over the finite targets of the batch.
+
+    Written with weights instead of boolean indexing so that it never synchronizes the device.
+    """
+    weight = torch.isfinite(target).float()
+    p = pred.float()
+    t = torch.where(weight > 0, target.float(), torch.zeros_like(p))
+    count = weight.sum().clamp_min(1.0)
     if kind == "mse":
-        return torch.mean((p - t) ** 2)
-    mp, mt = p.mean(), t.mean()
-    cov = torch.mean((p - mp) * (t - mt))
-    return 1.0 - 2.0 * cov / (p.var(unbiased=False) + t.var(unbiased=False) + (mp - mt) ** 2 + 1e-8)
+        return (weight * (p - t) ** 2).sum() / count
+    mp, mt = (weight * p).sum() / count, (weight * t).sum() / count
+    vp = (weight * (p - mp) ** 2).sum() / count
+    vt = (weight * (t - mt) ** 2).sum() / count
+    cov = (weight * (p - mp) * (t - mt)).sum() / count
+    return 1.0 - 2.0 * cov / (vp + vt + (mp - mt) ** 2 + 1e-8)
 
 
 def score_set(predict: Callable[[torch.Tensor], np.ndarray], eval_set: EvalSet, shift: float) -> dict:
