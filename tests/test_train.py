@@ -99,6 +99,11 @@ def test_resume_with_other_settings_is_an_error(face_corpus, tmp_path, capsys):
                  "--device", "cpu", "--variant", "plain", "--epochs", "2", "--resume"])
     assert code == 2
     assert "different model settings" in capsys.readouterr().err
+    code = main(["train-cnn", "--corpus", str(face_corpus / "corpus"), "--faces-dir", str(face_corpus / "faces"),
+                 "--seed", "0", "--out", str(tmp_path / "run"), *TINY_CNN, "--variant", "A", "--epochs", "2",
+                 "--frame-stride", "4", "--resume"])
+    assert code == 2
+    assert "different variant" in capsys.readouterr().err
 
 
 def test_validation_selection_holds_out_a_training_subject(face_corpus, tmp_path):

@@ -30,6 +30,9 @@ from .metrics import scores
 from .models import FaceCNN, FrameRNN, config_dict, save_model
 
 HISTORY_METRICS = ("rmse", "cc", "ccc")
+# Settings a resumed run must share with its checkpoint (the epoch count may grow, the device may change).
+RESUME_MUST_MATCH = ("variant", "seed", "lr", "batch_size", "frame_stride", "label_shift", "selection", "dimension",
+                     "window", "window_stride", "loss", "feature_norm", "clip_norm", "train_subjects")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -144,6 +147,11 @@ class Run:
         state = torch.load(path, map_location="cpu", weights_only=False)
         if state["architecture"] != config_dict(self.model.config) or state["kind"] != self.kind:
             raise fail(path, "checkpoint was written with different model settings; remove it or drop --resume")
+        changed = sorted(k for k in RESUME_MUST_MATCH
+                         if state.get("run_info", {}).get(k) != self.run_info.get(k))
+        if changed:
+            raise fail(path, f"checkpoint was written with different {', '.join(changed)}; "
+                             "remove it or drop --resume")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state.get("scaler"):
@@ -157,6 +165,7 @@ class Run:
                  "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                  "history": self.history, "epoch": self.epoch, "best": self.best, "elapsed": self.elapsed,
+                 "run_info": {k: self.run_info.get(k) for k in RESUME_MUST_MATCH},
                  "rng": rng_states()}
         with atomic_path(self.out / "checkpoint.pt") as tmp:
             torch.save(state, tmp)
