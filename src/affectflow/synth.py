@@ -44,7 +44,6 @@ corpus so that tests (and curious users) know which frames have a face.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -115,26 +114,13 @@ def _photo(name: str) -> np.ndarray:
     raise ValueError(f"unknown photo {name!r}")
 
 
-def landmark_model_path() -> Path:
-    """dlib's 68-point shape model as face_recognition_models installs it.
-
-    Found through the import system rather than by importing the package,
-    whose ``__init__`` needs ``pkg_resources`` (gone from recent setuptools).
-    """
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise AffectflowError("face_recognition_models is not installed (it holds dlib's landmark models)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
-    if not path.is_file():
-        raise fail(path, "dlib 68-point landmark model missing")
-    return path
-
-
 @functools.lru_cache(maxsize=1)
 def _dlib_models():
     import dlib
 
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmark_model_path()))
+    from .align import landmark_model_path  # the one place that finds dlib's models
+
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmark_model_path(68)))
 
 
 @functools.lru_cache(maxsize=None)
