@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from affectflow.corpus import (
     read_labels,
 )
 from affectflow.errors import AffectflowError
+from affectflow.video import read_video
 
 HEADER = """@relation GOLDSTANDARD_{dim}
 
@@ -261,3 +263,41 @@ def test_sheet_bad_rows(tmp_path, capsys, row, fragments):
     write_arff(tmp_path / "v.arff", "a", np.arange(11) * 0.04, np.zeros(11))
     (tmp_path / "subjects.tsv").write_text("subject\tpartition\tvideo\tvalence\tarousal\n" + row + "\n")
     expect_cli_error(capsys, ["corpus", "list", str(tmp_path)], *fragments)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg command to drop frames")
+def test_dropped_frames_keep_labels_aligned(tmp_path, capsys):
+    """A video that lost frames 20-29 (timestamps kept) still gets each frame's own label."""
+    root = hand_corpus(tmp_path / "c", subjects=("train_1",), frames=50)
+    video = root / "recordings_video" / "train_1.mp4"
+    dropped = tmp_path / "dropped.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(video),
+            "-vf",
+            r"select='not(between(n\,20\,29))'",
+            "-fps_mode",
+            "passthrough",
+            "-c:v",
+            "mpeg4",
+            "-q:v",
+            "2",
+            str(dropped),
+        ],
+        check=True,
+    )
+    dropped.replace(video)
+    arff = root / "ratings_gold_standard" / "valence" / "train_1.arff"
+    write_arff(arff, "train_1", np.arange(51) * 0.04, np.arange(51) / 100)  # label = frame index / 100
+    times, frames, _ = read_video(video, gray=True)
+    assert len(times) == 40
+    labels = open_corpus(root).recording("train_1").frame_labels("valence", times)
+    expected = np.r_[np.arange(20), np.arange(30, 50)] / 100
+    assert np.allclose(labels, expected)  # counting frames would give 0.20 for the frame at t = 1.2 s
+    code, out, _ = run_cli("corpus", "check", "-q", str(root), capsys=capsys)
+    assert code == 0 and "40" in out
