@@ -35,6 +35,9 @@ def trained(tmp_path_factory):
     assert main(["train-rnn", "--corpus", str(corpus_dir), "--features-dir", str(root / "features"), "--seed", "0",
                  "--out", str(root / "rnn"), "--window", "10", "--window-stride", "2", "--hidden", "8",
                  "--epochs", "2", "--device", "cpu"]) == 0
+    assert main(["train-rnn", "--corpus", str(corpus_dir), "--features-dir", str(root / "features"), "--seed", "0",
+                 "--out", str(root / "rnn_arousal"), "--window", "10", "--window-stride", "2", "--hidden", "8",
+                 "--epochs", "1", "--device", "cpu", "--dimension", "arousal"]) == 0
     return root, corpus
 
 
@@ -58,6 +61,17 @@ def test_predict_writes_one_row_per_frame_and_a_plot(trained, tmp_path):
     assert all(np.isfinite(float(r["valence"])) for r in rows)
     png = (tmp_path / "trace.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+
+
+def test_predict_valence_and_arousal_columns(trained, tmp_path):
+    root, corpus = trained
+    video = corpus.recording("dev_1").video
+    assert main(["predict", str(video), "--model", str(root / "rnn"), "--model", str(root / "rnn_arousal"),
+                 "-o", str(tmp_path / "trace.csv"), "--device", "cpu"]) == 0
+    with open(tmp_path / "trace.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["time", "valence", "arousal"] and len(rows) == len(read_video(video, gray=True)[0])
+    assert not (tmp_path / "trace.png").exists()
 
 
 def test_predict_needs_an_rnn_run(trained, tmp_path, capsys):
