@@ -24,6 +24,8 @@ constexpr double kSearchRegion = 1.6;
 constexpr double kRegionFaceWidth = 100.0;
 // dlib's HOG window is 80x80 pixels: smaller images cannot hold a face.
 constexpr long kMinSearchSide = 80;
+// While no face is found, the detector runs on every this many frames (see align_segment).
+constexpr long kLostSearchEvery = 3;
 // Segments shorter than this are not worth a thread (each starts with a detection).
 constexpr long kMinSegmentFrames = 16;
 
@@ -163,19 +165,18 @@ void Aligner::process(const FrameBatch& frames, const AlignOutput& out, bool con
 
 void Aligner::align_segment(Worker& worker, const FrameBatch& frames, long begin, long end, TrackState& state,
                             const AlignOutput& out) const {
-    const long pixels = frames.rows * frames.cols;
-    if (frames.channels == 3) worker.gray.resize(static_cast<std::size_t>(pixels));
+    // While no face is found, the detector runs on every kLostSearchEvery-th frame (and the last
+    // of the segment); when it finds the face again, the frames passed over since the last failed
+    // search are tracked backwards from it, so a returning face is not picked up late.
+    long last_search = begin - 1;
     for (long t = begin; t < end; ++t) {
-        GrayView image;
-        image.rows = frames.rows;
-        image.cols = frames.cols;
-        image.stride = frames.cols;
-        if (frames.channels == 3) {
-            bgr_to_gray(frames.data + t * pixels * 3, worker.gray.data(), pixels);
-            image.data = worker.gray.data();
-        } else {
-            image.data = frames.data + t * pixels;
+        if (options_.tracking && !state.valid && state.failed_detections > 0 && t + 1 < end &&
+            (t - last_search) % kLostSearchEvery != 0) {
+            out.detected[t] = false;
+            write_missing(t, out);
+            continue;
         }
+        const GrayView image = frame_view(frames, t, worker);
         out.detected[t] = false;
 
         if (options_.tracking && state.valid && state.frames_since_detection + 1 < options_.detect_every) {
@@ -194,6 +195,9 @@ void Aligner::align_segment(Worker& worker, const FrameBatch& frames, long begin
 
         dlib::rectangle box;
         out.detected[t] = true;
+        const bool was_lost = !state.valid && state.failed_detections > 0;
+        const long previous_search = last_search;
+        last_search = t;
         if (!detect(worker, image, state, box)) {
             state.valid = false;
             ++state.failed_detections;
@@ -218,7 +222,38 @@ void Aligner::align_segment(Worker& worker, const FrameBatch& frames, long begin
         state.failed_detections = 0;
         state.reference_chip.assign(&chip.pixels[0][0], &chip.pixels[0][0] + chip.pixels.size());
         write_found(t, chip, shape, out);
+        if (was_lost) track_backwards(worker, frames, t, previous_search, state, out);
     }
+}
+
+void Aligner::track_backwards(Worker& worker, const FrameBatch& frames, long found, long searched,
+                              const TrackState& state, const AlignOutput& out) const {
+    TrackState back = state;
+    for (long t = found - 1; t > searched; --t) {
+        const GrayView image = frame_view(frames, t, worker);
+        const dlib::full_object_detection shape = predictor_(image, predicted_box(back, 1.0, 1.0));
+        const FaceChip chip = face_chip(image, shape, options_.chip_size, options_.padding);
+        if (!plausible_step(back, chip, image, shape)) return;
+        back.shape = shape;
+        back.chip = chip.details;
+        write_found(t, chip, shape, out);
+    }
+}
+
+GrayView Aligner::frame_view(const FrameBatch& frames, long t, Worker& worker) {
+    const long pixels = frames.rows * frames.cols;
+    GrayView image;
+    image.rows = frames.rows;
+    image.cols = frames.cols;
+    image.stride = frames.cols;
+    if (frames.channels == 3) {
+        worker.gray.resize(static_cast<std::size_t>(pixels));
+        bgr_to_gray(frames.data + t * pixels * 3, worker.gray.data(), pixels);
+        image.data = worker.gray.data();
+    } else {
+        image.data = frames.data + t * pixels;
+    }
+    return image;
 }
 
 dlib::rectangle Aligner::predicted_box(const TrackState& state, double grow_x, double grow_y) {

@@ -116,6 +116,11 @@ private:
 
     void align_segment(Worker& worker, const FrameBatch& frames, long begin, long end, TrackState& state,
                        const AlignOutput& out) const;
+    // The gray view of frame t (BGR frames are converted into the worker's buffer).
+    static GrayView frame_view(const FrameBatch& frames, long t, Worker& worker);
+    // Track from the face detected at frame `found` back towards frame `searched` (exclusive).
+    void track_backwards(Worker& worker, const FrameBatch& frames, long found, long searched,
+                         const TrackState& state, const AlignOutput& out) const;
     // Where the detector would box the tracked face (its box at the last detection, moved, scaled
     // and turned with the landmarks), grown by (grow_x, grow_y).
     static dlib::rectangle predicted_box(const TrackState& state, double grow_x, double grow_y);
