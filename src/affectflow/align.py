@@ -3,7 +3,12 @@
 Frames are decoded in chunks (bounded memory for any video length), gray, and
 aligned by the native aligner (:class:`affectflow._native.Aligner`): dlib's HOG
 face detector on the first frame, when tracking is lost and every
-``detect_every`` frames, the previous landmarks placing the face box in between;
+``detect_every`` frames (around the tracked face, on a downscaled image where
+the face is large), the previous landmarks placing the face box in between.
+Tracking is lost when landmarks jump, rescale or turn too much, leave the frame,
+or the chip stops correlating with the last detection's chip. While no face is
+found the detector runs on every 3rd frame, and a returning face is tracked
+backwards to the frames passed over. Detection picks the best-scoring face;
 landmarks (5-point by default) map eyes and nose to fixed chip positions
 exactly as ``dlib.get_face_chip(img, shape, size, padding=0.25)``. Each chunk
 is split into contiguous segments, one thread each. The next chunk decodes
