@@ -233,10 +233,21 @@ void Aligner::track_backwards(Worker& worker, const FrameBatch& frames, long fou
         const GrayView image = frame_view(frames, t, worker);
         const dlib::full_object_detection shape = predictor_(image, predicted_box(back, 1.0, 1.0));
         const FaceChip chip = face_chip(image, shape, options_.chip_size, options_.padding);
-        if (!plausible_step(back, chip, image, shape)) return;
-        back.shape = shape;
-        back.chip = chip.details;
-        write_found(t, chip, shape, out);
+        if (plausible_step(back, chip, image, shape)) {
+            back.shape = shape;
+            back.chip = chip.details;
+            write_found(t, chip, shape, out);
+            continue;
+        }
+        // Tracking back failed (a face half out of the frame, say): the detector decides, as it
+        // would have without skipping.
+        dlib::rectangle box;
+        out.detected[t] = true;
+        if (!detect(worker, image, back, box)) return;
+        back.shape = predictor_(image, box);
+        const FaceChip detected = face_chip(image, back.shape, options_.chip_size, options_.padding);
+        back.chip = detected.details;
+        write_found(t, detected, back.shape, out);
     }
 }
 
