@@ -319,6 +319,7 @@ def extract_features(model, normalized, batch_size: int = 512):
     import torch
 
     device = next(model.parameters()).device
+    model.to(memory_format=torch.channels_last)
     feats, preds = [], []
     with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
         for begin in range(0, len(normalized), batch_size):
