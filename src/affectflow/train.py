@@ -53,7 +53,7 @@ def add_commands(subparsers) -> None:
 
     p = subparsers.add_parser("extract", help="frozen CNN -> per-frame features of one subject",
                               description="Write FEATURES.h5: features [T,fc], prediction [T], found [T], time [T] "
-                                          "(face-lost frames filled: " + "hold last found frame)." )
+                                          "(face-lost frames hold the last found frame).")
     p.add_argument("--model", required=True, type=Path, help="CNN run dir")
     p.add_argument("--faces", required=True, type=Path)
     p.add_argument("-o", "--output", required=True, type=Path)
