@@ -1,6 +1,5 @@
 """The paper's CNN and RNN: shapes, parameter counts by hand, quadrant pooling, augmentation."""
 
-import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F

@@ -25,7 +25,6 @@ from torch import nn
 
 from .dataset import shift_predictions
 from .io import atomic_path
-from .metrics import ccc as ccc_score
 from .metrics import scores
 from .models import FaceCNN, FrameRNN, config_dict, save_model
 
