@@ -186,3 +186,12 @@ def test_masked_losses_ignore_missing_labels():
     assert float(masked_loss(pred, target, "mse")) == pytest.approx(float(((pred - target)[keep] ** 2).mean()))
     assert float(masked_loss(pred, target, "ccc")) == pytest.approx(
         1 - ccc(pred[keep].numpy(), target[keep].numpy()), abs=1e-6)
+
+
+def test_label_shift_option_through_the_cli(face_corpus, tmp_path, capsys):
+    assert train_cnn(face_corpus, tmp_path / "run", "--variant", "plain", "--epochs", "1", "--frame-stride", "4",
+                     "--label-shift", "auto") == 0
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["label_shift_mode"].startswith("auto") and run["label_shift"] in run["label_shift_fit"]["candidates"]
+    assert train_cnn(face_corpus, tmp_path / "bad", "--variant", "plain", "--label-shift", "soon") == 2
+    assert "--label-shift" in capsys.readouterr().err
