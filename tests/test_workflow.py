@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 def test_demo_config_dag_has_one_job_per_subject_variant_seed_and_config(tmp_path):
     counts = dry_run_counts(tmp_path)
-    # config/config.yaml: 3/3/3 synthetic subjects (train+dev aligned), 4 CNN variants, 1 seed.
+    # config/config.yaml: 3 train + 3 dev synthetic subjects, 4 CNN variants, 1 seed.
     assert counts == expected_counts(3, 3, ["plain", "D", "A", "AD"], 1, PAPER_GRID_RNN_CONFIGS, synthetic=True)
 
 

@@ -14,7 +14,7 @@ done
 mkdir -p "$state"/{munge,ctld,slurmd}
 chmod 700 "$state/munge"
 host=$(hostname -s)
-cpus=$(nproc)
+cpus=$(nproc --all)  # not plain nproc: it obeys OMP_NUM_THREADS
 # Leave the OS some memory; jobs ask for less than this (the test profile caps mem_mb).
 memory_mb=$(( $(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) * 3 / 4 ))
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -27,6 +27,19 @@ fill() {
 fill "$here/slurm.conf.in" > "$state/slurm.conf"
 fill "$here/gres.conf.in" > "$state/gres.conf"
 export SLURM_CONF="$state/slurm.conf"
+# Snakemake's job steps drop SLURM_CONF before their nested srun, which then reads only
+# the compiled-in /etc/slurm: put our files there too, marked, unless a real config is there.
+marker="# affectflow test cluster"
+for name in slurm.conf gres.conf; do
+  if [ -e "/etc/slurm/$name" ] && ! head -n 1 "/etc/slurm/$name" | grep -qx "$marker"; then
+    echo "start.sh: /etc/slurm/$name exists and is not ours; not touching a real SLURM set-up" >&2
+    exit 3
+  fi
+done
+mkdir -p /etc/slurm
+for name in slurm.conf gres.conf; do
+  { echo "$marker"; echo "# state: $state"; cat "$state/$name"; } > "/etc/slurm/$name"
+done
 
 # munge: our own key and socket, so nothing system-wide is touched.
 [ -f "$state/munge/munge.key" ] || mungekey --create --keyfile="$state/munge/munge.key" --bits=1024

@@ -15,4 +15,10 @@ for daemon in slurmd slurmctld munged; do
   file="$state/$daemon.pid.started"
   [ -f "$file" ] && stop_pid "$(cat "$file")" && rm -f "$file"
 done
+# The copies in /etc/slurm that start.sh wrote (marked, and for this state dir only).
+for name in slurm.conf gres.conf; do
+  if [ -f "/etc/slurm/$name" ] && [ "$(sed -n 2p "/etc/slurm/$name")" = "# state: $state" ]; then
+    rm -f "/etc/slurm/$name"
+  fi
+done
 exit 0

@@ -26,7 +26,10 @@ if SYNTHETIC:
             seconds=SYNTHETIC["seconds"],
             fps=SYNTHETIC["fps"],
             size=SYNTHETIC["size"],
+        # Snakemake pre-creates the outputs' (empty) folders; synth only replaces a
+        # folder that is empty or a synthetic corpus, so those go first.
         shell:
+            "find {params.out} -depth -type d -empty -delete 2>/dev/null || true; "
             "affectflow corpus synth --out {params.out} --seed {params.seed}"
             " --subjects {params.subjects} --seconds {params.seconds}"
             " --fps {params.fps} --size {params.size} --workers {threads} > {log} 2>&1"
