@@ -6,6 +6,8 @@ other runs never change the counts.
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import time
 
 import pytest
 
+from affectflow.report import aggregate, parse_layout, write_tables
 from workflow_helpers import (
     PAPER_GRID_RNN_CONFIGS,
     REPO,
@@ -25,9 +28,7 @@ from workflow_helpers import (
     write_config,
 )
 
-pytestmark = pytest.mark.slow
-
-
+@pytest.mark.slow
 def test_demo_config_dag_has_one_job_per_subject_variant_seed_and_config(tmp_path):
     counts = dry_run_counts(tmp_path)
     # config/config.yaml: 3 train + 3 dev synthetic subjects, 4 CNN variants, 1 seed.
@@ -42,6 +43,7 @@ def recola_workdir(tmp_path):
     return tmp_path, config
 
 
+@pytest.mark.slow
 def test_recola_sized_dag_fans_out_over_18_labelled_subjects_and_3_seeds(recola_workdir):
     workdir, config = recola_workdir
     counts = dry_run_counts(workdir, "--configfile", str(config))
@@ -62,6 +64,7 @@ def _mark_everything_done(workdir, config):
     assert dry_run_counts(workdir, "--configfile", str(config)) == {}
 
 
+@pytest.mark.slow
 def test_rerunning_one_subject_touches_only_that_subject_and_what_depends_on_it(recola_workdir):
     workdir, config = recola_workdir
     _mark_everything_done(workdir, config)
@@ -81,6 +84,7 @@ def test_rerunning_one_subject_touches_only_that_subject_and_what_depends_on_it(
     assert counts == {"extract": 1, "evaluate_cnn": 1, "tables": 1, "all": 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -98,6 +102,7 @@ def test_an_invalid_config_fails_before_any_job_with_a_clear_message(tmp_path, c
     assert message in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_lint_and_snakefmt_pass():
     lint = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "-s", str(REPO / "Snakefile")], cwd=REPO,
                           env=tool_env(), capture_output=True, text=True, timeout=120)
@@ -108,6 +113,7 @@ def test_lint_and_snakefmt_pass():
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.slow
 def test_tiny_config_runs_the_whole_dag_to_tables_figures_and_report(tmp_path):
     """A real run of every rule on 2 train / 1 dev synthetic subjects of 4 s, 1 epoch each."""
     config = REPO / "config" / "tiny.yaml"
@@ -130,3 +136,36 @@ def test_tiny_config_runs_the_whole_dag_to_tables_figures_and_report(tmp_path):
     # Nothing left to do: every output is complete and up to date.
     assert dry_run_counts(tmp_path, "--configfile", str(config)) == {}
     print(f"tiny workflow: {elapsed:.0f} s")
+
+
+def _metrics(path, rmse, cc, ccc, ccc_rec):
+    path.write_text(json.dumps({"concatenated": {"rmse": rmse, "cc": cc, "ccc": ccc},
+                                "per_recording_mean": {"rmse": rmse, "cc": cc, "ccc": ccc_rec}}))
+    return str(path)
+
+
+def test_cells_are_mean_and_sample_sd_over_seeds_ignoring_missing_values():
+    cell = aggregate([0.2, 0.4, None, float("nan")])
+    assert cell.count == 2 and math.isclose(cell.mean, 0.3) and math.isclose(cell.sd, math.sqrt(0.02))
+    assert cell.text() == "0.300 ± 0.141"
+    assert aggregate([0.25]).text() == "0.250"  # one seed: no sd
+    assert aggregate([None]).text() == "n/a"
+
+
+def test_tables_command_writes_every_table_with_quoted_paper_rows(tmp_path):
+    seeds = [_metrics(tmp_path / f"cnn{s}.json", 0.2 + s / 10, 0.5, 0.4 + s / 10, 0.3) for s in range(2)]
+    rnn = [_metrics(tmp_path / "rnn.json", 0.1, 0.7, 0.6, 0.5)]
+    layout = {"partition": "dev", "dimension": "valence", "rnn_features": "CNN+AD", "rnn_base": {"hidden": 100},
+              "tables": {"1": [{"label": "CNN", "key": "cnn:plain", "metrics": seeds},
+                               {"label": "CNN+RNN (nonlinearity=tanh)", "key": "rnn:nonlinearity=tanh",
+                                "metrics": rnn}],
+                         "5": [{"label": "CNN+RNN (nonlinearity=tanh)", "key": "rnn:nonlinearity=tanh",
+                                "metrics": rnn}]}}
+    write_tables(parse_layout(json.dumps(layout)), tmp_path / "tables")
+    table1 = (tmp_path / "tables/table1.md").read_text()
+    assert "| CNN | 0.250 ± 0.071 | 0.500 ± 0.000 | 0.450 ± 0.071 | 0.300 ± 0.000 | 2 | 0.290 |" in table1
+    assert "| CNN+RNN (nonlinearity=tanh) | 0.100 | 0.700 | 0.600 | 0.500 | 1 | 0.476 |" in table1
+    table5 = (tmp_path / "tables/table5.tsv").read_text().splitlines()
+    sources = [line.split("\t")[1] for line in table5[1:]]
+    assert sources[0] == "ours" and all(s.startswith("quoted: Khorrami") for s in sources[1:])
+    assert finite_numbers_in_tsv(tmp_path / "tables/table1.tsv") == [0.25, 0.5, 0.45, 0.1, 0.7, 0.6]
