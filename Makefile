@@ -17,7 +17,7 @@ setup: $(STAMP)/build
 
 apt: $(STAMP)/apt
 $(STAMP)/apt:
-	mkdir -p $(STAMP)
+	@mkdir -p $(STAMP)
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	  missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)
 	  if [ -n "$$missing" ]; then
@@ -32,9 +32,10 @@ $(STAMP)/apt:
 
 venv: $(STAMP)/venv
 $(STAMP)/venv: requirements.txt constraints.txt
+	@echo "== $(VENV): Python packages (requirements.txt, constraints.txt)"
 	[ -x $(PY) ] || python3 -m venv $(VENV)
 	mkdir -p $(STAMP)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q pip==26.3
 	# torch: the CPU wheel where none is present (a bare `torch` would pull a CUDA build)
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
 	$(PIP) install -q -r requirements.txt -c constraints.txt
@@ -42,25 +43,26 @@ $(STAMP)/venv: requirements.txt constraints.txt
 
 build: $(STAMP)/build
 $(STAMP)/build: $(STAMP)/apt $(STAMP)/venv setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h)
+	@echo "== building affectflow and its C++ extension"
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 	$(PY) -c "import affectflow._native"
 	touch $@
 
 demo: setup
-	source $(VENV)/bin/activate
+	@source $(VENV)/bin/activate
 	bash scripts/demo.sh
 
 test: setup
-	source $(VENV)/bin/activate
+	@source $(VENV)/bin/activate
 	python -m pytest tests -q
 
 test-fast: setup
-	source $(VENV)/bin/activate
+	@source $(VENV)/bin/activate
 	python -m pytest tests -q -m "not slow and not cluster"
 
 bench: setup
-	source $(VENV)/bin/activate
+	@source $(VENV)/bin/activate
 	for b in bench/*.py; do echo "== $$b"; python $$b; done
 
 clean:
-	rm -rf build .deps src/*.egg-info src/affectflow/*.so results .snakemake
+	@rm -rf build .deps src/*.egg-info src/affectflow/*.so results .snakemake
