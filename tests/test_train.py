@@ -195,3 +195,37 @@ def test_label_shift_option_through_the_cli(face_corpus, tmp_path, capsys):
     assert run["label_shift_mode"].startswith("auto") and run["label_shift"] in run["label_shift_fit"]["candidates"]
     assert train_cnn(face_corpus, tmp_path / "bad", "--variant", "plain", "--label-shift", "soon") == 2
     assert "--label-shift" in capsys.readouterr().err
+
+
+def write_label_features(face_corpus, out_dir, rng):
+    """Feature files whose unit 0 tracks the label (plus noise) and unit 1 is dead (0) on the training
+    subjects but fires on dev: the case of a CNN unit that died in training."""
+    from affectflow.corpus import open_corpus
+    from affectflow.dataset import frame_labels
+
+    corpus = open_corpus(face_corpus / "corpus")
+    out_dir.mkdir()
+    for subject in ("train_1", "train_2", "dev_1"):
+        with h5py.File(face_corpus / "faces" / f"{subject}.h5") as h5:
+            time, found = h5["time"][()], h5["found"][()]
+        label = np.nan_to_num(frame_labels(corpus.recording(subject), "valence", time))
+        features = rng.normal(0.0, 1.0, (len(time), 8)).astype(np.float32)
+        features[:, 0] = label + 0.3 * features[:, 0]
+        features[:, 1] = rng.uniform(0.0, 2.0, len(time)) if subject.startswith("dev") else 0.0
+        with h5py.File(out_dir / f"{subject}.h5", "w") as h5:
+            h5["features"], h5["found"], h5["time"] = features, found, time
+
+
+@pytest.mark.parametrize("feature_norm", ["recording", "train"])
+def test_relu_rnn_stays_finite_and_learns_with_a_dead_training_feature(face_corpus, tmp_path, feature_norm):
+    write_label_features(face_corpus, tmp_path / "features", np.random.default_rng(0))
+    assert main(["train-rnn", "--corpus", str(face_corpus / "corpus"), "--features-dir", str(tmp_path / "features"),
+                 "--seed", "0", "--out", str(tmp_path / "rnn"), "--window", "20", "--window-stride", "2",
+                 "--hidden", "16", "--nonlinearity", "relu", "--epochs", "10", "--batch-size", "16", "--device", "cpu",
+                 "--feature-norm", feature_norm]) == 0
+    rows = history(tmp_path / "rnn")
+    assert all(np.isfinite(float(r[k])) for r in rows for k in ("train_loss", "dev_rmse", "dev_ccc"))
+    assert float(rows[-1]["train_loss"]) < 0.7 * float(rows[0]["train_loss"])
+    assert max(float(r["dev_ccc"]) for r in rows) > 0.3
+    # the selected model's dev predictions stay in the labels' range, not 10^4 (the dead unit is ignored)
+    assert all(float(r["dev_rmse"]) < 2.0 for r in rows)

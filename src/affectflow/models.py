@@ -21,6 +21,8 @@ from torch.nn import functional as F
 
 PAPER_CHANNELS = (64, 128, 256)
 PAPER_FC = 300
+# Training-set feature stds below this count as constant features (see FrameRNN.set_standardization).
+MIN_FEATURE_STD = 1e-3
 
 
 @dataclass
@@ -130,8 +132,15 @@ class FrameRNN(nn.Module):
         self.out = nn.Linear(size_in, 1)
 
     def set_standardization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the training set's feature statistics.
+
+        A feature (near) constant on the training set, such as a CNN unit that died, gets
+        scale 1 (as scikit-learn's StandardScaler does): dividing by its tiny std would turn
+        any variation on new recordings into inputs of 10^4 and more, which blows up the RNN
+        (a ReLU one most of all) at evaluation, not in training.
+        """
         self.feature_mean.copy_(mean)
-        self.feature_std.copy_(torch.clamp(std, min=1e-6))
+        self.feature_std.copy_(torch.where(std > MIN_FEATURE_STD, std, torch.ones_like(std)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.feature_mean) / self.feature_std
