@@ -496,7 +496,8 @@ def face_visible(plan: SubjectPlan, times: np.ndarray, margin: float = 0.0) -> n
 # --------------------------------------------------------------------------- rendering
 
 
-def _arff_text(subject: str, dimension: str, times: np.ndarray, values: np.ndarray) -> str:
+def arff_text(subject: str, dimension: str, times: np.ndarray, values: np.ndarray) -> str:
+    """A gold-standard ARFF file in the official AV+EC 2015 format (liac-arff reads it, scipy does not)."""
     lines = [
         f"@relation GOLDSTANDARD_{dimension.upper()}",
         "",
@@ -508,7 +509,7 @@ def _arff_text(subject: str, dimension: str, times: np.ndarray, values: np.ndarr
         "@data",
         "",
     ]
-    lines += [f"{subject},{t:.2f},{v:.6f}" for t, v in zip(times, values)]
+    lines += [f"{subject},{t:.6f},{v:.6f}" for t, v in zip(times, values)]
     return "\n".join(lines) + "\n"
 
 
@@ -540,7 +541,7 @@ def render_subject(settings: SynthSettings, plan: SubjectPlan, landmarks: np.nda
     traces = subject_traces(settings, plan)
     for dim in DIMENSIONS:
         path = out_dir / "ratings_gold_standard" / dim / f"{plan.subject}.arff"
-        path.write_text(_arff_text(plan.subject, dim, traces.label_times, traces.gold[dim]))
+        path.write_text(arff_text(plan.subject, dim, traces.label_times, traces.gold[dim]))
     frame_times = traces.frame_times
     coefficients = expression_coefficients(traces.shown["valence"], traces.shown["arousal"])
 

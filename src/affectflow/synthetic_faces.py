@@ -39,10 +39,10 @@ def chips_for_labels(values: np.ndarray, size: int, rng: np.random.Generator, no
 
 
 def write_arff(path: Path, subject: str, dimension: str, times: np.ndarray, values: np.ndarray) -> None:
+    from .synth import arff_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = "\n".join(f"{subject},{t:.6f},{v:.6f}" for t, v in zip(times, values))
-    path.write_text(f"@relation GOLDSTANDARD_{dimension.upper()}\n\n@attribute Instance_name string\n\n"
-                    f"@attribute frameTime numeric\n@attribute GoldStandard numeric\n\n@data\n\n{rows}\n")
+    path.write_text(arff_text(subject, dimension, times, values))
 
 
 def write_placeholder_video(path: Path, frames: int, fps: float) -> None:
