@@ -2,10 +2,12 @@
 
 7500 chips of 96x96 (5 minutes at 25 fps). Baselines: the straightforward numpy
 GCN (float32), scipy.ndimage LCN (affectflow.normalize.normalize_reference,
-per image), and a memory floor: numpy's uint8 -> float32 cast into a
-preallocated array (the least memory traffic that produces the output).
-Outputs are preallocated for the native kernels too. Targets: GCN >= 5x numpy
-and <= 1.5x the floor; LCN >= 4x scipy.
+per image), the scipy.ndimage local-mean reference (the authors' Normer3, one
+zero-padded uniform_filter over the batch), and a memory floor: numpy's uint8
+-> float32 cast into a preallocated array (the least memory traffic that
+produces the output). Outputs are preallocated for the native kernels too.
+Targets: GCN >= 5x numpy and <= 1.5x the floor; LCN >= 4x scipy (local-mean:
+no target, the ratio is shown).
 
     python bench/normalize.py [--chips 7500] [--threads N] [--scipy-chips 1500]
 """
@@ -54,7 +56,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="native threads (0: all CPUs)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--scipy-chips", type=int, default=1500,
-                        help="scipy LCN runs on this many chips and is scaled to --chips (it is slow)")
+                        help="scipy LCN and local-mean run on this many chips and are scaled to --chips "
+                             "(LCN is slow, local-mean's float64 copies are large)")
     args = parser.parse_args()
     chips = face_chips(args.chips)
     out = np.empty(chips.shape, np.float32)
@@ -84,9 +87,17 @@ def main() -> None:
     for method in ("lcn-gauss", "lcn-box"):
         scipy_time = best_time(lambda: normalize_reference(subset, method), 1) * scale
         ours = best_time(lambda: normalize_chips(chips, method, out=out, threads=args.threads), max(2, repeats // 2))
-        print(f"{method:<9} scipy (per image, {len(subset)} scaled) {1e3 * scipy_time:8.1f} ms")
-        print(f"{method:<9} ours float32              {1e3 * ours:8.1f} ms   {scipy_time / ours:5.1f}x scipy "
+        print(f"{method:<10} scipy (per image, {len(subset)} scaled){1e3 * scipy_time:8.1f} ms")
+        print(f"{method:<10} ours float32              {1e3 * ours:8.1f} ms   {scipy_time / ours:5.1f}x scipy "
               f"(target >= 4x)")
+    # local-mean's reference filters the whole subset at once: best of a few runs, as the kernel.
+    scipy_time = best_time(lambda: normalize_reference(subset, "local-mean"), max(2, repeats // 2)) * scale
+    ours = best_time(lambda: normalize_chips(chips, "local-mean", out=out, threads=args.threads), max(2, repeats // 2))
+    ours16 = best_time(lambda: normalize_chips(chips, "local-mean", out=out16, threads=args.threads),
+                       max(2, repeats // 2))
+    print(f"local-mean scipy (batched, {len(subset)} scaled) {1e3 * scipy_time:8.1f} ms")
+    print(f"local-mean ours float32              {1e3 * ours:8.1f} ms   {scipy_time / ours:5.1f}x scipy")
+    print(f"local-mean ours float16              {1e3 * ours16:8.1f} ms   {scipy_time / ours16:5.1f}x scipy")
 
 
 if __name__ == "__main__":

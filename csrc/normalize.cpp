@@ -80,6 +80,7 @@ std::vector<float> window_weights(const NormalizeParams& params) {
 struct LocalScratch {
     std::vector<float> padded_row, horizontal, mean, centred, deviation;
     std::vector<const float*> sources;  // the rows a filter pass combines
+    std::vector<std::int32_t> padded_pixels, row_sums, window_sums;  // local_mean's integer box sums
 };
 
 // One output row: out[x] = sum_k w[k] * rows_k[x]. With the tap count known at compile time
@@ -227,6 +228,44 @@ void local_contrast(const std::uint8_t* in, float* out, long rows, long cols, do
     for (long j = 0; j < n; ++j) out[j] = centred[j] / std::max(deviation[j], floor);
 }
 
+// The authors' Normer3(filter_size=5) as it ran (cuDNN conv, border_mode=(2, 2)): pixels on
+// their [0, 2] scale minus the 5x5 box mean of a zero-padded convolution, so that border windows
+// still divide by 25 (the missing pixels count as zeros), and no division (their local std
+// ** (1/2) is ** 0 under Python 2). With v the uint8 pixel and S its zero-padded 5x5 box sum,
+// 2v/255 - (2S/255)/25 = (25v - S) * 2/(255*25): box sums of uint8 are exact integers, so each
+// output is one exact integer times one float32 constant (a single rounding).
+void local_mean(const std::uint8_t* in, float* out, long rows, long cols, LocalScratch& scratch) {
+    constexpr long kRadius = kLocalMeanWindow / 2;
+    constexpr std::int32_t kArea = kLocalMeanWindow * kLocalMeanWindow;
+    constexpr float kScale = static_cast<float>(2.0 / (255.0 * kArea));
+    std::int32_t* __restrict padded = scratch.padded_pixels.data();  // zeros at both ends, kept from call to call
+    std::int32_t* __restrict row_sums = scratch.row_sums.data();
+    std::int32_t* __restrict window_sums = scratch.window_sums.data();
+    for (long y = 0; y < rows; ++y) {
+        const std::uint8_t* __restrict row = in + y * cols;
+        for (long x = 0; x < cols; ++x) padded[kRadius + x] = row[x];
+        std::int32_t* __restrict sums = row_sums + y * cols;
+        for (long x = 0; x < cols; ++x) {  // fixed tap count: unrolls and vectorizes
+            std::int32_t sum = 0;
+            for (long k = 0; k < kLocalMeanWindow; ++k) sum += padded[x + k];
+            sums[x] = sum;
+        }
+    }
+    for (long y = 0; y < rows; ++y) {
+        // Rows outside the image are zeros: sum only the ones inside, the divisor stays 25.
+        const long first = std::max(0L, y - kRadius), last = std::min(rows - 1, y + kRadius);
+        std::memcpy(window_sums, row_sums + first * cols, static_cast<std::size_t>(cols) * sizeof(std::int32_t));
+        for (long r = first + 1; r <= last; ++r) {
+            const std::int32_t* __restrict sums = row_sums + r * cols;
+            for (long x = 0; x < cols; ++x) window_sums[x] += sums[x];
+        }
+        const std::uint8_t* __restrict row = in + y * cols;
+        float* __restrict target = out + y * cols;
+        for (long x = 0; x < cols; ++x)
+            target[x] = static_cast<float>(kArea * static_cast<std::int32_t>(row[x]) - window_sums[x]) * kScale;
+    }
+}
+
 template <typename Out>
 void normalize_all(const std::uint8_t* chips, long count, long rows, long cols, Out* out,
                    const NormalizeParams& params) {
@@ -248,6 +287,11 @@ void normalize_all(const std::uint8_t* chips, long count, long rows, long cols, 
             for (auto* buffer : {&scratch.horizontal, &scratch.mean, &scratch.centred, &scratch.deviation})
                 buffer->resize(static_cast<std::size_t>(n));
         }
+        if (params.method == NormalizationMethod::local_mean) {
+            scratch.padded_pixels.assign(static_cast<std::size_t>(cols + kLocalMeanWindow - 1), 0);
+            scratch.row_sums.resize(static_cast<std::size_t>(n));
+            scratch.window_sums.resize(static_cast<std::size_t>(cols));
+        }
         if constexpr (!std::is_same_v<Out, float>) result.resize(static_cast<std::size_t>(n));
 #pragma omp for schedule(dynamic, 32)  // dynamic: a thread preempted on a busy machine does not hold up the rest
         for (long i = 0; i < count; ++i) {
@@ -267,6 +311,7 @@ void normalize_all(const std::uint8_t* chips, long count, long rows, long cols, 
                 case NormalizationMethod::lcn_gauss:
                     local_contrast(in, target, rows, cols, params.eps, weights, scratch);
                     break;
+                case NormalizationMethod::local_mean: local_mean(in, target, rows, cols, scratch); break;
             }
             if constexpr (!std::is_same_v<Out, float>) store(target, out + i * n, n);
         }
@@ -283,7 +328,8 @@ NormalizationMethod parse_normalization(const std::string& name) {
     if (name == "gcn") return NormalizationMethod::gcn;
     if (name == "lcn-box") return NormalizationMethod::lcn_box;
     if (name == "lcn-gauss") return NormalizationMethod::lcn_gauss;
-    throw std::invalid_argument("unknown normalization '" + name + "' (none, gcn, lcn-box, lcn-gauss)");
+    if (name == "local-mean") return NormalizationMethod::local_mean;
+    throw std::invalid_argument("unknown normalization '" + name + "' (none, gcn, lcn-box, lcn-gauss, local-mean)");
 }
 
 void normalize_chips(const std::uint8_t* chips, long count, long rows, long cols, float* out,

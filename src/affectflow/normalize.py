@@ -1,31 +1,44 @@
 """Mean subtraction and contrast normalization of face chips (DESIGN.md sections 1, 4).
 
-The pipeline's normalization is a config choice (``--normalization``):
+The pipeline's normalization is a config choice (``--normalization``); ``x`` is the
+chip on the [0, 1] scale (uint8 / 255):
 
-- ``"gcn"``: global, per image: ``(x - mean) / max(std, eps)``, population std.
-- ``"lcn-box"`` / ``"lcn-gauss"``: local, with a ``window`` x ``window`` box or a
-  Gaussian window (``sigma``, radius ``window // 2``): ``c = x - local_mean``,
-  ``s = sqrt(local mean of c**2)``, output ``c / max(s, max(mean(s), eps))``
-  (Jarrett et al. 2009: the floor is the image's mean local std, so flat regions
-  are not blown up). Borders reflect as scipy.ndimage's default ``"reflect"``.
-- ``"none"``: ``x / 255`` in [0, 1], no mean subtraction.
+- ``"gcn"``: global contrast normalization, per image: ``(x - mean) / max(std, eps)``,
+  population std.
+- ``"lcn-box"`` / ``"lcn-gauss"``: local contrast normalization, with a ``window`` x
+  ``window`` box or a Gaussian window (``sigma``, radius ``window // 2``):
+  ``c = x - local_mean``, ``s = sqrt(local mean of c**2)``, output
+  ``c / max(s, max(mean(s), eps))`` (Jarrett et al. 2009: the floor is the image's mean
+  local std, so flat regions are not blown up). Borders reflect as scipy.ndimage's
+  default ``"reflect"`` (d c b a | a b c d | d c b a).
+- ``"local-mean"``: the authors' normalization (Khorrami et al. 2016, ifp-uiuc code,
+  ``Normer3(filter_size=5)``) as it actually ran: ``2x - box5(2x)``, i.e. the pixel on
+  the authors' [0, 2] scale minus its 5x5 local mean, with ZERO padding (their cuDNN
+  convolution with ``border_mode=(2, 2)``: at the borders the sum over the in-image
+  pixels is still divided by 25), and no division (their code divides by the local std
+  ``** (1/2)``, which is ``** 0`` under Python 2's integer division). The window is
+  fixed at :data:`LOCAL_MEAN_WINDOW`; ``window``, ``sigma`` and ``eps`` do not apply.
+  Its output is on the authors' [0, 2] pixel scale, not unit variance.
+- ``"none"``: ``x`` itself, in [0, 1], no mean subtraction.
 
-``x`` is the chip on the [0, 1] scale; ``eps`` (default one grey level, 1/255)
-floors the std so that flat chips (e.g. the all-zero chips of frames without a
-face) map to zeros instead of noise. :func:`normalize_chips` is the fused C++
-kernel (OpenMP over images, GIL released); :func:`normalize_reference` is the
-straightforward numpy/scipy float64 version that tests and benchmarks compare
-against.
+``eps`` (default one grey level, 1/255) floors the std of gcn and lcn so that flat
+chips (e.g. the all-zero chips of frames without a face) map to zeros instead of
+noise. :func:`normalize_chips` is the fused C++ kernel (OpenMP over images, GIL
+released); :func:`normalize_reference` is the straightforward numpy/scipy float64
+version that tests and benchmarks compare against;
+:func:`affectflow.normalize_torch.normalize_batch` is the batched torch version for the
+device, after augmentation.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("gcn", "lcn-box", "lcn-gauss", "none")
+METHODS = ("gcn", "lcn-box", "lcn-gauss", "local-mean", "none")
 DEFAULT_EPS = 1.0 / 255.0
 DEFAULT_WINDOW = 9
 DEFAULT_SIGMA = 2.0
+LOCAL_MEAN_WINDOW = 5  # the authors' Normer3 filter_size; csrc/normalize.h kLocalMeanWindow
 
 
 def _check_chips(chips: np.ndarray) -> np.ndarray:
@@ -88,6 +101,13 @@ def normalize_reference(
     x = _check_chips(chips).astype(np.float64) / 255.0
     if method == "none":
         return x.astype(np.float32)
+    if method == "local-mean":
+        from scipy import ndimage
+
+        # mode="constant", cval=0: the zero-padded box mean (border sums still divided by 25).
+        pixels = 2.0 * x  # the authors' [0, 2] scale
+        box = (1, LOCAL_MEAN_WINDOW, LOCAL_MEAN_WINDOW)  # per image: no filtering across the batch axis
+        return (pixels - ndimage.uniform_filter(pixels, size=box, mode="constant", cval=0.0)).astype(np.float32)
     if method == "gcn":
         mean = x.mean(axis=(1, 2), keepdims=True)
         std = x.std(axis=(1, 2), keepdims=True)
