@@ -25,6 +25,50 @@ def test_paper_cnn_shapes_and_parameter_count():
     assert torch.all(model.fc.bias == 1.0)
 
 
+def test_dropout_masks_the_input_of_the_fc_layer_not_its_output():
+    """The authors' anna DenseLayer drops its INPUT (model.fc4.dropout = 0.5): the 1024 pooled features."""
+    torch.manual_seed(0)
+    model = FaceCNN(CNNConfig(chip_size=32, channels=(4, 8, 16), fc=20, dropout=0.5)).train()
+    seen = {}
+    model.fc.register_forward_hook(lambda module, inputs, output: seen.update(fc_in=inputs[0], fc_out=output))
+    model.out.register_forward_hook(lambda module, inputs, output: seen.update(out_in=inputs[0]))
+    model(torch.rand(6, 1, 32, 32) + 0.1)
+    zero_in = (seen["fc_in"] == 0).float().mean()
+    assert 0.3 < zero_in < 0.7  # about half of the (positive after ReLU) pooled features are dropped
+    surviving = seen["fc_in"][seen["fc_in"] != 0]
+    assert torch.all(surviving > 0)  # the survivors are scaled by 1/(1-p), never masked to 0 again
+    # the output layer sees the ReLU of FC exactly: no second mask between FC and the output
+    assert torch.equal(seen["out_in"], torch.relu(seen["fc_out"]))
+    model.eval()
+    model(torch.rand(6, 1, 32, 32) + 0.1)
+    assert (seen["fc_in"] == 0).float().mean() < 0.3  # no dropout at evaluation
+
+
+def test_paper_initialization_statistics():
+    """One k ~ U(0.2, 1.2) per model, every weight ~ N(0, (k/sqrt(fan_in))^2), biases 1 (FC) and 0 (out)."""
+    ks = []
+    for seed in range(40):
+        torch.manual_seed(seed)
+        model = FaceCNN()
+        k = model.init_k
+        ks.append(k)
+        if seed < 3:
+            for layer, fan_in in ((model.conv1, 25), (model.conv2, 64 * 25), (model.conv3, 128 * 25),
+                                  (model.fc, 1024), (model.out, 300)):
+                w = layer.weight.detach()
+                assert float(w.mean()) == pytest.approx(0.0, abs=4 * k / fan_in**0.5 / w.numel() ** 0.5 + 1e-6)
+                # the output layer has only 300 weights: a wider tolerance on its spread
+                tolerance = 0.15 if layer is model.out else 0.05
+                assert float(w.std()) == pytest.approx(k / fan_in**0.5, rel=tolerance)
+            assert torch.all(model.fc.bias == 1.0) and torch.all(model.out.bias == 0.0)
+    assert 0.2 <= min(ks) and max(ks) <= 1.2 and max(ks) - min(ks) > 0.5  # drawn per model, not fixed
+    torch.manual_seed(0)
+    default = FaceCNN(CNNConfig(init="pytorch"))
+    assert default.init_k is None and torch.all(default.fc.bias == 1.0)
+    with pytest.raises(ValueError):
+        CNNConfig(init="xavier")
+
+
 def test_small_cnn_any_chip_size_divisible_by_4():
     model = FaceCNN(CNNConfig(chip_size=36, channels=(4, 8, 16), fc=20, dropout=0.5))
     assert model.features(torch.zeros(3, 1, 36, 36)).shape == (3, 20)

@@ -3,9 +3,18 @@
 FaceCNN (defaults = the paper, from the authors' ck_plus/model.py):
   1xSxS -> conv 64 5x5 pad 2 (no bias) -> ReLU -> maxpool 2 -> conv 128 -> ReLU -> maxpool 2
   -> conv 256 -> ReLU -> quadrant pooling (one max per quadrant of the S/4 x S/4 maps; at
-  S=96 exactly max-pool 12x12 stride 12 on 24x24) -> 1024 -> FC 300 ReLU (bias 1)
-  [-> dropout 0.5 for variants D/AD] -> linear 1.
+  S=96 exactly max-pool 12x12 stride 12 on 24x24) -> 1024 [-> dropout 0.5 for variants D/AD]
+  -> FC 300 ReLU (bias 1) -> linear 1.
+Dropout masks the INPUT of the 300-unit layer, as in the authors' code: the script sets
+`model.fc4.dropout = 0.5` and anna's DenseLayer masks the layer's input. (Masking the FC
+output instead, with its bias of 1, acts as a strong ridge penalty on the output weights
+and made variants D/AD collapse to a constant.)
 The 300-d ReLU output is the feature the RNN consumes (`features`).
+
+Initialization (CNNConfig.init): "paper" (default) is the authors': one k ~ U(0.2, 1.2)
+drawn per model, every weight ~ N(0, (k / sqrt(fan_in))^2), FC-300 bias 1, output bias 0,
+convolutions bias-free. "pytorch" keeps PyTorch's default (Kaiming-uniform) weights with
+the same biases.
 
 FrameRNN: an Elman RNN (tanh or ReLU; LSTM/GRU optional) over a window of frame
 features, with a linear regression output at every step.
@@ -21,6 +30,8 @@ from torch.nn import functional as F
 
 PAPER_CHANNELS = (64, 128, 256)
 PAPER_FC = 300
+INITS = ("paper", "pytorch")
+PAPER_INIT_K = (0.2, 1.2)  # the range of the authors' per-model weight scale k
 # Training-set feature stds below this count as constant features (see FrameRNN.set_standardization).
 MIN_FEATURE_STD = 1e-3
 
@@ -30,10 +41,13 @@ class CNNConfig:
     chip_size: int = 96
     channels: tuple[int, int, int] = PAPER_CHANNELS
     fc: int = PAPER_FC
-    dropout: float = 0.0  # 0.5 for variants D and AD
+    dropout: float = 0.0  # 0.5 for variants D and AD, on the 4*channels[2] pooled features
+    init: str = "paper"  # see INITS
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)}")
         if self.chip_size % 4 or self.chip_size < 8:
             raise ValueError(f"chip size must be a multiple of 4 (>= 8), got {self.chip_size}")
         if len(self.channels) != 3:
@@ -57,23 +71,43 @@ class FaceCNN(nn.Module):
         self.conv1 = nn.Conv2d(1, c1, 5, padding=2, bias=False)
         self.conv2 = nn.Conv2d(c1, c2, 5, padding=2, bias=False)
         self.conv3 = nn.Conv2d(c2, c3, 5, padding=2, bias=False)
-        self.fc = nn.Linear(4 * c3, self.config.fc)
         self.dropout = nn.Dropout(self.config.dropout)
+        self.fc = nn.Linear(4 * c3, self.config.fc)
         self.out = nn.Linear(self.config.fc, 1)
+        self.init_k = paper_init(self) if self.config.init == "paper" else None
         nn.init.constant_(self.fc.bias, 1.0)  # the authors' init: ReLU units start active
+        nn.init.zeros_(self.out.bias)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """[N,1,S,S] (or [N,S,S]) normalized chips -> [N, fc] ReLU features (pre-dropout)."""
+        """[N,1,S,S] (or [N,S,S]) normalized chips -> [N, fc] ReLU features.
+
+        In training mode the pooled features are dropped out (variants D/AD); in eval mode,
+        as at extraction, nothing is.
+        """
         if x.dim() == 3:
             x = x.unsqueeze(1)
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = F.relu(self.conv3(x))
-        return F.relu(self.fc(quadrant_pool(x)))
+        return F.relu(self.fc(self.dropout(quadrant_pool(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[N,1,S,S] -> [N] regression output."""
-        return self.out(self.dropout(self.features(x))).squeeze(1)
+        return self.out(self.features(x)).squeeze(1)
+
+
+def paper_init(model: nn.Module) -> float:
+    """The authors' initialization: k ~ U(0.2, 1.2) once, then W ~ N(0, (k / sqrt(fan_in))^2).
+
+    Draws from torch's global RNG (seeded by the trainer); returns k. Biases are left to the caller.
+    """
+    k = float(torch.empty(()).uniform_(*PAPER_INIT_K))
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.normal_(0.0, k / fan_in**0.5)
+    return k
 
 
 @dataclass
