@@ -117,9 +117,10 @@ def test_labels_matched_by_time_not_count():
     matched = labels_for_frames(label_times, label_values, dropped)
     assert np.array_equal(matched[100], label_values[110])  # no shift after the gap
     assert np.array_equal(matched, np.delete(label_values[:7500], np.arange(100, 110)))
-    # A frame far from any label gets NaN; jittered timestamps still find their label.
+    # Timestamps between label rows get the interpolated label; a frame far past the labels gets NaN.
     odd = labels_for_frames(label_times, label_values, np.array([0.013, 400.0, 12.0 + 0.015]))
-    assert odd[0] == label_values[0] and np.isnan(odd[1]) and odd[2] == label_values[300]
+    assert odd[0] == pytest.approx(np.interp(0.013, label_times, label_values), abs=1e-7)
+    assert np.isnan(odd[1]) and odd[2] == pytest.approx(np.interp(12.015, label_times, label_values), abs=1e-7)
 
 
 def test_subjects_sheet(tmp_path):

@@ -11,11 +11,11 @@ import pytest
 
 from affectflow import metrics
 from affectflow.cli import main
-from affectflow.corpus import open_corpus
+from affectflow.corpus import open_corpus, read_labels
 from affectflow.synthetic_faces import write_face_corpus
 
-KEYS = {"model", "kind", "partition", "dimension", "selection", "fill_policy", "frames", "concatenated",
-        "per_recording_mean", "per_recording", "settings"}
+KEYS = {"model", "kind", "partition", "dimension", "selection", "fill_policy", "label_rows", "frames",
+        "concatenated", "per_recording_mean", "per_recording", "settings"}
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +43,11 @@ def read_csv(path):
     return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
 
 
-def evaluate(root, kind, tmp_path):
+def evaluate(root, kind, tmp_path, features_dir=None):
     out = tmp_path / f"{kind}.json"
     assert main(["evaluate", "--corpus", str(root / "corpus"), "--model", str(root / kind), "--features-dir",
-                 str(root / "features"), "--partition", "dev", "--predictions-dir", str(tmp_path / kind),
-                 "-o", str(out), "--device", "cpu"]) == 0
+                 str(features_dir or root / "features"), "--partition", "dev", "--predictions-dir",
+                 str(tmp_path / kind), "-o", str(out), "--device", "cpu"]) == 0
     return json.loads(out.read_text())
 
 
@@ -61,11 +61,15 @@ def test_cnn_metrics_match_direct_computation(pipeline, tmp_path):
     for subject in ("dev_1", "dev_2"):
         with h5py.File(pipeline / "features" / f"{subject}.h5") as h5:
             times, raw = h5["time"][()], h5["prediction"][()]
-        gold = corpus.recording(subject).frame_labels("valence", times)
-        # label shift 0.4 s = 10 frames: the prediction of frame t is scored at t + 0.4 s
-        pred = np.concatenate([np.repeat(raw[:1], 10), raw[:-10]])
+        label_times, gold = read_labels(corpus.recording(subject).labels["valence"])
+        # Scored at the gold rows (one more than frames, as in AV+EC). Label shift 0.4 s = 10 frames: the
+        # prediction of frame t is scored at the row at t + 0.4 s; the rows before 0.4 s hold the first one.
+        pred = raw[np.clip(np.arange(len(label_times)) - 10, 0, len(raw) - 1)]
         trace = read_csv(tmp_path / "cnn" / f"{subject}.csv")
-        assert list(trace) == ["time", "prediction", "gold"] and len(trace["time"]) == len(times)
+        assert list(trace) == ["time", "prediction", "gold"]
+        assert len(trace["time"]) == len(label_times) == len(times) + 1
+        np.testing.assert_allclose(trace["time"], label_times, atol=5e-4)
+        np.testing.assert_allclose(trace["gold"], gold, atol=1e-6)
         np.testing.assert_allclose(trace["prediction"], pred, atol=1e-6)
         for key, value in metrics.scores(pred, gold).items():
             assert result["per_recording"][subject][key] == pytest.approx(value, abs=1e-5)
@@ -75,7 +79,7 @@ def test_cnn_metrics_match_direct_computation(pipeline, tmp_path):
     assert result["concatenated"] == pytest.approx(expected, abs=1e-5)
     assert result["per_recording_mean"]["ccc"] == pytest.approx(
         np.mean([result["per_recording"][s]["ccc"] for s in ("dev_1", "dev_2")]))
-    assert result["frames"] == int(np.isfinite(np.concatenate(golds)).sum())
+    assert result["label_rows"] == result["frames"] == len(np.concatenate(golds))
     assert result["settings"]["label_shift"] == 0.4
 
 
@@ -91,6 +95,41 @@ def test_rnn_metrics_from_its_csvs(pipeline, tmp_path):
         golds.append(trace["gold"])
     assert result["concatenated"]["rmse"] == pytest.approx(
         metrics.rmse(np.concatenate(preds), np.concatenate(golds)), abs=1e-5)
+
+
+@pytest.mark.parametrize("fps, dropped", [(25.0, slice(50, 70)), (30.0, slice(0, 0)), (30.0, slice(90, 120))])
+def test_every_gold_row_is_scored_whatever_the_frame_rate_or_dropped_frames(pipeline, tmp_path, fps, dropped):
+    """Feature files whose video ran at another frame rate or lost frames: one scored value per gold row."""
+    corpus = open_corpus(pipeline / "corpus")
+    features_dir = tmp_path / "features"
+    features_dir.mkdir()
+    rows = 0
+    for subject in ("dev_1", "dev_2"):
+        label_times, gold = read_labels(corpus.recording(subject).labels["valence"])
+        rows += len(label_times)
+        frame_times = np.delete(np.arange(int(label_times[-1] * fps)) / fps, dropped)
+        # A perfect CNN: frame t shows what annotators report 0.4 s later (the run's label shift).
+        prediction = np.interp(frame_times + 0.4, label_times, gold).astype(np.float32)
+        with h5py.File(features_dir / f"{subject}.h5", "w") as h5:
+            h5["features"] = np.zeros((len(frame_times), 4), np.float32)
+            h5["prediction"], h5["found"], h5["time"] = prediction, np.ones(len(frame_times), bool), frame_times
+    result = evaluate(pipeline, "cnn", tmp_path, features_dir)
+    assert result["label_rows"] == result["frames"] == rows
+    for subject in ("dev_1", "dev_2"):
+        label_times, gold = read_labels(corpus.recording(subject).labels["valence"])
+        trace = read_csv(tmp_path / "cnn" / f"{subject}.csv")
+        np.testing.assert_allclose(trace["time"], label_times, atol=5e-4)
+        assert np.isfinite(trace["prediction"]).all()
+        # Placed at t + 0.4 s, the perfect prediction meets the gold standard on every row it covers
+        # (rows before 0.4 s hold the first prediction; rows in a dropped span hold the last prediction before it;
+        # 30 fps frames held onto 40 ms rows lag by less than a frame).
+        covered = label_times >= 0.4 + 1 / fps
+        if dropped.stop:
+            covered &= (label_times < dropped.start / fps + 0.4) | (label_times > dropped.stop / fps + 0.4)
+        # the causal hold takes the last frame at or before a row: off by at most the trace's slope over a frame
+        held_at_most = np.abs(np.diff(gold)).max() / 0.04 / fps + 1e-4
+        np.testing.assert_allclose(trace["prediction"][covered], gold[covered], atol=held_at_most)
+        assert result["per_recording"][subject]["cc"] > 0.9  # the held rows of a dropped span cost a little
 
 
 def test_not_a_run_dir_is_a_named_error(pipeline, tmp_path, capsys):

@@ -56,12 +56,12 @@ class Recording:
     video: Path
     labels: dict[str, Path] = field(default_factory=dict)  # dimension -> ARFF file; absent when unlabeled
 
-    def frame_labels(self, dimension: str, frame_times: np.ndarray, tolerance: float = 0.02) -> np.ndarray:
-        """The ``dimension`` label of each frame (float32 [T], NaN where no label is near)."""
+    def frame_labels(self, dimension: str, frame_times: np.ndarray, edge: float | None = None) -> np.ndarray:
+        """The ``dimension`` gold standard at each frame time (float32 [T]; see :func:`labels_for_frames`)."""
         if dimension not in self.labels:
             raise fail(self.video, f"subject {self.subject} has no {dimension} labels")
         times, values = read_labels(self.labels[dimension])
-        return labels_for_frames(times, values, frame_times, tolerance=tolerance)
+        return labels_for_frames(times, values, frame_times, edge=edge)
 
 
 @dataclass
@@ -247,23 +247,35 @@ def read_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def labels_for_frames(
-    label_times: np.ndarray, label_values: np.ndarray, frame_times: np.ndarray, tolerance: float = 0.02
+    label_times: np.ndarray, label_values: np.ndarray, frame_times: np.ndarray, edge: float | None = None
 ) -> np.ndarray:
-    """The label nearest in time to each frame (float32 [T]); NaN where none is within ``tolerance`` s.
+    """The gold standard linearly interpolated at each frame time (float32 [T]).
 
-    Matching by timestamp keeps labels aligned when a video drops frames.
+    Every frame whose time lies inside the labelled span [first label time,
+    last label time] gets a label, whatever the frame rate and whatever
+    (non-grid) shift was applied to ``label_times``; a frame on a label's time
+    gets exactly that label. Frames outside the span by at most ``edge``
+    seconds take the nearest edge value, frames further out get NaN.
+    ``edge`` defaults to half the median label step (0 for a single label),
+    so the video's last frame, which ends rather than starts at the
+    gold standard's last row, is still labelled.
+
+    Matching by timestamp, never by counting, keeps labels aligned when a
+    video drops frames.
     """
     label_times = np.asarray(label_times, np.float64)
-    label_values = np.asarray(label_values, np.float32)
+    label_values = np.asarray(label_values, np.float64)
     frame_times = np.asarray(frame_times, np.float64)
     out = np.full(frame_times.shape, np.nan, np.float32)
-    if len(label_times) == 0 or len(frame_times) == 0:
+    if len(label_times) == 0 or frame_times.size == 0:
         return out
-    right = np.clip(np.searchsorted(label_times, frame_times), 0, len(label_times) - 1)
-    left = np.clip(right - 1, 0, len(label_times) - 1)
-    nearest = np.where(np.abs(label_times[left] - frame_times) <= np.abs(label_times[right] - frame_times), left, right)
-    close = np.abs(label_times[nearest] - frame_times) <= tolerance
-    out[close] = label_values[nearest[close]]
+    if edge is None:
+        edge = 0.5 * float(np.median(np.diff(label_times))) if len(label_times) > 1 else 0.0
+    # The slack keeps a frame exactly `edge` outside from falling to float rounding (the old +-20 ms bug).
+    slack = 1e-9
+    near = (frame_times >= label_times[0] - edge - slack) & (frame_times <= label_times[-1] + edge + slack)
+    # np.interp holds the edge values outside [first, last], which is what the frames within `edge` take.
+    out[near] = np.interp(frame_times[near], label_times, label_values)
     return out
 
 

@@ -3,20 +3,22 @@
 - Frames and labels are matched by timestamp (affectflow.corpus.labels_for_frames),
   never by counting.
 - Fill policy for frames where no face was found or tracked (FILL_POLICY): the
-  frame takes the last found frame's content; frames before the first found
-  frame take the first found one. The CNN trains on found frames only;
-  extraction fills every frame, so the features, the RNN's windows and the
-  scored prediction track cover the whole recording.
+  frame takes the last found frame's chip; frames before the first found frame
+  get a blank (zero) chip, so no frame borrows from the future. The CNN trains
+  on found frames only; extraction fills every frame, so the features, the
+  RNN's windows and the scored prediction track cover the whole recording.
 - Label shift (annotation delay, seconds): the label at time t + shift is the
   target of the frame at time t (annotators lag the face). 0 is the paper.
   "auto" fits it on training subjects only (fit_label_shift); dev never sees it.
   At scoring time the prediction of frame t is placed at time t + shift
   (shift_predictions) and compared with the unshifted gold standard.
-- RNN input features (FEATURE_NORMS): "recording" (default) standardizes each
-  recording's CNN features by that recording's own mean/std over all its frames
-  (no labels involved): it removes identity-specific offsets that a frozen CNN
-  trained on a few subjects leaves in unseen subjects' features; "train" uses
-  the training set's mean/std only (closest to the paper, which says nothing).
+- RNN input features (FEATURE_NORMS, see rnn_inputs): "causal" (default)
+  standardizes frame t by running statistics of its recording's frames <= t
+  (started from the training set's statistics), label-free and causal: it
+  removes identity-specific offsets that a frozen CNN trained on a few subjects
+  leaves in unseen subjects' features without looking ahead; "train" uses the
+  training set's mean/std only; "recording-transductive" uses each recording's
+  mean/std over ALL its frames, so a prediction at t depends on frames after t.
 - RNN windows: the window for frame t is frames [t-W+1, t]; windows reaching
   before the first frame repeat the first frame (edge padding).
 """
@@ -30,29 +32,38 @@ import numpy as np
 
 from .errors import fail
 
-FILL_POLICY = "hold-last-found (frames before the first found face take the first found one)"
+FILL_POLICY = "hold-last-found (frames before the first found face get a blank chip: causal)"
 DEFAULT_SHIFT_CANDIDATES = tuple(np.round(np.arange(0.0, 6.0001, 0.2), 3))
 
 
 def fill_index(found: np.ndarray, where: str | Path = "<faces>") -> np.ndarray:
-    """Index of the frame whose content each frame takes under FILL_POLICY."""
+    """Index of the frame whose content each frame takes under FILL_POLICY; -1 before the first found face.
+
+    Only earlier frames are ever used, so a filled frame never depends on the future.
+    """
     found = np.asarray(found, dtype=bool)
     if not found.any():
         raise fail(where, "no frame with a detected face")
     positions = np.arange(len(found))
-    last = np.maximum.accumulate(np.where(found, positions, -1))
-    first_found = int(np.argmax(found))
-    return np.where(last < 0, first_found, last)
+    return np.maximum.accumulate(np.where(found, positions, -1))
 
 
 def apply_fill(values: np.ndarray, found: np.ndarray, where: str | Path = "<faces>") -> np.ndarray:
-    return values[fill_index(found, where)]
+    """`values` [T,...] with face-lost frames filled under FILL_POLICY (blank = zeros before the first face)."""
+    index = fill_index(found, where)
+    filled = np.asarray(values)[np.maximum(index, 0)]
+    filled[index < 0] = 0
+    return filled
 
 
 # ----------------------------------------------------------------------------- labels
 
 def frame_labels(recording, dimension: str, frame_times: np.ndarray, shift: float = 0.0) -> np.ndarray:
-    """Gold label per frame (float32, NaN where none), the label at t + shift for frame t."""
+    """Gold label per frame (float32, NaN where none): the gold standard at t + shift for frame t.
+
+    Interpolated between label rows (affectflow.corpus.labels_for_frames), so every frame whose
+    t + shift lies in the labelled span has a label, for any shift and any frame rate.
+    """
     from . import corpus
 
     path = recording.labels.get(dimension) if getattr(recording, "labels", None) else None
@@ -63,23 +74,43 @@ def frame_labels(recording, dimension: str, frame_times: np.ndarray, shift: floa
                                     np.asarray(frame_times, dtype=np.float64))
 
 
-def shift_predictions(times: np.ndarray, predictions: np.ndarray, shift: float) -> np.ndarray:
-    """Predictions re-timed to the gold standard's clock: value at t = prediction of frame t - shift.
+def predictions_on_label_times(frame_times: np.ndarray, predictions: np.ndarray, label_times: np.ndarray,
+                               shift: float = 0.0) -> np.ndarray:
+    """Per-frame predictions on the gold standard's clock: one value per label time (float32 [N]).
 
-    The nearest frame is used; times before the first frame hold its prediction.
+    The prediction of frame t belongs at time t + shift (annotators lag the face by `shift` s).
+    A label time takes the prediction of the LAST placed frame at or before it (a causal hold:
+    interpolating would borrow from a frame up to one frame period later); label times before
+    the first placed frame take the first frame's. Every gold row gets a value whatever the
+    video's frame rate or dropped frames; on the shared 40 ms grid it is the frame's own value.
+    """
+    frame_times = np.asarray(frame_times, np.float64)
+    predictions = np.asarray(predictions, np.float64)
+    label_times = np.asarray(label_times, np.float64)
+    if frame_times.shape != predictions.shape or frame_times.ndim != 1:
+        raise ValueError(f"{frame_times.shape} frame times against {predictions.shape} predictions")
+    if frame_times.size == 0:
+        return np.full(label_times.shape, np.nan, np.float32)
+    if np.any(np.diff(frame_times) <= 0):  # np.interp would silently return garbage
+        raise ValueError("frame times must increase strictly")
+    # 1e-6 s: a label time that equals a frame time up to float rounding belongs to that frame
+    placed = np.searchsorted(frame_times + float(shift), label_times + 1e-6, side="right") - 1
+    return predictions[np.clip(placed, 0, len(frame_times) - 1)].astype(np.float32)
+
+
+def shift_predictions(times: np.ndarray, predictions: np.ndarray, shift: float) -> np.ndarray:
+    """Predictions re-timed to the gold standard's clock, at the frame times themselves.
+
+    Value at t = prediction of the last frame at or before t - shift; times before the first
+    frame + shift hold its prediction (see predictions_on_label_times).
     """
     if shift == 0.0 or len(times) == 0:
         return np.asarray(predictions, dtype=np.float32)
-    source = np.searchsorted(times, times - shift, side="left")
-    source = np.clip(source, 0, len(times) - 1)
-    previous = np.clip(source - 1, 0, len(times) - 1)
-    closer_previous = np.abs(times[previous] - (times - shift)) < np.abs(times[source] - (times - shift))
-    source = np.where(closer_previous, previous, source)
-    return np.asarray(predictions, dtype=np.float32)[source]
+    return predictions_on_label_times(times, predictions, times, shift)
 
 
 def descriptor_from_chips(normalized: np.ndarray) -> np.ndarray:
-    """A cheap per-frame face descriptor for fitting the label shift: 12x12 block means."""
+    """A cheap per-frame face descriptor for fitting the label shift: 12x12 block means (float32 [T, 144])."""
     n, size, _ = normalized.shape
     block = size // 12 if size >= 12 else 1
     cells = size // block
@@ -87,44 +118,105 @@ def descriptor_from_chips(normalized: np.ndarray) -> np.ndarray:
     return x.reshape(n, cells, block, cells, block).mean(axis=(2, 4)).reshape(n, -1)
 
 
+SHIFT_CRITERION = "mean per-recording correlation"
+MIN_SHIFT_FIT_FRAMES = 10  # per held-out part: fewer frames give no meaningful correlation
+# A candidate range that leaves less of a recording than this labelled under every shift fits noise.
+MIN_SHIFT_FIT_COVERAGE = 0.5
+
+
 def fit_label_shift(descriptors: list[np.ndarray], times: list[np.ndarray], recordings: list,
-                    dimension: str, candidates=DEFAULT_SHIFT_CANDIDATES, ridge: float = 10.0) -> dict:
-    """Pick the annotation delay that best fits on TRAINING subjects only.
+                    dimension: str, candidates=DEFAULT_SHIFT_CANDIDATES, ridge: float = 0.5) -> dict:
+    """Pick the annotation delay (seconds) that best fits on TRAINING subjects only.
 
-    For each candidate shift a ridge regression from the descriptor to the shifted
-    labels is fitted leave-one-subject-out (or on the first/second half of the
-    frames with a single subject) and scored by CCC of the held-out predictions;
-    the best candidate wins. Returns {"shift", "candidates", "ccc"}.
+    For every candidate shift s the target of frame t is the label at t + s. Every candidate is
+    scored on one common frame set: the frames that have a label under every candidate shift
+    (otherwise candidates compete on different frames). Labels are centred and descriptors
+    standardized (centred, unit variance per column) per recording, since a pooled score is
+    dominated by per-subject offsets that say nothing about the delay, and an identity's own
+    contrast would otherwise weigh on the regression. A ridge regression from descriptor to label
+    is fitted leave-one-recording-out (a single recording is cut into halves, each standardized on
+    its own), with penalty `ridge` x the number of training frames (so it means the same for a 1-min
+    demo and 5-min RECOLA recordings; strong, as few training identities must generalize to
+    another). A candidate's score is the mean over held-out recordings of the Pearson correlation
+    of prediction and label.
+
+    The best candidate must lie inside the candidate range: a maximum at its edge only says that
+    the true delay may lie beyond it, so that is an AffectflowError asking for a wider range or
+    a fixed shift. Returns {"shift", "candidates", "score" (None where undefined), "criterion",
+    "frames" (size of the common frame set)}.
     """
-    from .metrics import ccc
+    from . import corpus
+    from .errors import AffectflowError
+    from .metrics import pearson
 
-    folds = len(descriptors)
-    if folds == 0:
+    if len(descriptors) == 0:
         raise ValueError("no training subjects to fit the label shift on")
-    feats = [np.concatenate([d, np.ones((len(d), 1), np.float32)], axis=1).astype(np.float64)
-             for d in descriptors]
-    results = []
-    for shift in candidates:
-        labels = [frame_labels(r, dimension, t, float(shift)) for r, t in zip(recordings, times)]
-        if folds >= 2:
-            parts = list(zip(feats, labels))
-        else:  # one subject: split its frames in halves
-            half = len(feats[0]) // 2
-            parts = [(feats[0][:half], labels[0][:half]), (feats[0][half:], labels[0][half:])]
-        preds, golds = [], []
-        for held in range(len(parts)):
-            xs = np.concatenate([p[0] for i, p in enumerate(parts) if i != held])
-            ys = np.concatenate([p[1] for i, p in enumerate(parts) if i != held]).astype(np.float64)
-            ok = np.isfinite(ys)
-            a = xs[ok].T @ xs[ok] + ridge * np.eye(xs.shape[1])
-            w = np.linalg.solve(a, xs[ok].T @ ys[ok])
-            preds.append(parts[held][0] @ w)
-            golds.append(parts[held][1])
-        results.append(ccc(np.concatenate(preds), np.concatenate(golds)))
-    scores = np.nan_to_num(np.asarray(results, dtype=np.float64), nan=-np.inf)
-    best = int(np.argmax(scores))
-    return {"shift": float(candidates[best]), "candidates": [float(c) for c in candidates],
-            "ccc": [float(r) for r in results]}
+    if not len(descriptors) == len(times) == len(recordings):
+        raise ValueError(f"{len(descriptors)} descriptors, {len(times)} time arrays, {len(recordings)} recordings")
+    candidates = [float(c) for c in candidates]
+    if len(candidates) < 3:
+        raise ValueError(f"need at least 3 candidate shifts to find an inner maximum, got {candidates}")
+    shifts = np.asarray(candidates, np.float64)
+    subjects = ", ".join(r.subject for r in recordings)
+
+    # (name, descriptors [n, d], labels [n, candidates]) on the common frame set, per recording.
+    parts, uncovered = [], []
+    for descriptor, frame_times, recording in zip(descriptors, times, recordings):
+        path = recording.labels.get(dimension) if getattr(recording, "labels", None) else None
+        if path is None:
+            raise fail(recording.video, f"subject {recording.subject} has no {dimension} labels")
+        label_times, label_values = corpus.read_labels(path)  # once per recording, not per candidate
+        frame_times = np.asarray(frame_times, np.float64)
+        descriptor = np.asarray(descriptor, np.float64).reshape(len(frame_times), -1)
+        labels = np.stack([corpus.labels_for_frames(label_times - s, label_values, frame_times) for s in shifts],
+                          axis=1).astype(np.float64)
+        common = np.isfinite(labels).all(axis=1) & np.isfinite(descriptor).all(axis=1)
+        if common.mean() < MIN_SHIFT_FIT_COVERAGE:
+            uncovered.append(f"{recording.subject} ({common.sum()} of {len(common)} frames)")
+        parts.append((recording.subject, descriptor[common], labels[common]))
+    if uncovered:
+        raise AffectflowError(
+            f"--label-shift auto: the candidate shifts {min(candidates):g}..{max(candidates):g} s leave less than "
+            f"{MIN_SHIFT_FIT_COVERAGE:.0%} of the frames labelled under every shift in {', '.join(uncovered)}; "
+            f"the recordings are too short for that range: set --label-shift to a number of seconds")
+    if len(parts) == 1:  # one recording: its halves hold each other out
+        name, x, y = parts[0]
+        half = len(x) // 2
+        parts = [(f"{name} (first half)", x[:half], y[:half]), (f"{name} (second half)", x[half:], y[half:])]
+    short = [name for name, x, _ in parts if len(x) < MIN_SHIFT_FIT_FRAMES]
+    if short:
+        raise AffectflowError(
+            f"--label-shift auto: {', '.join(short)} has fewer than {MIN_SHIFT_FIT_FRAMES} frames with a label "
+            f"under every candidate shift {min(candidates):g}..{max(candidates):g} s; the recordings are too "
+            f"short for that range (narrow it or set the shift)")
+    # The 1e-6 keeps a column that is constant in one recording at 0 rather than NaN.
+    parts = [(name, (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6), y - y.mean(axis=0)) for name, x, y in parts]
+
+    correlations = np.full((len(parts), len(shifts)), np.nan)
+    for held in range(len(parts)):
+        train_x = np.concatenate([x for i, (_, x, _) in enumerate(parts) if i != held])
+        train_y = np.concatenate([y for i, (_, _, y) in enumerate(parts) if i != held])
+        gram = train_x.T @ train_x + ridge * len(train_x) * np.eye(train_x.shape[1])
+        weights = np.linalg.solve(gram, train_x.T @ train_y)  # one solve for every candidate at once
+        _, held_x, held_y = parts[held]
+        predicted = held_x @ weights
+        correlations[held] = [pearson(predicted[:, k], held_y[:, k]) for k in range(len(shifts))]
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(correlations)
+        counts = finite.sum(axis=0)
+        score = np.where(counts > 0, np.where(finite, correlations, 0.0).sum(axis=0) / np.maximum(counts, 1), np.nan)
+    if not np.isfinite(score).any():
+        raise AffectflowError(f"--label-shift auto: no candidate shift gives a defined correlation on {subjects} "
+                              f"(constant descriptors or labels)")
+    best = int(np.nanargmax(score))
+    if best in (int(np.argmin(shifts)), int(np.argmax(shifts))):
+        raise AffectflowError(
+            f"--label-shift auto: the best shift, {candidates[best]:g} s, is at the edge of the candidate range "
+            f"{min(candidates):g}..{max(candidates):g} s (fit on {subjects}, {dimension}); the delay may lie "
+            f"beyond it: widen the range or set --label-shift to a number of seconds")
+    return {"shift": candidates[best], "candidates": candidates,
+            "score": [float(s) if np.isfinite(s) else None for s in score], "criterion": SHIFT_CRITERION,
+            "frames": int(sum(len(x) for _, x, _ in parts))}
 
 
 # ----------------------------------------------------------------------------- per-subject data
@@ -134,17 +226,16 @@ class SubjectFrames:
     subject: str
     time: np.ndarray  # float64 [T]
     found: np.ndarray  # bool [T]
-    data: np.ndarray  # [T, ...] normalized chips (float16) or features (float32), filled
+    data: np.ndarray  # [T, ...] raw chips (uint8) or features (float32), filled
     labels: np.ndarray | None = None  # float32 [T], NaN where no label
 
 
 def load_faces(path: Path, subject: str) -> SubjectFrames:
+    """A face file's raw uint8 chips (filled) with time and found: the CNN normalizes them on the device."""
     from .faces import read_faces
 
-    track = read_faces(path, chips=False)
-    if track.normalized.ndim != 3 or track.normalized.shape[1] != track.normalized.shape[2]:
-        raise fail(path, f"normalized must be [T,S,S], got {track.normalized.shape}")
-    filled = apply_fill(np.asarray(track.normalized, dtype=np.float16), track.found, path)
+    track = read_faces(path)
+    filled = apply_fill(track.chips, track.found, path)
     return SubjectFrames(subject, np.asarray(track.time, np.float64), np.asarray(track.found, bool), filled)
 
 
@@ -176,21 +267,60 @@ def read_prediction(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return h5["time"][()].astype(np.float64), h5["prediction"][()].astype(np.float32)
 
 
-FEATURE_NORMS = ("recording", "train")
+FEATURE_NORMS = ("causal", "train", "recording-transductive")
+DEFAULT_FEATURE_NORM = "causal"
+# Weight of the training-set statistics in the causal running statistics, in frames (10 s at 25 fps):
+# fixed by design, not tuned on any data.
+CAUSAL_PRIOR_FRAMES = 250
 
 
-def rnn_inputs(features: np.ndarray, feature_norm: str) -> np.ndarray:
-    """CNN features [T,D] as the RNN sees them under `feature_norm` (see FEATURE_NORMS)."""
+def feature_prior(training_features: list[np.ndarray], frames: int = CAUSAL_PRIOR_FRAMES) -> dict:
+    """The training set's raw feature statistics: the prior of the causal running statistics."""
+    stacked = np.concatenate(training_features).astype(np.float64)
+    return {"mean": stacked.mean(0).tolist(), "std": stacked.std(0).tolist(), "frames": int(frames)}
+
+
+def causal_standardize(features: np.ndarray, prior: dict) -> np.ndarray:
+    """Standardize frame t by running statistics of frames 0..t of its own recording only.
+
+    The running mean and variance start from the training set's (weighted as prior["frames"]
+    frames), so the first frames are standardized sensibly, and move towards the recording's
+    own statistics as its frames arrive. Frame t never sees a frame after t.
+    """
+    x = np.asarray(features, np.float64)
+    n0 = float(prior["frames"])
+    mean0, std0 = np.asarray(prior["mean"], np.float64), np.asarray(prior["std"], np.float64)
+    count = n0 + np.arange(1, len(x) + 1, dtype=np.float64)[:, None]
+    mean = (n0 * mean0 + np.cumsum(x, 0)) / count
+    second = (n0 * (std0**2 + mean0**2) + np.cumsum(x**2, 0)) / count
+    std = np.sqrt(np.maximum(second - mean**2, 0.0))
+    return ((x - mean) / (std + 1e-3)).astype(np.float32)
+
+
+def rnn_inputs(features: np.ndarray, feature_norm: str, prior: dict | None = None) -> np.ndarray:
+    """CNN features [T,D] of one recording as the RNN sees them under `feature_norm`:
+
+    - "causal" (default): per-recording running statistics of frames <= t (causal_standardize),
+      label-free; needs the training-set `prior` (feature_prior), stored with the run;
+    - "train": unchanged here; the model standardizes with its stored training-set statistics;
+    - "recording-transductive": the recording's own mean/std over ALL its frames, so frame t
+      depends on frames after t. Tables that use it say so.
+    """
     features = np.asarray(features, np.float32)
     if feature_norm == "train":
         return features  # the model standardizes with its stored training-set statistics
-    if feature_norm != "recording":
-        raise ValueError(f"unknown feature norm {feature_norm!r}")
-    return (features - features.mean(0)) / (features.std(0) + 1e-3)
+    if feature_norm == "causal":
+        if prior is None:
+            raise ValueError("feature norm 'causal' needs the training-set prior statistics")
+        return causal_standardize(features, prior)
+    if feature_norm == "recording-transductive":
+        return (features - features.mean(0)) / (features.std(0) + 1e-3)
+    raise ValueError(f"unknown feature norm {feature_norm!r}; choose one of {', '.join(FEATURE_NORMS)}")
 
 
-def window_starts(length: int, window: int, stride: int) -> np.ndarray:
-    """Start indices of full training windows [s, s+W) inside a recording."""
-    if length < window:
-        return np.zeros(0, dtype=np.int64)
-    return np.arange(0, length - window + 1, max(1, stride), dtype=np.int64)
+def window_ends(length: int, stride: int) -> np.ndarray:
+    """Last frames of the training windows of a recording: every `stride`-th frame from the first.
+
+    The window ending at frame t is [t-W+1, t]; before the first frame it is edge-padded.
+    """
+    return np.arange(0, length, max(1, stride), dtype=np.int64)

@@ -1,11 +1,14 @@
-"""`affectflow evaluate`: per-frame predictions of a partition and their scores.
+"""`affectflow evaluate`: predictions of a partition at the gold standard's rows, and their scores.
 
 A CNN run dir is scored on the feature files' `prediction` (the CNN's own
 output, face-lost frames filled by the fill policy at extraction); an RNN run
-dir runs its RNN over the feature files. Predictions are re-timed by the run's
-label shift (the prediction of frame t is placed at t + shift) and compared with
-the unshifted gold standard. Scores: over all recordings concatenated (the
-headline) and the mean of per-recording scores.
+dir runs its RNN over the feature files. Scored as AVEC scores, one value per
+gold-standard row: the prediction of frame t is placed at t + shift (the run's
+label shift, the annotation delay) and each row of the unshifted gold standard
+takes the last placed prediction at or before its time (causal: no row uses a
+later frame), so every gold row of every recording is scored, whatever the
+video's frame rate or dropped frames. Scores: over all recordings
+concatenated (the headline) and the mean of per-recording scores.
 """
 
 from __future__ import annotations
@@ -38,10 +41,13 @@ def read_run(run_dir: Path) -> dict:
 
 
 def predict_subject(kind: str, run: dict, model, features_path: Path, device) -> tuple:
-    """(time, prediction on the gold standard's clock) for one subject."""
+    """(frame times, raw per-frame prediction) for one subject, NOT yet shifted by the run's label shift.
+
+    evaluate_run places the prediction of frame t at t + shift on the gold standard's clock.
+    """
     import torch
 
-    from .dataset import load_features, read_prediction, rnn_inputs, shift_predictions
+    from .dataset import load_features, read_prediction, rnn_inputs
     from .trainer import rnn_window_predictions
 
     if kind == "cnn":
@@ -49,10 +55,10 @@ def predict_subject(kind: str, run: dict, model, features_path: Path, device) ->
     else:
         frames = load_features(features_path, features_path.stem)
         times = frames.time
-        inputs = rnn_inputs(frames.data, run.get("feature_norm", "train"))
+        inputs = rnn_inputs(frames.data, run.get("feature_norm", "train"), run.get("feature_prior"))
         with torch.no_grad():
             raw = rnn_window_predictions(model, torch.from_numpy(inputs).to(device), int(run["window"]))
-    return times, shift_predictions(times, raw, float(run.get("label_shift", 0.0)))
+    return times, raw
 
 
 def write_trace_csv(path: Path, times, columns: dict) -> None:
@@ -70,8 +76,8 @@ def evaluate_run(corpus_path: Path, run_dir: Path, features_dir: Path, partition
                  device_name: str = "auto") -> dict:
     import numpy as np
 
-    from .corpus import open_corpus
-    from .dataset import FILL_POLICY, frame_labels
+    from .corpus import open_corpus, read_labels
+    from .dataset import FILL_POLICY, predictions_on_label_times
     from .errors import fail
     from .metrics import mean_scores, scores
     from .models import load_model
@@ -90,19 +96,28 @@ def evaluate_run(corpus_path: Path, run_dir: Path, features_dir: Path, partition
     subjects = [s for s in corpus.subjects(partition) if dimension in corpus.recording(s).labels]
     if not subjects:
         raise fail(corpus_path, f"no {partition} subject with {dimension} labels")
+    shift = float(run.get("label_shift", 0.0))
     preds, golds, per_recording = [], [], {}
     for subject in subjects:
-        times, pred = predict_subject(kind, run, model, Path(features_dir) / f"{subject}.h5", device)
-        gold = frame_labels(corpus.recording(subject), dimension, times)
-        write_trace_csv(Path(predictions_dir) / f"{subject}.csv", times, {"prediction": pred, "gold": gold})
+        features_path = Path(features_dir) / f"{subject}.h5"
+        frame_times, raw = predict_subject(kind, run, model, features_path, device)
+        # One prediction per gold row, at the row's own time: no row is lost to a dropped frame or another fps.
+        label_times, gold = read_labels(corpus.recording(subject).labels[dimension])
+        try:
+            pred = predictions_on_label_times(frame_times, raw, label_times, shift)
+        except ValueError as error:
+            raise fail(features_path, f"cannot place its predictions in time ({error})") from None
+        write_trace_csv(Path(predictions_dir) / f"{subject}.csv", label_times, {"prediction": pred, "gold": gold})
         per_recording[subject] = scores(pred, gold)
         preds.append(pred)
         golds.append(gold)
     pred_all, gold_all = np.concatenate(preds), np.concatenate(golds)
+    label_rows = int(np.sum(np.isfinite(gold_all)))
     return {"model": str(run_dir), "kind": kind, "partition": partition, "dimension": dimension,
             "selection": run.get("selection", "dev"), "fill_policy": run.get("fill_policy", FILL_POLICY),
-            "label_shift": float(run.get("label_shift", 0.0)),
-            "frames": int(np.sum(np.isfinite(gold_all))), "concatenated": scores(pred_all, gold_all),
+            "label_shift": shift,
+            # Scored at the gold rows' times: `frames` is kept as an alias of `label_rows` for older readers.
+            "label_rows": label_rows, "frames": label_rows, "concatenated": scores(pred_all, gold_all),
             "per_recording_mean": mean_scores(per_recording), "per_recording": per_recording, "settings": run}
 
 
