@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import h5py
 import numpy as np
 import pytest
 
@@ -27,7 +28,7 @@ def trained(tmp_path_factory):
                      "--chip-size", "32", "--threads", "1", "--normalization", "gcn"]) == 0
     assert main(["train-cnn", "--corpus", str(corpus_dir), "--faces-dir", str(root / "faces"), "--variant", "A",
                  "--seed", "0", "--out", str(root / "cnn"), "--epochs", "2", "--channels", "4,8,8", "--fc", "10",
-                 "--device", "cpu", "--batch-size", "32"]) == 0
+                 "--device", "cpu", "--batch-size", "32", "--normalization", "local-mean"]) == 0
     for recording in corpus.recordings:
         faces = root / "faces" / f"{recording.subject}.h5"
         assert main(["extract", "--model", str(root / "cnn"), "--faces", str(faces),
@@ -41,10 +42,14 @@ def trained(tmp_path_factory):
     return root, corpus
 
 
-def test_cnn_run_records_the_alignment_settings(trained):
+def test_cnn_run_records_the_alignment_and_normalization_settings(trained):
     root, _ = trained
-    faces = json.loads((root / "cnn" / "run.json").read_text())["faces"]
-    assert faces["chip_size"] == 32 and faces["normalization"] == "gcn" and faces["landmarks"] == 5
+    run = json.loads((root / "cnn" / "run.json").read_text())
+    assert run["faces"]["chip_size"] == 32 and run["faces"]["landmarks"] == 5
+    # the CNN normalizes raw chips itself; extraction and predict take this from the run, not the face file
+    assert run["normalization"] == "local-mean"
+    with h5py.File(root / "features" / "dev_1.h5") as h5:
+        assert h5.attrs["normalization"] == "local-mean"
 
 
 def test_predict_writes_one_row_per_frame_and_a_plot(trained, tmp_path):

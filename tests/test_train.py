@@ -34,20 +34,61 @@ def train_cnn(face_corpus, out, *extra):
                  "--seed", "0", "--out", str(out), *TINY_CNN, *extra])
 
 
-def test_fill_policy_holds_last_found_frame():
+def test_fill_policy_holds_last_found_frame_and_never_looks_ahead():
+    from affectflow.dataset import apply_fill
+
     found = np.array([False, False, True, False, True, True, False])
-    assert fill_index(found).tolist() == [2, 2, 2, 2, 4, 5, 5]
-    assert "hold" in FILL_POLICY
+    assert fill_index(found).tolist() == [-1, -1, 2, 2, 4, 5, 5]
+    chips = np.arange(7, dtype=np.uint8)[:, None, None] + np.ones((7, 2, 2), np.uint8)
+    filled = apply_fill(chips, found)
+    assert filled[:, 0, 0].tolist() == [0, 0, 3, 3, 5, 6, 6]  # blank before the first face
+    assert "hold" in FILL_POLICY and "causal" in FILL_POLICY
 
 
-def test_rnn_inputs_per_recording_standardization():
-    from affectflow.dataset import rnn_inputs
+def test_rnn_input_standardizations():
+    from affectflow.dataset import feature_prior, rnn_inputs
 
-    features = np.random.default_rng(0).normal(3.0, 2.0, (50, 4)).astype(np.float32)
-    normalized = rnn_inputs(features, "recording")
-    np.testing.assert_allclose(normalized.mean(0), 0, atol=1e-5)
-    np.testing.assert_allclose(normalized.std(0), 1, atol=1e-3)
-    assert rnn_inputs(features, "train") is not None and np.array_equal(rnn_inputs(features, "train"), features)
+    rng = np.random.default_rng(0)
+    features = rng.normal(3.0, 2.0, (4000, 4)).astype(np.float32)
+    transductive = rnn_inputs(features, "recording-transductive")
+    np.testing.assert_allclose(transductive.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(transductive.std(0), 1, atol=1e-3)
+    assert np.array_equal(rnn_inputs(features, "train"), features)
+    # causal: starts from the training prior (here an offset one) and converges to the recording's own statistics
+    prior = feature_prior([rng.normal(1.5, 1.5, (100, 4))])
+    causal = rnn_inputs(features, "causal", prior)
+    assert causal[:20].mean() > 0.5  # early frames: the prior dominates
+    np.testing.assert_allclose(causal[-1000:].mean(0), 0, atol=0.15)
+    np.testing.assert_allclose(causal[-1000:].std(0), 1, atol=0.1)
+    with pytest.raises(ValueError):
+        rnn_inputs(features, "causal")  # no prior
+    with pytest.raises(ValueError):
+        rnn_inputs(features, "recording")
+
+
+@pytest.mark.parametrize("feature_norm,causal", [("causal", True), ("train", True), ("recording-transductive", False)])
+def test_prediction_at_t_does_not_depend_on_later_frames(feature_norm, causal):
+    """Changing frames after t leaves the predictions up to t unchanged, unless the option says transductive."""
+    from affectflow.dataset import feature_prior, rnn_inputs
+    from affectflow.models import FrameRNN, RNNConfig
+    from affectflow.trainer import rnn_window_predictions
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    model = FrameRNN(RNNConfig(input_size=6, hidden=8)).eval()
+    prior = feature_prior([rng.normal(0.0, 1.0, (50, 6))])
+    features = rng.normal(0.5, 1.0, (120, 6)).astype(np.float32)
+    changed = features.copy()
+    t = 70
+    changed[t + 1:] += rng.normal(2.0, 3.0, changed[t + 1:].shape).astype(np.float32)
+
+    def predict(f):
+        with torch.no_grad():
+            return rnn_window_predictions(model, torch.from_numpy(rnn_inputs(f, feature_norm, prior)), window=30)
+
+    before, after = predict(features), predict(changed)
+    assert np.array_equal(before[: t + 1], after[: t + 1]) == causal
+    assert not np.allclose(before[t + 1:], after[t + 1:])
 
 
 def test_shift_predictions_moves_frames_later():
@@ -64,7 +105,8 @@ def test_tiny_cnn_training_dev_ccc_rises(face_corpus, tmp_path):
     assert max(ccc[1:]) > ccc[0] + 0.1, ccc
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["best_epoch"] == 1 + int(np.argmax(ccc))
-    assert run["architecture"] == {"chip_size": 32, "channels": [4, 8, 8], "fc": 16, "dropout": 0.0}
+    assert run["architecture"] == {"chip_size": 32, "channels": [4, 8, 8], "fc": 16, "dropout": 0.0, "init": "paper"}
+    assert 0.2 <= run["init_k"] <= 1.2 and run["normalization"] == "gcn"
     assert run["fill_policy"] == FILL_POLICY and run["label_shift"] == 0.0
     assert run["train_subjects"] == ["train_1", "train_2"] and run["dev_subjects"] == ["dev_1"]
     for name in ("model.pt", "checkpoint.pt", "history.tsv", "run.json"):
@@ -152,7 +194,8 @@ def test_extract_and_train_rnn(face_corpus, tmp_path):
                  "--hidden", "8", "--layers", "3", "--nonlinearity", "relu", "--epochs", "2", "--device", "cpu",
                  "--eval-stride", "4"]) == 0
     run = json.loads((tmp_path / "rnn" / "run.json").read_text())
-    assert run["kind"] == "rnn" and run["hidden_sizes"] == [8, 8, 4] and run["feature_norm"] == "recording"
+    assert run["kind"] == "rnn" and run["hidden_sizes"] == [8, 8, 4] and run["feature_norm"] == "causal"
+    assert len(run["feature_prior"]["mean"]) == 16 and run["feature_prior"]["frames"] > 0
     assert run["cnn_run"] == str((tmp_path / "cnn").resolve())
     assert run["features_dir"] == str((tmp_path / "features").resolve())
     assert len(history(tmp_path / "rnn")) == 2
@@ -188,13 +231,24 @@ def test_masked_losses_ignore_missing_labels():
         1 - ccc(pred[keep].numpy(), target[keep].numpy()), abs=1e-6)
 
 
-def test_label_shift_option_through_the_cli(face_corpus, tmp_path, capsys):
-    assert train_cnn(face_corpus, tmp_path / "run", "--variant", "plain", "--epochs", "1", "--frame-stride", "4",
+def test_label_shift_option_through_the_cli(tmp_path, capsys):
+    write_face_corpus(tmp_path / "corpus", tmp_path / "faces", train=2, dev=1, seconds=24.0, size=24, noise=0.3,
+                      delay_s=1.6, seed=3)
+    assert train_cnn(tmp_path, tmp_path / "run", "--variant", "plain", "--epochs", "1", "--frame-stride", "4",
                      "--label-shift", "auto") == 0
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["label_shift_mode"].startswith("auto") and run["label_shift"] in run["label_shift_fit"]["candidates"]
-    assert train_cnn(face_corpus, tmp_path / "bad", "--variant", "plain", "--label-shift", "soon") == 2
+    assert run["label_shift"] == pytest.approx(1.6, abs=0.4)
+    assert train_cnn(tmp_path, tmp_path / "bad", "--variant", "plain", "--label-shift", "soon") == 2
     assert "--label-shift" in capsys.readouterr().err
+
+
+def test_label_shift_auto_refuses_too_short_recordings(face_corpus, tmp_path, capsys):
+    """8 s recordings leave too few frames labelled under every candidate shift up to 6 s: a clear refusal."""
+    assert train_cnn(face_corpus, tmp_path / "run", "--variant", "plain", "--epochs", "1",
+                     "--label-shift", "auto") == 2
+    assert "shift" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "model.pt").exists()
 
 
 def write_label_features(face_corpus, out_dir, rng):
@@ -216,7 +270,7 @@ def write_label_features(face_corpus, out_dir, rng):
             h5["features"], h5["found"], h5["time"] = features, found, time
 
 
-@pytest.mark.parametrize("feature_norm", ["recording", "train"])
+@pytest.mark.parametrize("feature_norm", ["causal", "train", "recording-transductive"])
 def test_relu_rnn_stays_finite_and_learns_with_a_dead_training_feature(face_corpus, tmp_path, feature_norm):
     write_label_features(face_corpus, tmp_path / "features", np.random.default_rng(0))
     assert main(["train-rnn", "--corpus", str(face_corpus / "corpus"), "--features-dir", str(tmp_path / "features"),

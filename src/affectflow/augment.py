@@ -1,11 +1,21 @@
-"""Augmentation A (DESIGN.md section 1) on a whole batch on the device, no per-sample Python.
+"""Augmentation A on a whole batch of RAW chips on the device, no per-sample Python.
 
-Geometry: one affine per sample (affine_grid + grid_sample, bilinear, border padding):
-random translation (up to TRANSLATE of the chip side each way), scale 0.7-1.4,
-rotation +-5 degrees, horizontal flip with probability 1/2.
-Intensity (the chips are already mean-subtracted/contrast-normalized, so jitter
-works on a per-image min-max rescaling to [0, 1] and maps back): gamma 0.8-1.25
-(log-uniform), then gain 0.8-1.25 (log-uniform) and offset +-0.1 of the range.
+It follows the authors' `DataAugmenter2(crop_shape=(96, 96), flip=True, gray_on=True)`
+(ifp-uiuc/anna, anna/util) and runs, as theirs does, BEFORE the normalization
+(affectflow.normalize_torch), on pixels scaled from uint8:
+
+- geometry, one affine per sample (affine_grid + grid_sample, bilinear, zero padding as
+  skimage's warp): horizontal flip with probability 1/2, rotation U(-5, 5) degrees, scale
+  U(0.7, 1.4) (the crop window spans `scale` chip sides: < 1 zooms in, > 1 zooms out), and a
+  translation U(-1, 1) * |1 - scale| * S / 2 pixels each way, i.e. as far as the window can
+  move while staying inside the chip (or keeping the chip inside the window);
+- gray levels (their `gray_augment_image`): x ** U(0.25, 4) * U(0.7, 1.4) + U(-0.1, 0.1),
+  then a per-image min-max stretch to [0, 1].
+
+One deliberate difference: the authors apply the gray-level jitter to pixels on their
+[0, 2] scale and double the stretched result; here it works on the [0, 1] scale that
+normalize_torch expects (its `local-mean` method applies the factor 2 itself), so that
+x ** gamma stays in [0, 1] instead of amplifying the bright half of the face.
 """
 
 from __future__ import annotations
@@ -17,9 +27,8 @@ from torch.nn import functional as F
 
 SCALE = (0.7, 1.4)
 ROTATION_DEG = 5.0
-TRANSLATE = 0.1  # fraction of the chip side
-GAMMA = (0.8, 1.25)
-GAIN = (0.8, 1.25)
+GAMMA = (0.25, 4.0)
+GAIN = (0.7, 1.4)
 OFFSET = 0.1
 
 
@@ -27,29 +36,37 @@ def _uniform(n: int, low: float, high: float, like: torch.Tensor) -> torch.Tenso
     return torch.rand(n, device=like.device, dtype=torch.float32) * (high - low) + low
 
 
-def _log_uniform(n: int, low: float, high: float, like: torch.Tensor) -> torch.Tensor:
-    return torch.exp(_uniform(n, math.log(low), math.log(high), like))
-
-
-def augment_batch(x: torch.Tensor) -> torch.Tensor:
-    """[N,1,S,S] float32 -> augmented [N,1,S,S]; draws from torch's global RNG (seeded, checkpointed)."""
+def augment_geometry(x: torch.Tensor) -> torch.Tensor:
+    """Flip, rotation, scale and translation of [N,1,S,S] float chips (zeros outside the chip)."""
     n = x.shape[0]
     scale = _uniform(n, *SCALE, x)
     angle = _uniform(n, -ROTATION_DEG, ROTATION_DEG, x) * (math.pi / 180.0)
     flip = torch.where(torch.rand(n, device=x.device) < 0.5, -1.0, 1.0)
-    shift = _uniform(2 * n, -2 * TRANSLATE, 2 * TRANSLATE, x).view(n, 2)  # grid units span 2
-    # theta maps output coordinates to input coordinates: zooming in by `scale` samples 1/scale.
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    # grid units span 2 per chip side, so a shift of d pixels is 2 d / S = U(-1, 1) * |1 - scale|
+    shift = _uniform(2 * n, -1.0, 1.0, x).view(n, 2) * (1.0 - scale).abs()[:, None]
+    # theta maps output (crop) coordinates to input (chip) coordinates
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
                          torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
+
+def augment_gray(x: torch.Tensor) -> torch.Tensor:
+    """The authors' gray-level jitter of [N,1,S,S] chips on [0, 1], stretched back to [0, 1]."""
+    n = x.shape[0]
+    gamma = _uniform(n, *GAMMA, x).view(n, 1, 1, 1)
+    gain = _uniform(n, *GAIN, x).view(n, 1, 1, 1)
+    offset = _uniform(n, -OFFSET, OFFSET, x).view(n, 1, 1, 1)
+    x = x.clamp_min(0.0) ** gamma * gain + offset
     low = x.amin(dim=(1, 2, 3), keepdim=True)
     span = (x.amax(dim=(1, 2, 3), keepdim=True) - low).clamp_min(1e-6)
-    unit = ((x - low) / span).clamp(0.0, 1.0)
-    gamma = _log_uniform(n, *GAMMA, x).view(n, 1, 1, 1)
-    gain = _log_uniform(n, *GAIN, x).view(n, 1, 1, 1)
-    offset = _uniform(n, -OFFSET, OFFSET, x).view(n, 1, 1, 1)
-    unit = unit.clamp_min(1e-6) ** gamma * gain + offset
-    return unit * span + low
+    return (x - low) / span
+
+
+def augment_batch(x: torch.Tensor) -> torch.Tensor:
+    """[N,1,S,S] float32 raw chips on [0, 1] -> augmented [N,1,S,S] on [0, 1].
+
+    Draws from torch's global RNG (seeded and checkpointed by the trainer).
+    """
+    return augment_gray(augment_geometry(x.float()))

@@ -34,7 +34,7 @@ def _landmark_count(model_name) -> int:
 def _align_options(faces: dict) -> dict:
     """align_video keywords that reproduce the CNN's training faces (from its run.json)."""
     options = {"landmarks": int(faces.get("landmarks") or _landmark_count(faces.get("landmark_model"))),
-               "chip_size": int(faces.get("chip_size", 96)), "normalization": faces.get("normalization") or "gcn"}
+               "chip_size": int(faces.get("chip_size", 96))}
     if faces.get("detect_every"):
         options["detect_every"] = int(faces["detect_every"])
     if faces.get("tracking") is not None:
@@ -68,8 +68,8 @@ def predict_video(video: Path, rnn_run_dirs: list[Path], device_name: str = "aut
     from .dataset import apply_fill, rnn_inputs, shift_predictions
     from .errors import fail
     from .models import load_model
-    from .train import extract_features
-    from .trainer import resolve_device, rnn_window_predictions
+    from .train import cnn_normalization
+    from .trainer import extract_features, resolve_device, rnn_window_predictions
 
     device = resolve_device(device_name)
     runs = [(Path(d), *_runs(Path(d))) for d in rnn_run_dirs]
@@ -91,12 +91,13 @@ def predict_video(video: Path, rnn_run_dirs: list[Path], device_name: str = "aut
             bar.update(1)
             bar.set_postfix_str(f"{dimension}: CNN")
             cnn, _ = load_model(cnn_dir / "model.pt", device)
-            features, _ = extract_features(cnn, apply_fill(track.normalized, track.found, video))
+            features, _ = extract_features(cnn, apply_fill(track.chips, track.found, video),
+                                           cnn_normalization(cnn_run, cnn_dir))
             bar.update(1)
             bar.set_postfix_str(f"{dimension}: RNN")
             rnn, _ = load_model(rnn_dir / "model.pt", device)
             with torch.no_grad():
-                inputs = rnn_inputs(features, rnn_run.get("feature_norm", "train"))
+                inputs = rnn_inputs(features, rnn_run.get("feature_norm", "train"), rnn_run.get("feature_prior"))
                 raw = rnn_window_predictions(rnn, torch.from_numpy(inputs).to(device), int(rnn_run["window"]))
             traces[dimension] = shift_predictions(track.time, raw, float(rnn_run.get("label_shift", 0.0)))
             bar.update(1)

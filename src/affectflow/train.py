@@ -1,11 +1,15 @@
 """`affectflow train-cnn`, `affectflow train-rnn`, `affectflow extract` (DESIGN.md section 1).
 
-Defaults are the paper's: CNN 64/128/256 + FC 300, SGD batch 128, momentum 0.9,
-weight decay 1e-5, constant lr 0.01, MSE, model choice by CCC. The RNN uses the
-same SGD settings with gradient-norm clipping at 1.0 (needed for ReLU RNNs, kept
-for all cells so that configs compare); its input features are standardized
-per recording by default (--feature-norm, see affectflow.dataset). Smaller CNNs (--channels, --fc), frame subsampling
-(--frame-stride) and a time budget (--max-minutes) exist for the 2-core demo.
+Defaults are the paper's: CNN 64/128/256 + FC 300 with the authors' initialization,
+SGD batch 128, momentum 0.9, weight decay 1e-5, constant lr 0.01, MSE, model choice
+by CCC. The CNN trains on the raw chips of the face files: every batch is scaled,
+augmented (variants A/AD) and normalized on the device (--normalization), and
+extraction normalizes with the same code. The RNN uses the same SGD settings with
+gradient-norm clipping at 1.0 (needed for ReLU RNNs, kept for all cells so that
+configs compare); its input features are standardized causally per recording by
+default (--feature-norm, see affectflow.dataset). Smaller CNNs (--channels, --fc),
+frame subsampling (--frame-stride) and a time budget (--max-minutes) exist for the
+2-core demo.
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .dataset import DEFAULT_FEATURE_NORM, FEATURE_NORMS
+from .normalize import METHODS
+
 # Alignment settings of the training faces, recorded so that `predict` aligns new videos the same way.
-FACE_SETTINGS = ("normalization", "landmark_model", "landmarks", "detect_every", "tracking", "fps")
+FACE_SETTINGS = ("landmark_model", "landmarks", "detect_every", "tracking", "fps")
 VARIANTS = {"plain": (False, 0.0), "D": (False, 0.5), "A": (True, 0.0), "AD": (True, 0.5)}
+DEFAULT_CNN_NORMALIZATION = "gcn"
 
 
 def add_commands(subparsers) -> None:
@@ -28,6 +36,11 @@ def add_commands(subparsers) -> None:
     p.add_argument("--channels", default="64,128,256", help="conv channels (paper: 64,128,256)")
     p.add_argument("--fc", type=int, default=300, help="feature layer width (paper: 300)")
     p.add_argument("--frame-stride", type=int, default=1, help="train on every k-th found frame")
+    p.add_argument("--normalization", choices=METHODS, default=DEFAULT_CNN_NORMALIZATION,
+                   help="chip normalization after augmentation, on the device (local-mean: the authors' "
+                        "Normer3 as it ran; see affectflow.normalize)")
+    p.add_argument("--init", default="paper",
+                   help="weight initialization: 'paper' (the authors') or 'pytorch' (PyTorch's default)")
     _common_training(p, epochs=30)
     p.set_defaults(handler=_train_cnn_command)
 
@@ -42,11 +55,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("--layers", type=int, choices=(1, 2, 3), default=1)
     p.add_argument("--window", type=int, default=100)
     p.add_argument("--window-stride", type=int, default=1, help="training windows start every k frames")
-    p.add_argument("--eval-stride", type=int, default=1,
-                   help="score every k-th frame for per-epoch model selection (evaluate scores all)")
     p.add_argument("--loss", choices=("mse", "ccc"), default="mse")
-    p.add_argument("--feature-norm", choices=("recording", "train"), default="recording",
-                   help="standardize features per recording (default) or with training-set statistics")
+    p.add_argument("--feature-norm", choices=FEATURE_NORMS, default=DEFAULT_FEATURE_NORM,
+                   help="RNN inputs: causal running statistics per recording (default), training-set "
+                        "statistics, or whole-recording statistics (transductive: uses frames after t)")
     p.add_argument("--clip-norm", type=float, default=1.0, help="gradient-norm clipping (0 disables)")
     _common_training(p, epochs=30)
     p.set_defaults(handler=_train_rnn_command)
@@ -73,6 +85,8 @@ def _common_training(p: argparse.ArgumentParser, epochs: int) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch passing this budget")
+    p.add_argument("--eval-stride", type=int, default=1,
+                   help="score every k-th frame for per-epoch model selection (evaluate scores all)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
     p.add_argument("--stop-after-epochs", type=int, default=None, help=argparse.SUPPRESS)  # kill simulation
@@ -124,12 +138,14 @@ def _run_info(args, extra: dict) -> dict:
     return settings
 
 
-def _eval_sets(args, corpus, train, dev, validation, frames, holdout, device, every: int = 1):
+def _eval_sets(args, corpus, train, dev, validation, frames, holdout, device, every: int = 1,
+               frame_wise: bool = False):
     """The recordings scored each epoch: dev (if labelled) and the validation split.
 
     `frames[subject]` has .data (model inputs on every frame) and .time; `holdout` = (data,
     time, gold) of a single training subject's last 20% of frames. Every `every`-th frame's
-    time and gold are kept. Returns (eval sets, name of the selection set, run.json entries).
+    time and gold are kept, and its input too when the model is `frame_wise` (the CNN; the
+    RNN's windows need every frame). Returns (eval sets, name of the selection set, run.json entries).
     """
     import torch
 
@@ -137,8 +153,10 @@ def _eval_sets(args, corpus, train, dev, validation, frames, holdout, device, ev
     from .errors import fail
     from .trainer import EvalSet
 
+    input_every = every if frame_wise else 1
+
     def eval_set(name, subjects):
-        return EvalSet(name, [torch.from_numpy(frames[s].data).to(device) for s in subjects],
+        return EvalSet(name, [torch.from_numpy(frames[s].data[::input_every]).to(device) for s in subjects],
                        [frames[s].time[::every] for s in subjects],
                        [frame_labels(corpus.recording(s), args.dimension, frames[s].time)[::every]
                         for s in subjects])
@@ -151,7 +169,8 @@ def _eval_sets(args, corpus, train, dev, validation, frames, holdout, device, ev
         sets.append(eval_set("val", validation))
     elif holdout is not None:
         data, times, gold = holdout
-        sets.append(EvalSet("val", [torch.from_numpy(data).to(device)], [times[::every]], [gold[::every]]))
+        sets.append(EvalSet("val", [torch.from_numpy(data[::input_every]).to(device)], [times[::every]],
+                            [gold[::every]]))
     selection_set = "dev" if args.selection == "dev" else "val"
     if selection_set not in {e.name for e in sets}:
         raise fail(args.corpus, f"no labelled {args.selection} data for model selection")
@@ -182,13 +201,14 @@ def _train_cnn_command(args) -> int:
     corpus = open_corpus(args.corpus)
     train, dev, validation = _splits(corpus, args.selection, args.corpus)
     faces = {s: load_faces(args.faces_dir / f"{s}.h5", s) for s in train + validation + dev}
-    sizes = {f.data.shape[1] for f in faces.values()}
+    sizes = {f.data.shape[1] for f in faces.values()}  # raw uint8 chips [T,S,S]
     if len(sizes) != 1:
         raise fail(args.faces_dir, f"face files have different chip sizes {sorted(sizes)}")
     chip_size = sizes.pop()
 
     def fit():
-        return fit_label_shift([descriptor_from_chips(faces[s].data[faces[s].found]) for s in train],
+        return fit_label_shift([descriptor_from_chips(faces[s].data[faces[s].found].astype(np.float32) / 255)
+                                for s in train],
                                [faces[s].time[faces[s].found] for s in train],
                                [corpus.recording(s) for s in train], args.dimension)
 
@@ -213,22 +233,24 @@ def _train_cnn_command(args) -> int:
         raise fail(args.faces_dir, "no training frame with a face and a label")
 
     eval_sets, selection_set, subject_info = _eval_sets(args, corpus, train, dev, validation, faces, holdout,
-                                                        device)
+                                                        device, max(1, args.eval_stride), frame_wise=True)
     try:
-        config = CNNConfig(chip_size=chip_size, channels=channels, fc=args.fc, dropout=dropout)
+        config = CNNConfig(chip_size=chip_size, channels=channels, fc=args.fc, dropout=dropout, init=args.init)
     except ValueError as error:
         raise fail(args.faces_dir, str(error)) from None
     model = FaceCNN(config)
     info = _run_info(args, {
         **subject_info, "augment": augment, "dropout": dropout, "train_frames": int(len(train_x)),
-        "device": str(device),
+        "device": str(device), "init_k": model.init_k,
+        "train_label_variance": float(train_y.float().var(unbiased=False)),
         "faces": {"chip_size": chip_size, **{k: _plain(h5_attrs(args.faces_dir / f"{train[0]}.h5").get(k))
                                              for k in FACE_SETTINGS}},
         **_label_info(shift, shift_fit)})
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, label_shift=shift,
                              selection=selection_set, max_minutes=args.max_minutes,
                              stop_after_epochs=args.stop_after_epochs)
-    fit_cnn(model, train_x, train_y, eval_sets, settings, args.out, augment, args.resume, info, device)
+    fit_cnn(model, train_x, train_y, eval_sets, settings, args.out, augment, args.normalization, args.resume, info,
+            device)
     return 0
 
 
@@ -256,7 +278,7 @@ def _train_rnn_command(args) -> int:
     import torch
 
     from .corpus import open_corpus
-    from .dataset import fit_label_shift, frame_labels, load_features, rnn_inputs
+    from .dataset import feature_prior, fit_label_shift, frame_labels, load_features, rnn_inputs
     from .errors import fail
     from .models import FrameRNN, RNNConfig
     from .trainer import TrainSettings, fit_rnn, resolve_device, seed_everything
@@ -268,8 +290,10 @@ def _train_rnn_command(args) -> int:
     corpus = open_corpus(args.corpus)
     train, dev, validation = _splits(corpus, args.selection, args.corpus)
     feats = {s: load_features(args.features_dir / f"{s}.h5", s) for s in train + validation + dev}
+    # the causal normalization starts from the training subjects' raw feature statistics (no labels)
+    prior = feature_prior([feats[s].data for s in train])
     for frames in feats.values():
-        frames.data = rnn_inputs(frames.data, args.feature_norm)
+        frames.data = rnn_inputs(frames.data, args.feature_norm, prior)
     dims = {f.data.shape[1] for f in feats.values()}
     if len(dims) != 1:
         raise fail(args.features_dir, f"feature files have different widths {sorted(dims)}")
@@ -302,7 +326,9 @@ def _train_rnn_command(args) -> int:
     cnn_run = _plain(h5_attrs(args.features_dir / f"{train[0]}.h5").get("model"))
     info = _run_info(args, {
         **subject_info, "features_dir": str(args.features_dir.resolve()), "cnn_run": cnn_run,
-        "hidden_sizes": model.config.hidden_sizes, "device": str(device), **_label_info(shift, shift_fit)})
+        "hidden_sizes": model.config.hidden_sizes, "device": str(device), "feature_prior": prior,
+        "train_label_variance": float(np.nanvar(torch.cat(labels).numpy())),
+        **_label_info(shift, shift_fit)})
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, label_shift=shift,
                              selection=selection_set, max_minutes=args.max_minutes, loss=args.loss,
                              clip_norm=args.clip_norm or None, stop_after_epochs=args.stop_after_epochs)
@@ -313,23 +339,6 @@ def _train_rnn_command(args) -> int:
 
 # ----------------------------------------------------------------------------- extract
 
-def extract_features(model, normalized, batch_size: int = 512):
-    """Filled normalized chips [T,S,S] -> (features float32 [T,fc], prediction float32 [T])."""
-    import numpy as np
-    import torch
-
-    device = next(model.parameters()).device
-    model.to(memory_format=torch.channels_last)
-    feats, preds = [], []
-    with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
-        for begin in range(0, len(normalized), batch_size):
-            x = torch.from_numpy(np.asarray(normalized[begin: begin + batch_size], np.float32)).to(device)
-            f = model.features(x.unsqueeze(1))
-            feats.append(f.float().cpu())
-            preds.append(model.out(f).squeeze(1).float().cpu())
-    return torch.cat(feats).numpy(), torch.cat(preds).numpy()
-
-
 def _extract_command(args) -> int:
     import h5py
     import numpy as np
@@ -338,17 +347,18 @@ def _extract_command(args) -> int:
     from .errors import fail
     from .io import atomic_path
     from .models import load_model
-    from .trainer import resolve_device
+    from .trainer import extract_features, resolve_device
 
     device = resolve_device(args.device)
     model, payload = load_model(args.model / "model.pt", device)
     if payload["kind"] != "cnn":
         raise fail(args.model, "extract needs a CNN run dir")
+    normalization = cnn_normalization(payload["extra"], args.model)
     subject = args.faces.stem
     frames = load_faces(args.faces, subject)
     if frames.data.shape[1] != model.config.chip_size:
         raise fail(args.faces, f"chip size {frames.data.shape[1]} != the model's {model.config.chip_size}")
-    features, prediction = extract_features(model, frames.data, args.batch_size)
+    features, prediction = extract_features(model, frames.data, normalization, args.batch_size)
     with atomic_path(args.output) as tmp:
         with h5py.File(tmp, "w") as h5:
             h5.create_dataset("features", data=features.astype(np.float32))
@@ -358,4 +368,16 @@ def _extract_command(args) -> int:
             h5.attrs["model"] = str(args.model.resolve())
             h5.attrs["subject"] = subject
             h5.attrs["fill_policy"] = FILL_POLICY
+            h5.attrs["normalization"] = normalization
     return 0
+
+
+def cnn_normalization(run_info: dict, where) -> str:
+    """The chip normalization a CNN run was trained with (extraction and prediction must use it)."""
+    from .errors import fail
+
+    normalization = run_info.get("normalization")
+    if normalization not in METHODS:
+        raise fail(where, "CNN run trained before on-device normalization (no 'normalization' recorded): "
+                          "retrain it with this version of affectflow")
+    return normalization

@@ -31,7 +31,8 @@ from .models import FaceCNN, FrameRNN, config_dict, save_model
 HISTORY_METRICS = ("rmse", "cc", "ccc")
 # Settings a resumed run must share with its checkpoint (the epoch count may grow, the device may change).
 RESUME_MUST_MATCH = ("variant", "seed", "lr", "batch_size", "frame_stride", "label_shift", "selection", "dimension",
-                     "window", "window_stride", "loss", "feature_norm", "clip_norm", "train_subjects")
+                     "window", "window_stride", "loss", "feature_norm", "clip_norm", "train_subjects",
+                     "normalization")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -197,6 +198,12 @@ class Run:
                      "epochs_run": self.epoch, "best_epoch": self.best["epoch"],
                      "best_selection_ccc": None if math.isinf(self.best["score"]) else self.best["score"],
                      "stopped": stopped, "train_seconds": round(self.elapsed, 3)})
+        losses = [row["train_loss"] for row in self.history if math.isfinite(row["train_loss"])]
+        variance = info.get("train_label_variance")
+        if losses and variance:
+            # a model that learned nothing but the mean stays at 1.0: the collapse check of the tables
+            info["lowest_train_loss"] = min(losses)
+            info["train_loss_to_label_variance"] = min(losses) / variance
         save_model(self.out / "model.pt", self.model, self.kind, extra=info)
         with atomic_path(self.out / "run.json") as tmp:
             tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=_json_default) + "\n")
@@ -267,32 +274,50 @@ def _loop(run: Run, device: torch.device, n_items: int, step: Callable[[torch.Te
 
 # ----------------------------------------------------------------------------- CNN
 
-def cnn_predictor(model: FaceCNN, batch_size: int = 512) -> Callable[[torch.Tensor], np.ndarray]:
+def chips_to_inputs(chips: torch.Tensor, normalization: str, augment: bool = False) -> torch.Tensor:
+    """uint8 (or float16 0..255) chips [N,S,S] on the device -> normalized CNN inputs [N,1,S,S] float32.
+
+    Pixels are scaled to [0, 1], augmented on the raw chips when asked, and only then
+    normalized, on every batch, in training and at extraction alike: train and test inputs
+    go through the same normalization code (the authors' order: augment, then normalize).
+    """
+    from .augment import augment_batch
+    from .normalize_torch import normalize_batch
+
+    x = chips.unsqueeze(1).float() * (1.0 / 255.0)
+    if augment:
+        x = augment_batch(x)
+    return normalize_batch(x, normalization)
+
+
+def cnn_predictor(model: FaceCNN, normalization: str, batch_size: int = 512) -> Callable[[torch.Tensor], np.ndarray]:
     device = next(model.parameters()).device
 
     def predict(chips: torch.Tensor) -> np.ndarray:
         outs = []
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             for begin in range(0, len(chips), batch_size):
-                outs.append(model(chips[begin: begin + batch_size].float().unsqueeze(1)).float())
+                x = chips_to_inputs(chips[begin: begin + batch_size], normalization)
+                outs.append(model(x.contiguous(memory_format=torch.channels_last)).float())
         return torch.cat(outs).cpu().numpy() if outs else np.zeros(0, np.float32)
 
     return predict
 
 
 def make_cnn_step(model: FaceCNN, optimizer, scaler, train_x: torch.Tensor, train_y: torch.Tensor,
-                  augment: bool, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """One SGD step on the batch `train_x[indices]`: gather, augment and train all on the device."""
-    from .augment import augment_batch
+                  augment: bool, device: torch.device, *, normalization: str = "gcn", amp: bool | None = None,
+                  channels_last: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One SGD step on the batch `train_x[indices]`: gather, augment, normalize and train all on the device.
 
+    `train_x` holds the raw uint8 chips [N,S,S] on the device; `amp=None` means AMP on CUDA only.
+    """
     # channels-last convolutions: ~1.7x faster training of the demo's CNN on CPU (oneDNN), AMP-friendly on CUDA
-    model.to(device, memory_format=torch.channels_last)
-    use_amp = device.type == "cuda"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(device, memory_format=memory_format)
+    use_amp = device.type == "cuda" if amp is None else bool(amp)
 
     def step(batch: torch.Tensor) -> torch.Tensor:
-        x = train_x[batch].float().unsqueeze(1)
-        if augment:
-            x = augment_batch(x)
+        x = chips_to_inputs(train_x[batch], normalization, augment).contiguous(memory_format=memory_format)
         with torch.autocast(device.type, enabled=use_amp):
             loss = masked_loss(model(x), train_y[batch], "mse")
         optimizer.zero_grad(set_to_none=True)
@@ -315,15 +340,33 @@ def cnn_optimizer(model: FaceCNN, settings: TrainSettings, device: torch.device)
 
 
 def fit_cnn(model: FaceCNN, train_x: torch.Tensor, train_y: torch.Tensor, eval_sets: list[EvalSet],
-            settings: TrainSettings, out: Path, augment: bool, resume: bool, run_info: dict,
+            settings: TrainSettings, out: Path, augment: bool, normalization: str, resume: bool, run_info: dict,
             device: torch.device) -> Path:
-    """Train the CNN on device tensors train_x [N,S,S] (float16), train_y [N] float32."""
+    """Train the CNN on device tensors train_x [N,S,S] (raw uint8 chips), train_y [N] float32."""
     model.to(device)
     optimizer, scaler = cnn_optimizer(model, settings, device)
     run = Run(out, "cnn", model, optimizer, scaler, settings, eval_sets, run_info, resume)
-    step = make_cnn_step(model, optimizer, scaler, train_x, train_y, augment, device)
-    predictor = cnn_predictor(model)
+    step = make_cnn_step(model, optimizer, scaler, train_x, train_y, augment, device, normalization=normalization)
+    predictor = cnn_predictor(model, normalization)
     return _loop(run, device, len(train_x), step, {e.name: predictor for e in eval_sets}, "train-cnn")
+
+
+def extract_features(model: FaceCNN, chips, normalization: str, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Raw uint8 chips [T,S,S] (numpy or tensor, face-lost frames already filled) ->
+    (features float32 [T,fc], prediction float32 [T]), normalized exactly as in training."""
+    device = next(model.parameters()).device
+    model.eval().to(memory_format=torch.channels_last)
+    chips = torch.as_tensor(np.asarray(chips) if not isinstance(chips, torch.Tensor) else chips)
+    feats, preds = [], []
+    with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
+        for begin in range(0, len(chips), batch_size):
+            x = chips_to_inputs(chips[begin: begin + batch_size].to(device), normalization)
+            f = model.features(x.contiguous(memory_format=torch.channels_last))
+            feats.append(f.float().cpu())
+            preds.append(model.out(f).squeeze(1).float().cpu())
+    if not feats:
+        return np.zeros((0, model.config.fc), np.float32), np.zeros(0, np.float32)
+    return torch.cat(feats).numpy(), torch.cat(preds).numpy()
 
 
 # ----------------------------------------------------------------------------- RNN
@@ -348,24 +391,29 @@ def rnn_window_predictions(model: FrameRNN, features: torch.Tensor, window: int,
 def fit_rnn(model: FrameRNN, features: list[torch.Tensor], labels: list[torch.Tensor], eval_sets: list[EvalSet],
             settings: TrainSettings, out: Path, window: int, window_stride: int, resume: bool,
             run_info: dict, device: torch.device, eval_stride: int = 1) -> Path:
-    """Train the RNN on windows of W frames from each training recording (labels at every step)."""
-    from .dataset import window_starts
+    """Train the RNN on windows [t-W+1, t] of each training recording (a label at every step), one
+    window ending at every `window_stride`-th frame, the first frames' windows edge-padded."""
+    from .dataset import window_ends
 
     model.to(device)
-    all_features = torch.cat(features).to(device)
-    all_labels = torch.cat(labels).to(device)
-    starts, offset = [], 0
+    # Each recording is edge-padded in front by W-1 copies of its first frame (unlabelled), exactly
+    # as rnn_window_predictions pads at test time, so the windows of a recording's first frames train too.
+    padded_features, padded_labels, starts, offset = [], [], [], 0
     for feats, labs in zip(features, labels):
-        local = torch.from_numpy(window_starts(len(feats), window, window_stride))
-        if len(local):
-            # drop windows without a single labelled step: they carry no gradient
-            has_label = torch.isfinite(labs).float().unfold(0, window, 1)[local].sum(1) > 0
-            starts.append(local[has_label] + offset)
-        offset += len(feats)
+        padded_features.append(torch.cat([feats[:1].expand(window - 1, -1), feats]))
+        padded_labels.append(torch.cat([torch.full((window - 1,), float("nan")), labs]))
+        ends = torch.from_numpy(window_ends(len(feats), window_stride))
+        if len(ends):
+            # a window [t-W+1, t] starts at padded index t; windows without a labelled step carry no gradient
+            has_label = torch.isfinite(padded_labels[-1]).float().unfold(0, window, 1)[ends].sum(1) > 0
+            starts.append(ends[has_label] + offset)
+        offset += len(feats) + window - 1
+    all_features = torch.cat(padded_features).to(device)
+    all_labels = torch.cat(padded_labels).to(device)
     if not starts or sum(len(s) for s in starts) == 0:
         from .errors import AffectflowError
 
-        raise AffectflowError(f"no training window of {window} frames with labels (recordings too short?)")
+        raise AffectflowError("no training window with a labelled frame")
     starts_t = torch.cat(starts).to(device)
     steps = torch.arange(window, device=device)
     optimizer = _optimizer(model, settings)
