@@ -12,6 +12,16 @@ elapsed=$(( $(date +%s) - start ))
 echo
 cat results/tables/table1.md
 echo
+cat results/tables/table3.md
+echo
+python3 - <<'PY'
+import json
+s = json.load(open("results/figures/figure3_smoothness.json"))
+for label, value in s["traces"].items():
+    print(f"Figure 3 ({s['subject']}): {label}: mean |first difference| {value:.4f} "
+          f"({s['ratio_to_first'][label]:.2f}x the CNN's)")
+PY
+echo
 echo "Tables:  results/tables/table{1..5}.md (and .tsv)"
 echo "Figures: results/figures/figure3.png, results/figures/training_curves.png"
 echo "Report:  $(pwd)/results/report.html"

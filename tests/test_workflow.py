@@ -17,8 +17,9 @@ import pytest
 
 from affectflow.report import aggregate, parse_layout, write_tables
 from workflow_helpers import (
-    PAPER_GRID_RNN_CONFIGS,
+    GRID_WITH_CONTROL,
     REPO,
+    TABLE1_RNN_CONFIGS,
     dry_run_counts,
     expected_counts,
     finite_numbers_in_tsv,
@@ -31,8 +32,16 @@ from workflow_helpers import (
 @pytest.mark.slow
 def test_demo_config_dag_has_one_job_per_subject_variant_seed_and_config(tmp_path):
     counts = dry_run_counts(tmp_path)
-    # config/config.yaml: 3 train + 3 dev synthetic subjects, 4 CNN variants, 1 seed.
-    assert counts == expected_counts(3, 3, ["plain", "D", "A", "AD"], 1, PAPER_GRID_RNN_CONFIGS, synthetic=True)
+    # config/config.yaml: 3 train + 3 dev synthetic subjects, 4 CNN variants x 3 seeds; Table 1's
+    # 3 RNN configs x 3 seeds, the other 9 sweep configs x 1 seed; selection on validation too:
+    # the AD CNN and Table 1's RNN configs once more (seed 0).
+    rnn_runs = TABLE1_RNN_CONFIGS * 3 + (GRID_WITH_CONTROL - 2) * 1 + TABLE1_RNN_CONFIGS
+    assert counts == expected_counts(3, 3, ["plain", "D", "A", "AD"], 3, rnn_runs, extra_selections=1,
+                                     synthetic=True)
+
+
+# config/recola.yaml: every RNN config x 3 seeds, and Table 1's configs once more selected on validation.
+RECOLA_RNN_RUNS = GRID_WITH_CONTROL * 3 + TABLE1_RNN_CONFIGS
 
 
 @pytest.fixture
@@ -48,7 +57,7 @@ def test_recola_sized_dag_fans_out_over_18_labelled_subjects_and_3_seeds(recola_
     workdir, config = recola_workdir
     counts = dry_run_counts(workdir, "--configfile", str(config))
     assert "synth_corpus" not in counts  # a real corpus is read, never rendered
-    assert counts == expected_counts(9, 9, ["plain", "D", "A", "AD"], 3, PAPER_GRID_RNN_CONFIGS)
+    assert counts == expected_counts(9, 9, ["plain", "D", "A", "AD"], 3, RECOLA_RNN_RUNS, extra_selections=1)
 
 
 def _mark_everything_done(workdir, config):
@@ -75,7 +84,7 @@ def test_rerunning_one_subject_touches_only_that_subject_and_what_depends_on_it(
     # `--forcerun` on one subject's faces: that alignment and everything downstream. Every CNN
     # selects its epoch on the dev subjects, so all of them retrain; no other subject is re-aligned.
     counts = dry_run_counts(workdir, "--configfile", str(config), "--forcerun", "results/faces/dev_3.h5")
-    full = expected_counts(9, 9, ["plain", "D", "A", "AD"], 3, PAPER_GRID_RNN_CONFIGS)
+    full = expected_counts(9, 9, ["plain", "D", "A", "AD"], 3, RECOLA_RNN_RUNS, extra_selections=1)
     assert counts == {**full, "align": 1}
 
     # `--forcerun` on one subject's features of one CNN run: only that extraction, the scoring of
@@ -163,9 +172,34 @@ def test_tables_command_writes_every_table_with_quoted_paper_rows(tmp_path):
                                 "metrics": rnn}]}}
     write_tables(parse_layout(json.dumps(layout)), tmp_path / "tables")
     table1 = (tmp_path / "tables/table1.md").read_text()
-    assert "| CNN | 0.250 ± 0.071 | 0.500 ± 0.000 | 0.450 ± 0.071 | 0.300 ± 0.000 | 2 | 0.290 |" in table1
-    assert "| CNN+RNN (nonlinearity=tanh) | 0.100 | 0.700 | 0.600 | 0.500 | 1 | 0.476 |" in table1
+    assert "| CNN | 0.250 ± 0.071 | 0.500 ± 0.000 | 0.450 ± 0.071 | 0.300 ± 0.000 | 2 | n/a | 0.290 |" in table1
+    assert "| CNN+RNN (nonlinearity=tanh) | 0.100 | 0.700 | 0.600 | 0.500 | 1 | n/a | 0.476 |" in table1
     table5 = (tmp_path / "tables/table5.tsv").read_text().splitlines()
     sources = [line.split("\t")[1] for line in table5[1:]]
     assert sources[0] == "ours" and all(s.startswith("quoted: Khorrami") for s in sources[1:])
     assert finite_numbers_in_tsv(tmp_path / "tables/table1.tsv") == [0.25, 0.5, 0.45, 0.1, 0.7, 0.6]
+
+
+def test_tables_show_other_selections_the_collapse_check_and_a_transductive_caption(tmp_path):
+    def metrics(name, ccc, loss_ratio):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"concatenated": {"rmse": 0.3, "cc": 0.5, "ccc": ccc},
+                                    "per_recording_mean": {"rmse": 0.3, "cc": 0.5, "ccc": ccc},
+                                    "settings": {"train_loss_to_label_variance": loss_ratio}}))
+        return str(path)
+
+    row = {"label": "CNN+RNN (nonlinearity=tanh)", "key": "rnn:nonlinearity=tanh",
+           "metrics": [metrics("dev0", 0.5, 0.4), metrics("dev1", 0.7, 0.6)],
+           "selected": {"validation": [metrics("val0", 0.45, 0.5)]}}
+    layout = {"partition": "dev", "dimension": "valence", "rnn_features": "CNN+AD", "rnn_base": {"hidden": 100},
+              "rnn_feature_norm": "recording-transductive", "selection": "dev", "tables": {"1": [row]}}
+    write_tables(parse_layout(json.dumps(layout)), tmp_path / "tables")
+    table1 = (tmp_path / "tables/table1.md").read_text()
+    assert "TRANSDUCTIVE" in table1 and "frames after t" in table1
+    assert "| CCC, selected on validation |" in table1
+    assert "| 0.600 ± 0.141 | 0.600 ± 0.141 | 2 | 0.450 | 0.50 ± 0.14 | 0.476 |" in table1
+    header = (tmp_path / "tables/table1.tsv").read_text().splitlines()[0].split("\t")
+    assert "ccc_selected_on_validation" in header and "loss_ratio_mean" in header
+    layout["rnn_feature_norm"] = "causal"
+    write_tables(parse_layout(json.dumps(layout)), tmp_path / "causal")
+    assert "TRANSDUCTIVE" not in (tmp_path / "causal/table1.md").read_text()

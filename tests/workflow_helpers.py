@@ -16,8 +16,12 @@ SNAKEFILE = REPO / "Snakefile"
 BIN = Path(sys.executable).parent
 
 # The paper's RNN grid (Tables 1-4 around h=100, W=100, 1 layer, tanh) has 11 distinct
-# configs: the base, ReLU, h 50/150/200, W 25/50/75/150, 2 and 3 layers.
+# configs: the base, ReLU, h 50/150/200, W 25/50/75/150, 2 and 3 layers. Our configs add the
+# frame-wise control W=1 (Table 1 and Table 3): 12.
 PAPER_GRID_RNN_CONFIGS = 11
+GRID_WITH_CONTROL = PAPER_GRID_RNN_CONFIGS + 1
+# Table 1's CNN+RNN rows in our configs: tanh (the base), ReLU, and the control W=1.
+TABLE1_RNN_CONFIGS = 3
 
 
 def tool_env() -> dict[str, str]:
@@ -89,26 +93,26 @@ def make_placeholder_recola(root: Path, per_partition: int = 9) -> Path:
     return root
 
 
-def expected_counts(n_train: int, n_dev: int, variants: list[str], seeds: int, rnn_configs: int,
-                    rnn_features_variant_in: bool = True, synthetic: bool = False) -> dict[str, int]:
-    """Jobs per rule of a full run: features are extracted where they are used (RNN training and
-    scoring for the RNN's CNN variant: train+dev subjects; scoring only for the others: dev)."""
+def expected_counts(n_train: int, n_dev: int, variants: list[str], seeds: int, rnn_runs: int,
+                    extra_selections: int = 0, synthetic: bool = False) -> dict[str, int]:
+    """Jobs per rule of a full run. Features are extracted where they are used (RNN training and
+    scoring for the RNN's CNN variant: train+dev subjects; scoring only for the others: dev).
+    Each further model selection retrains the feature CNN once (first seed): one more CNN run
+    whose features cover train+dev. `rnn_runs` counts every RNN run (configs x their seeds)."""
     n_variants = len(variants)
-    extract = seeds * ((n_train + n_dev) + (n_variants - 1) * n_dev) if rnn_features_variant_in else 0
-    counts = {
+    feature_runs = seeds + extra_selections
+    return {
         "align": n_train + n_dev,
-        "train_cnn": n_variants * seeds,
-        "extract": extract,
-        "evaluate_cnn": n_variants * seeds,
-        "train_rnn": rnn_configs * seeds,
-        "evaluate_rnn": rnn_configs * seeds,
+        "train_cnn": n_variants * seeds + extra_selections,
+        "extract": feature_runs * (n_train + n_dev) + seeds * (n_variants - 1) * n_dev,
+        "evaluate_cnn": n_variants * seeds + extra_selections,
+        "train_rnn": rnn_runs,
+        "evaluate_rnn": rnn_runs,
         "tables": 1,
         "figures": 1,
         "all": 1,
+        **({"synth_corpus": 1} if synthetic else {}),
     }
-    if synthetic:
-        counts["synth_corpus"] = 1
-    return counts
 
 
 def finite_numbers_in_tsv(path: Path, columns: tuple[str, ...] = ("rmse_mean", "cc_mean", "ccc_mean")) -> list[float]:

@@ -13,8 +13,10 @@ The 300-d ReLU output is the feature the RNN consumes (`features`).
 
 Initialization (CNNConfig.init): "paper" (default) is the authors': one k ~ U(0.2, 1.2)
 drawn per model, every weight ~ N(0, (k / sqrt(fan_in))^2), FC-300 bias 1, output bias 0,
-convolutions bias-free. "pytorch" keeps PyTorch's default (Kaiming-uniform) weights with
-the same biases.
+convolutions bias-free. A small k shrinks the signal by about k^2/2 per ReLU layer, so some
+draws learn very slowly (README, "What the demo found"). "he" is the same law with k = sqrt(2)
+(He et al. 2015: the scale that ReLU layers preserve); "pytorch" keeps PyTorch's default
+(Kaiming-uniform, about k = 0.58) weights; both with the same biases.
 
 FrameRNN: an Elman RNN (tanh or ReLU; LSTM/GRU optional) over a window of frame
 features, with a linear regression output at every step.
@@ -30,7 +32,8 @@ from torch.nn import functional as F
 
 PAPER_CHANNELS = (64, 128, 256)
 PAPER_FC = 300
-INITS = ("paper", "pytorch")
+INITS = ("paper", "he", "pytorch")
+HE_K = 2.0**0.5  # "he": the same normal law with k = sqrt(2), which keeps ReLU activations' scale
 PAPER_INIT_K = (0.2, 1.2)  # the range of the authors' per-model weight scale k
 # Training-set feature stds below this count as constant features (see FrameRNN.set_standardization).
 MIN_FEATURE_STD = 1e-3
@@ -74,7 +77,8 @@ class FaceCNN(nn.Module):
         self.dropout = nn.Dropout(self.config.dropout)
         self.fc = nn.Linear(4 * c3, self.config.fc)
         self.out = nn.Linear(self.config.fc, 1)
-        self.init_k = paper_init(self) if self.config.init == "paper" else None
+        self.init_k = paper_init(self, HE_K if self.config.init == "he" else None) \
+            if self.config.init in ("paper", "he") else None
         nn.init.constant_(self.fc.bias, 1.0)  # the authors' init: ReLU units start active
         nn.init.zeros_(self.out.bias)
 
@@ -96,12 +100,13 @@ class FaceCNN(nn.Module):
         return self.out(self.features(x)).squeeze(1)
 
 
-def paper_init(model: nn.Module) -> float:
-    """The authors' initialization: k ~ U(0.2, 1.2) once, then W ~ N(0, (k / sqrt(fan_in))^2).
+def paper_init(model: nn.Module, k: float | None = None) -> float:
+    """The authors' initialization: k ~ U(0.2, 1.2) once (unless `k` is given), then every
+    weight W ~ N(0, (k / sqrt(fan_in))^2).
 
     Draws from torch's global RNG (seeded by the trainer); returns k. Biases are left to the caller.
     """
-    k = float(torch.empty(()).uniform_(*PAPER_INIT_K))
+    k = float(torch.empty(()).uniform_(*PAPER_INIT_K)) if k is None else float(k)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):

@@ -22,7 +22,7 @@ import argparse
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import fail
@@ -51,6 +51,16 @@ PAPER_CCC = {
     "rnn:nonlinearity=relu": 0.481,
     "rnn:layers=3": 0.489,
 }
+FEATURE_NORM_CAPTIONS = {
+    "causal": "RNN inputs standardized causally: frame t by running statistics of its recording's frames "
+              "<= t (started from the training set's), no labels; no prediction uses a later frame.",
+    "train": "RNN inputs standardized with the training set's statistics; no prediction uses a later frame.",
+    "recording-transductive": "TRANSDUCTIVE: RNN inputs standardized by each recording's statistics over ALL "
+                              "its frames, so a prediction at t depends on frames after t (the CNN rows do not "
+                              "get this help).",
+}
+SELECTION_TEXT = {"dev": "the dev partition itself (the paper's protocol)",
+                  "validation": "a held-out training subject (dev never seen)"}
 PAPER_LABELS = {
     "cnn:plain": "CNN",
     "cnn:D": "CNN+D",
@@ -83,6 +93,8 @@ def add_commands(subparsers) -> None:
                          help="a model's prediction CSV for the subject (repeatable)")
     figures.add_argument("--histories", nargs="+", type=Path, required=True, help="history.tsv files")
     figures.add_argument("--figure3", required=True, type=Path, help="output PNG of Figure 3")
+    figures.add_argument("--smoothness", type=Path, default=None,
+                         help="output JSON: mean |first difference| of each trace of Figure 3")
     figures.add_argument("--curves", required=True, type=Path, help="output PNG of the training curves")
     figures.set_defaults(handler=_run_figures)
 
@@ -135,23 +147,28 @@ class Row:
     cells: dict[str, Cell]  # rmse, cc, ccc, ccc_rec
     seeds: int
     paper_ccc: float | None
+    selected: dict[str, Cell] = field(default_factory=dict)  # CCC of the same model chosen by another selection (e.g. validation)
 
 
 def build_row(spec: dict) -> Row:
     runs = [read_metrics(Path(p)) for p in spec["metrics"]]
     cells = {m: aggregate([r["concatenated"].get(m) for r in runs]) for m in METRICS}
     cells["ccc_rec"] = aggregate([r["per_recording_mean"].get("ccc") for r in runs])
+    # training loss at its lowest over the training labels' variance: ~1 means the model collapsed to the mean
+    cells["loss_ratio"] = aggregate([(r.get("settings") or {}).get("train_loss_to_label_variance") for r in runs])
     key = spec.get("key", "")
-    return Row(spec["label"], key, "ours", cells, len(runs), PAPER_CCC.get(key))
+    selected = {selection: aggregate([read_metrics(Path(p))["concatenated"].get("ccc") for p in paths])
+                for selection, paths in (spec.get("selected") or {}).items()}
+    return Row(spec["label"], key, "ours", cells, len(runs), PAPER_CCC.get(key), selected)
 
 
 def quoted_rows() -> list[Row]:
     """The paper's own results, quoted (CCC only: the rows we compare against)."""
     rows = []
     for key, ccc in PAPER_CCC.items():
-        cells = {m: Cell(math.nan, None, 0) for m in ("rmse", "cc", "ccc_rec")}
+        cells = {m: Cell(math.nan, None, 0) for m in ("rmse", "cc", "ccc_rec", "loss_ratio")}
         cells["ccc"] = Cell(ccc, None, 1)
-        rows.append(Row(PAPER_LABELS[key], key, f"quoted: {PAPER_SOURCE}", cells, 0, None))
+        rows.append(Row(PAPER_LABELS[key], key, f"quoted: {PAPER_SOURCE}", cells, 0, None, {}))
     return rows
 
 
@@ -168,6 +185,14 @@ def render_markdown(number: str, rows: list[Row], layout: dict, comparison: bool
         base = layout.get("rnn_base") or {}
         base_text = ", ".join(f"{k}={v}" for k, v in base.items())
         lines.append(f"CNN+RNN rows: frozen {layout['rnn_features']} features; other settings as the base ({base_text}).")
+        lines.append(FEATURE_NORM_CAPTIONS.get(layout.get("rnn_feature_norm", "causal"), ""))
+    if layout.get("selection"):
+        lines.append(f"Models (epochs) selected by CCC on {SELECTION_TEXT.get(layout['selection'], layout['selection'])}.")
+    extra = sorted({s for r in rows for s in (r.selected or {})})
+    for selection in extra:
+        lines.append(f"Column 'CCC, selected on {selection}': the same model trained again (first seed) with its "
+                     f"epoch chosen on {SELECTION_TEXT.get(selection, selection)} instead: the gap to CCC shows how "
+                     "optimistic choosing on the scored partition is.")
     lines.append("")
     if comparison:
         lines += ["| Model | Source | RMSE | CC | CCC | CCC per recording | Seeds |",
@@ -178,12 +203,18 @@ def render_markdown(number: str, rows: list[Row], layout: dict, comparison: bool
         lines += ["", "Rows marked *quoted* are copied from the paper (real RECOLA videos, full-size "
                   "models), not computed here; only their CCC is quoted."]
     else:
-        lines += ["| Model | RMSE | CC | CCC | CCC per recording | Seeds | Paper CCC (quoted) |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        extra_head = "".join(f" CCC, selected on {s} |" for s in extra)
+        lines += [f"| Model | RMSE | CC | CCC | CCC per recording | Seeds |{extra_head} Train loss / label var. "
+                  "| Paper CCC (quoted) |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(extra) + " ---: | ---: |"]
         for r in rows:
             paper = f"{r.paper_ccc:.3f}" if r.paper_ccc is not None else ""
+            extra_cells = "".join(f" {(r.selected or {}).get(s, Cell(math.nan, None, 0)).text()} |" for s in extra)
             lines.append(f"| {r.label} | {r.cells['rmse'].text()} | {r.cells['cc'].text()} | "
-                         f"{r.cells['ccc'].text()} | {r.cells['ccc_rec'].text()} | {r.seeds} | {paper} |")
+                         f"{r.cells['ccc'].text()} | {r.cells['ccc_rec'].text()} | {r.seeds} |{extra_cells} "
+                         f"{r.cells['loss_ratio'].text(2)} | {paper} |")
+        lines += ["", "Train loss / label var.: the lowest training loss over the variance of the training "
+                  "labels (a model that only learned the mean stays near 1)."]
         if any(r.paper_ccc is not None for r in rows):
             lines += ["", f"Paper CCC: quoted from {PAPER_SOURCE}, not computed here."]
     return "\n".join(lines) + "\n"
@@ -195,14 +226,17 @@ def _tsv_number(value: float | None) -> str:
 
 def render_tsv(rows: list[Row]) -> str:
     header = ["model", "source", "key", "seeds"]
-    for m in ("rmse", "cc", "ccc", "ccc_rec"):
+    for m in ("rmse", "cc", "ccc", "ccc_rec", "loss_ratio"):
         header += [f"{m}_mean", f"{m}_sd"]
+    extra = sorted({s for r in rows for s in (r.selected or {})})
+    header += [f"ccc_selected_on_{s}" for s in extra]
     header.append("paper_ccc")
     lines = ["\t".join(header)]
     for r in rows:
         fields = [r.label, r.source, r.key, str(r.seeds)]
-        for m in ("rmse", "cc", "ccc", "ccc_rec"):
+        for m in ("rmse", "cc", "ccc", "ccc_rec", "loss_ratio"):
             fields += [_tsv_number(r.cells[m].mean), _tsv_number(r.cells[m].sd)]
+        fields += [_tsv_number((r.selected or {}).get(s, Cell(math.nan, None, 0)).mean) for s in extra]
         fields.append(_tsv_number(r.paper_ccc))
         lines.append("\t".join(fields))
     return "\n".join(lines) + "\n"
@@ -341,7 +375,7 @@ def draw_curves(histories: list[Path], target: Path) -> None:
             epochs = columns.get("epoch") or list(range(1, len(columns.get("train_loss", [])) + 1))
             if "train_loss" in columns:
                 loss_ax.plot(epochs, columns["train_loss"], marker="o", markersize=3, label=label)
-            ccc_column = next((c for c in ("dev_ccc", "validation_ccc") if c in columns), None)
+            ccc_column = next((c for c in ("dev_ccc", "val_ccc") if c in columns), None)
             if ccc_column:
                 ccc_ax.plot(epochs, columns[ccc_column], marker="o", markersize=3, label=label)
         loss_ax.set_title(f"{kind.upper()}: training loss")
@@ -357,8 +391,34 @@ def draw_curves(histories: list[Path], target: Path) -> None:
     plt.close(fig)
 
 
+def trace_smoothness(traces: list[tuple[str, Path]]) -> dict:
+    """Mean |first difference| of each prediction trace (and of the gold standard) on Figure 3's subject.
+
+    A temporal model should be smoother than the single-frame CNN; `ratio_to_first` compares
+    each trace with the first one (the CNN).
+    """
+    import numpy as np
+
+    result = {"subject": Path(traces[0][1]).stem, "traces": {}}
+    for label, path in traces:
+        _, prediction, gold = read_trace(path)
+        result["traces"][label] = float(np.nanmean(np.abs(np.diff(prediction))))
+        result.setdefault("gold", float(np.nanmean(np.abs(np.diff(gold)))))
+    first = result["traces"][traces[0][0]]
+    result["ratio_to_first"] = {label: (value / first if first > 0 else math.nan)
+                                for label, value in result["traces"].items()}
+    return result
+
+
 def _run_figures(args: argparse.Namespace) -> int:
     draw_figure3([(label, Path(path)) for label, path in args.trace], args.figure3)
+    if args.smoothness is not None:
+        smoothness = trace_smoothness([(label, Path(path)) for label, path in args.trace])
+        with atomic_path(args.smoothness) as tmp:
+            tmp.write_text(json.dumps(smoothness, indent=2) + "\n")
+        for label, value in smoothness["traces"].items():
+            print(f"Figure 3 smoothness, {smoothness['subject']}: {label}: mean |first difference| {value:.4f} "
+                  f"({smoothness['ratio_to_first'][label]:.2f}x the first trace)")
     draw_curves(args.histories, args.curves)
     print(args.figure3)
     print(args.curves)

@@ -6,16 +6,16 @@ rule train_cnn:
         faces=[faces_path(s) for s in TRAINING_SUBJECTS],
         labels=label_files(TRAINING_SUBJECTS),
     output:
-        model=f"{RESULTS}/cnn/{{variant}}/seed{{seed}}/model.pt",
-        history=f"{RESULTS}/cnn/{{variant}}/seed{{seed}}/history.tsv",
-        run=f"{RESULTS}/cnn/{{variant}}/seed{{seed}}/run.json",
+        model=f"{RESULTS}/cnn/{{variant}}/{{run}}/model.pt",
+        history=f"{RESULTS}/cnn/{{variant}}/{{run}}/history.tsv",
+        run=f"{RESULTS}/cnn/{{variant}}/{{run}}/run.json",
     log:
-        "logs/train_cnn/{variant}_seed{seed}.log",
+        "logs/train_cnn/{variant}_{run}.log",
     benchmark:
-        "benchmarks/train_cnn/{variant}_seed{seed}.tsv"
+        "benchmarks/train_cnn/{variant}_{run}.tsv"
     conda:
         "../../envs/affectflow.yaml"
-    threads: 2
+    threads: config["cnn"].get("threads", 2)
     resources:
         mem_mb=8000,
         runtime=lambda wc, attempt: 240 * attempt,
@@ -24,16 +24,19 @@ rule train_cnn:
         corpus=lambda wc: CORPUS,
         faces_dir=lambda wc, input: os.path.dirname(input.faces[0]),
         out=lambda wc, output: os.path.dirname(output.model),
-        epochs=config["cnn"]["epochs"],
+        epochs=lambda wc: cnn_epochs(wc.variant),
         dimension=config["dimension"],
-        selection=config["selection"],
+        seed=lambda wc: run_seed(wc.run),
+        selection=lambda wc: run_selection(wc.run),
+        normalization=config["cnn"]["normalization"],
         device=config["device"],
         options=cli_options(config["cnn"].get("options")),
         # A retried job (SLURM time limit, preemption) continues from its last epoch.
         resume=lambda wc, resources: "--resume" if resources.attempt > 1 else "",
     shell:
         "affectflow train-cnn --corpus {params.corpus} --faces-dir {params.faces_dir}"
-        " --variant {wildcards.variant} --seed {wildcards.seed} --out {params.out}"
+        " --variant {wildcards.variant} --seed {params.seed} --out {params.out}"
         " --epochs {params.epochs} --dimension {params.dimension}"
-        " --selection {params.selection} --device {params.device}"
+        " --selection {params.selection} --normalization {params.normalization}"
+        " --device {params.device}"
         " {params.options} {params.resume} > {log} 2>&1"

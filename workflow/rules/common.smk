@@ -17,14 +17,36 @@ CORPUS = config["corpus"]["path"]
 SYNTHETIC = config["corpus"].get("synthetic")
 DIMENSIONS = ("valence", "arousal")
 PARTITIONS = ("train", "dev", "test")
-SEEDS = (
-    list(range(config["seeds"]))
-    if isinstance(config["seeds"], int)
-    else list(config["seeds"])
+
+
+def _seed_list(value):
+    return list(range(value)) if isinstance(value, int) else list(value)
+
+
+# Table 1's rows (CNN variants, CNN+RNN nonlinearities) run every seed; the sweeps of
+# Tables 2-4 run `sweep_seeds` (default: all seeds), so a small budget can say so.
+SEEDS = _seed_list(config["seeds"])
+SWEEP_SEEDS = _seed_list(config.get("sweep_seeds", config["seeds"]))
+# Model selection: the first entry picks the models of every table (the paper: dev); each
+# further entry retrains, first seed only, the feature CNN (rnn.features) and Table 1's
+# CNN+RNN rows selected that way, shown beside them.
+SELECTIONS = (
+    [config["selection"]]
+    if isinstance(config["selection"], str)
+    else list(config["selection"])
 )
+HEADLINE_SELECTION = SELECTIONS[0]
 CNN_VARIANTS = list(config["cnn"]["variants"])
 RNN_FEATURES = config["rnn"]["features"]
+RNN_FEATURE_NORM = config["rnn"].get("feature_norm", "causal")
 EVAL_PARTITION = config["evaluate"]["partition"]
+
+if isinstance(config["cnn"]["epochs"], dict):
+    _missing = [v for v in CNN_VARIANTS if v not in config["cnn"]["epochs"]]
+    if _missing:
+        raise WorkflowError(
+            f"config cnn.epochs: no epoch count for variant(s) {_missing}"
+        )
 
 if RNN_FEATURES not in CNN_VARIANTS:
     raise WorkflowError(
@@ -89,6 +111,12 @@ for _needed in ("train", "dev", EVAL_PARTITION):
 TRAINING_SUBJECTS = subjects("train") + subjects("dev")
 
 
+def cnn_epochs(variant):
+    """cnn.epochs: one count for every variant, or a count per variant."""
+    epochs = config["cnn"]["epochs"]
+    return epochs[variant] if isinstance(epochs, dict) else epochs
+
+
 def cli_options(options):
     """Turn a config mapping {frame_stride: 2, amp: true} into `--frame-stride 2 --amp`."""
     words = []
@@ -110,16 +138,20 @@ def rnn_name(settings):
 
 
 def _rnn_grid():
+    """A table is one sweep (a mapping) or a list of sweeps whose rows follow each other."""
     base = config["rnn"]["base"]
     tables, configs = {}, {}
-    for table, sweep in config["rnn"]["tables"].items():
-        keys = list(sweep)
+    for table, sweeps in config["rnn"]["tables"].items():
         rows = []
-        for values in itertools.product(*(sweep[key] for key in keys)):
-            settings = {**base, **dict(zip(keys, values))}
-            name = rnn_name(settings)
-            configs[name] = settings  # identical settings share a name: trained once
-            rows.append((dict(zip(keys, values)), name))
+        for sweep in sweeps if isinstance(sweeps, list) else [sweeps]:
+            keys = list(sweep)
+            for values in itertools.product(*(sweep[key] for key in keys)):
+                settings = {**base, **dict(zip(keys, values))}
+                name = rnn_name(settings)
+                configs[name] = (
+                    settings  # identical settings share a name: trained once
+                )
+                rows.append((dict(zip(keys, values)), name))
         tables[table] = rows
     return tables, configs
 
@@ -131,7 +163,7 @@ wildcard_constraints:
     subject="|".join(re.escape(s) for s in SUBJECTS),
     variant="|".join(re.escape(v) for v in CNN_VARIANTS),
     name="|".join(re.escape(n) for n in RNN_CONFIGS),
-    seed=r"\d+",
+    run=r"seed\d+(-(dev|validation))?",
 
 
 # ---- paths
@@ -139,24 +171,40 @@ def faces_path(subject):
     return f"{RESULTS}/faces/{subject}.h5"
 
 
-def cnn_dir(variant, seed):
-    return f"{RESULTS}/cnn/{variant}/seed{seed}"
+def run_id(seed, selection=None):
+    """A run's folder name: seed{N}, or seed{N}-{selection} for a non-headline model selection."""
+    selection = selection or HEADLINE_SELECTION
+    return (
+        f"seed{seed}" if selection == HEADLINE_SELECTION else f"seed{seed}-{selection}"
+    )
 
 
-def rnn_dir(name, seed):
-    return f"{RESULTS}/rnn/{name}/seed{seed}"
+def run_seed(run):
+    return int(re.match(r"seed(\d+)", run).group(1))
 
 
-def features_dir(variant, seed):
-    return f"{RESULTS}/features/{variant}/seed{seed}"
+def run_selection(run):
+    return run.split("-", 1)[1] if "-" in run else HEADLINE_SELECTION
 
 
-def metrics_path(kind, model, seed):
-    return f"{RESULTS}/metrics/{kind}/{model}/seed{seed}.json"
+def cnn_dir(variant, run):
+    return f"{RESULTS}/cnn/{variant}/{run}"
 
 
-def predictions_dir(kind, model, seed):
-    return f"{RESULTS}/predictions/{kind}/{model}/seed{seed}"
+def rnn_dir(name, run):
+    return f"{RESULTS}/rnn/{name}/{run}"
+
+
+def features_dir(variant, run):
+    return f"{RESULTS}/features/{variant}/{run}"
+
+
+def metrics_path(kind, model, run):
+    return f"{RESULTS}/metrics/{kind}/{model}/{run}.json"
+
+
+def predictions_dir(kind, model, run):
+    return f"{RESULTS}/predictions/{kind}/{model}/{run}"
 
 
 def label_files(subject_list):
@@ -181,6 +229,7 @@ if FIGURE_SUBJECT not in subjects(EVAL_PARTITION):
     )
 FIGURE_CNN = config["figures"].get("cnn") or RNN_FEATURES
 FIGURE_RNN = rnn_name(config["rnn"]["base"])
+FIGURE_RUN = run_id(SEEDS[0])
 
 
 def figure_files():
@@ -194,46 +243,94 @@ def figure_files():
 CNN_LABELS = {"plain": "CNN", "D": "CNN+D", "A": "CNN+A", "AD": "CNN+AD"}
 
 
+def _runs(seeds, selection=None):
+    return [run_id(seed, selection) for seed in seeds]
+
+
+def _selected_elsewhere(kind, model):
+    """Table 1's extra columns: the same model selected by each non-headline selection (first seed)."""
+    return {
+        selection: [
+            metrics_path(kind, model, run) for run in _runs(SEEDS[:1], selection)
+        ]
+        for selection in SELECTIONS[1:]
+    }
+
+
 def _cnn_row(variant):
     return {
         "label": CNN_LABELS.get(variant, f"CNN+{variant}"),
         "key": f"cnn:{variant}",
-        "metrics": [metrics_path("cnn", variant, seed) for seed in SEEDS],
+        "metrics": [metrics_path("cnn", variant, run) for run in _runs(SEEDS)],
+        # the CNN whose features feed the RNNs is retrained for each further selection anyway
+        "selected": (
+            _selected_elsewhere("cnn", variant) if variant == RNN_FEATURES else {}
+        ),
     }
 
 
-def _rnn_row(swept, name):
+def _rnn_row(swept, name, seeds, with_selections=False):
     label = ", ".join(f"{key}={value}" for key, value in swept.items())
     swept_key = ",".join(f"{key}={value}" for key, value in swept.items())
     return {
         "label": f"CNN+RNN ({label})",
         "key": f"rnn:{swept_key}",
-        "metrics": [metrics_path("rnn", name, seed) for seed in SEEDS],
+        "metrics": [metrics_path("rnn", name, run) for run in _runs(seeds)],
+        "selected": _selected_elsewhere("rnn", name) if with_selections else {},
     }
 
 
 def tables_layout():
     cnn_rows = [_cnn_row(v) for v in CNN_VARIANTS]
+    table1_rnn = [
+        _rnn_row(swept, name, SEEDS, True) for swept, name in RNN_TABLES["table1"]
+    ]
     rnn_rows = {
-        t: [_rnn_row(swept, name) for swept, name in rows]
+        t: [_rnn_row(swept, name, SWEEP_SEEDS) for swept, name in rows]
         for t, rows in RNN_TABLES.items()
+        if t != "table1"
     }
     return {
         "partition": EVAL_PARTITION,
         "dimension": config["dimension"],
         "rnn_features": CNN_LABELS.get(RNN_FEATURES, RNN_FEATURES),
         "rnn_base": config["rnn"]["base"],
+        "rnn_feature_norm": RNN_FEATURE_NORM,
+        "cnn_normalization": config["cnn"]["normalization"],
+        "selection": HEADLINE_SELECTION,
         "tables": {
-            "1": cnn_rows + rnn_rows["table1"],
+            "1": cnn_rows + table1_rnn,
             "2": rnn_rows["table2"],
             "3": rnn_rows["table3"],
             "4": rnn_rows["table4"],
-            "5": cnn_rows + rnn_rows["table1"],
+            "5": cnn_rows + table1_rnn,
         },
     }
 
 
+def _model_runs():
+    """(kind, model, run) of every model the tables need."""
+    runs = {("cnn", v, r) for v in CNN_VARIANTS for r in _runs(SEEDS)}
+    table1 = {name for _, name in RNN_TABLES["table1"]}
+    sweeps = {n for t, rows in RNN_TABLES.items() if t != "table1" for _, n in rows}
+    for name in RNN_CONFIGS:
+        seeds = set(SEEDS if name in table1 else []) | set(
+            SWEEP_SEEDS if name in sweeps else []
+        )
+        runs |= {("rnn", name, r) for r in _runs(sorted(seeds))}
+    for selection in SELECTIONS[1:]:
+        extra = _runs(SEEDS[:1], selection)
+        runs |= {("cnn", RNN_FEATURES, r) for r in extra}
+        runs |= {("rnn", name, r) for name in table1 for r in extra}
+    return sorted(runs)
+
+
 def all_metrics_files():
-    files = [metrics_path("cnn", v, s) for v in CNN_VARIANTS for s in SEEDS]
-    files += [metrics_path("rnn", n, s) for n in RNN_CONFIGS for s in SEEDS]
-    return files
+    return [metrics_path(kind, model, run) for kind, model, run in _model_runs()]
+
+
+def all_histories():
+    return [
+        f"{cnn_dir(model, run) if kind == 'cnn' else rnn_dir(model, run)}/history.tsv"
+        for kind, model, run in _model_runs()
+    ]

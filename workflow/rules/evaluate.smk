@@ -3,22 +3,22 @@
 
 rule evaluate_cnn:
     input:
-        model=f"{RESULTS}/cnn/{{variant}}/seed{{seed}}/model.pt",
+        model=f"{RESULTS}/cnn/{{variant}}/{{run}}/model.pt",
         features=lambda wc: [
-            f"{features_dir(wc.variant, wc.seed)}/{s}.h5"
+            f"{features_dir(wc.variant, wc.run)}/{s}.h5"
             for s in subjects(EVAL_PARTITION)
         ],
         labels=label_files(subjects(EVAL_PARTITION)),
     output:
-        metrics=f"{RESULTS}/metrics/cnn/{{variant}}/seed{{seed}}.json",
+        metrics=f"{RESULTS}/metrics/cnn/{{variant}}/{{run}}.json",
         predictions=[
-            f"{RESULTS}/predictions/cnn/{{variant}}/seed{{seed}}/{s}.csv"
+            f"{RESULTS}/predictions/cnn/{{variant}}/{{run}}/{s}.csv"
             for s in subjects(EVAL_PARTITION)
         ],
     log:
-        "logs/evaluate_cnn/{variant}_seed{seed}.log",
+        "logs/evaluate_cnn/{variant}_{run}.log",
     benchmark:
-        "benchmarks/evaluate_cnn/{variant}_seed{seed}.tsv"
+        "benchmarks/evaluate_cnn/{variant}_{run}.tsv"
     conda:
         "../../envs/affectflow.yaml"
     threads: 1
@@ -39,22 +39,22 @@ rule evaluate_cnn:
 
 rule evaluate_rnn:
     input:
-        model=f"{RESULTS}/rnn/{{name}}/seed{{seed}}/model.pt",
+        model=f"{RESULTS}/rnn/{{name}}/{{run}}/model.pt",
         features=lambda wc: [
-            f"{features_dir(RNN_FEATURES, wc.seed)}/{s}.h5"
+            f"{features_dir(RNN_FEATURES, wc.run)}/{s}.h5"
             for s in subjects(EVAL_PARTITION)
         ],
         labels=label_files(subjects(EVAL_PARTITION)),
     output:
-        metrics=f"{RESULTS}/metrics/rnn/{{name}}/seed{{seed}}.json",
+        metrics=f"{RESULTS}/metrics/rnn/{{name}}/{{run}}.json",
         predictions=[
-            f"{RESULTS}/predictions/rnn/{{name}}/seed{{seed}}/{s}.csv"
+            f"{RESULTS}/predictions/rnn/{{name}}/{{run}}/{s}.csv"
             for s in subjects(EVAL_PARTITION)
         ],
     log:
-        "logs/evaluate_rnn/{name}_seed{seed}.log",
+        "logs/evaluate_rnn/{name}_{run}.log",
     benchmark:
-        "benchmarks/evaluate_rnn/{name}_seed{seed}.tsv"
+        "benchmarks/evaluate_rnn/{name}_{run}.tsv"
     conda:
         "../../envs/affectflow.yaml"
     threads: 1

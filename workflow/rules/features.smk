@@ -4,16 +4,16 @@
 
 rule extract:
     input:
-        model=f"{RESULTS}/cnn/{{variant}}/seed{{seed}}/model.pt",
+        model=f"{RESULTS}/cnn/{{variant}}/{{run}}/model.pt",
         faces=f"{RESULTS}/faces/{{subject}}.h5",
     output:
-        features=f"{RESULTS}/features/{{variant}}/seed{{seed}}/{{subject}}.h5",
+        features=f"{RESULTS}/features/{{variant}}/{{run}}/{{subject}}.h5",
     log:
-        "logs/extract/{variant}_seed{seed}_{subject}.log",
+        "logs/extract/{variant}_{run}_{subject}.log",
     benchmark:
-        "benchmarks/extract/{variant}_seed{seed}_{subject}.tsv"
+        "benchmarks/extract/{variant}_{run}_{subject}.tsv"
     group:
-        "extract_{variant}_seed{seed}"
+        "extract_{variant}_{run}"
     conda:
         "../../envs/affectflow.yaml"
     threads: 1

@@ -34,14 +34,9 @@ rule tables:
 
 rule figures:
     input:
-        cnn_trace=f"{predictions_dir('cnn', FIGURE_CNN, SEEDS[0])}/{FIGURE_SUBJECT}.csv",
-        rnn_trace=f"{predictions_dir('rnn', FIGURE_RNN, SEEDS[0])}/{FIGURE_SUBJECT}.csv",
-        cnn_histories=[
-            f"{cnn_dir(v, s)}/history.tsv" for v in CNN_VARIANTS for s in SEEDS
-        ],
-        rnn_histories=[
-            f"{rnn_dir(n, s)}/history.tsv" for n in RNN_CONFIGS for s in SEEDS
-        ],
+        cnn_trace=f"{predictions_dir('cnn', FIGURE_CNN, FIGURE_RUN)}/{FIGURE_SUBJECT}.csv",
+        rnn_trace=f"{predictions_dir('rnn', FIGURE_RNN, FIGURE_RUN)}/{FIGURE_SUBJECT}.csv",
+        histories=all_histories(),
     output:
         figure3=report(
             f"{RESULTS}/figures/figure3.png",
@@ -49,6 +44,7 @@ rule figures:
             category="Figures",
             labels={"figure": "Figure 3"},
         ),
+        smoothness=f"{RESULTS}/figures/figure3_smoothness.json",
         curves=report(
             f"{RESULTS}/figures/training_curves.png",
             caption="../report/training_curves.rst",
@@ -71,5 +67,6 @@ rule figures:
     shell:
         "affectflow figures --trace {params.cnn_label:q} {input.cnn_trace}"
         " --trace {params.rnn_label:q} {input.rnn_trace}"
-        " --histories {input.cnn_histories} {input.rnn_histories}"
-        " --figure3 {output.figure3} --curves {output.curves} > {log} 2>&1"
+        " --histories {input.histories}"
+        " --figure3 {output.figure3} --smoothness {output.smoothness}"
+        " --curves {output.curves} > {log} 2>&1"

@@ -5,20 +5,20 @@
 rule train_rnn:
     input:
         features=lambda wc: [
-            f"{features_dir(RNN_FEATURES, wc.seed)}/{s}.h5" for s in TRAINING_SUBJECTS
+            f"{features_dir(RNN_FEATURES, wc.run)}/{s}.h5" for s in TRAINING_SUBJECTS
         ],
         labels=label_files(TRAINING_SUBJECTS),
     output:
-        model=f"{RESULTS}/rnn/{{name}}/seed{{seed}}/model.pt",
-        history=f"{RESULTS}/rnn/{{name}}/seed{{seed}}/history.tsv",
-        run=f"{RESULTS}/rnn/{{name}}/seed{{seed}}/run.json",
+        model=f"{RESULTS}/rnn/{{name}}/{{run}}/model.pt",
+        history=f"{RESULTS}/rnn/{{name}}/{{run}}/history.tsv",
+        run=f"{RESULTS}/rnn/{{name}}/{{run}}/run.json",
     log:
-        "logs/train_rnn/{name}_seed{seed}.log",
+        "logs/train_rnn/{name}_{run}.log",
     benchmark:
-        "benchmarks/train_rnn/{name}_seed{seed}.tsv"
+        "benchmarks/train_rnn/{name}_{run}.tsv"
     conda:
         "../../envs/affectflow.yaml"
-    threads: 2
+    threads: config["rnn"].get("threads", 2)
     resources:
         mem_mb=8000,
         runtime=lambda wc, attempt: 120 * attempt,
@@ -31,15 +31,18 @@ rule train_rnn:
         epochs=config["rnn"]["epochs"],
         loss=config["rnn"]["loss"],
         dimension=config["dimension"],
-        selection=config["selection"],
+        seed=lambda wc: run_seed(wc.run),
+        selection=lambda wc: run_selection(wc.run),
+        feature_norm=RNN_FEATURE_NORM,
         device=config["device"],
         options=cli_options(config["rnn"].get("options")),
         resume=lambda wc, resources: "--resume" if resources.attempt > 1 else "",
     shell:
         "affectflow train-rnn --corpus {params.corpus} --features-dir {params.features_dir}"
-        " --seed {wildcards.seed} --out {params.out}"
+        " --seed {params.seed} --out {params.out}"
         " --cell {params.settings[cell]} --nonlinearity {params.settings[nonlinearity]}"
         " --hidden {params.settings[hidden]} --layers {params.settings[layers]}"
         " --window {params.settings[window]} --epochs {params.epochs} --loss {params.loss}"
         " --dimension {params.dimension} --selection {params.selection}"
+        " --feature-norm {params.feature_norm}"
         " --device {params.device} {params.options} {params.resume} > {log} 2>&1"
