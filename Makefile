@@ -11,7 +11,7 @@ STAMP := $(VENV)/.stamps
 APT_PACKAGES := munge slurmctld slurmd slurm-client ffmpeg pkg-config
 CORES ?= 2
 
-.PHONY: setup apt venv build demo test test-fast bench lint clean
+.PHONY: setup apt venv build demo test test-fast bench bench-gpu lint clean
 
 setup: $(STAMP)/build
 
@@ -62,7 +62,12 @@ test-fast: setup
 
 bench: setup
 	@source $(VENV)/bin/activate
-	for b in bench/*.py; do echo "== $$b"; python $$b; done
+	for b in bench/align.py bench/normalize.py bench/train.py; do echo "== $$b"; python $$b; done
+
+# The GPU check (bench/gpu.py): on a CUDA machine; a bare GPU node runs it without `make`:
+#   PYTHONPATH=src python3 bench/gpu.py --out gpu.json
+bench-gpu:
+	PYTHONPATH=src python3 bench/gpu.py --out bench-gpu.json
 
 clean:
 	@rm -rf build .deps src/*.egg-info src/affectflow/*.so results .snakemake

@@ -63,6 +63,10 @@ def test_paper_initialization_statistics():
             assert torch.all(model.fc.bias == 1.0) and torch.all(model.out.bias == 0.0)
     assert 0.2 <= min(ks) and max(ks) <= 1.2 and max(ks) - min(ks) > 0.5  # drawn per model, not fixed
     torch.manual_seed(0)
+    he = FaceCNN(CNNConfig(init="he"))
+    assert he.init_k == pytest.approx(2**0.5)
+    assert float(he.conv3.weight.std()) == pytest.approx(2**0.5 / (128 * 25) ** 0.5, rel=0.05)
+    torch.manual_seed(0)
     default = FaceCNN(CNNConfig(init="pytorch"))
     assert default.init_k is None and torch.all(default.fc.bias == 1.0)
     with pytest.raises(ValueError):
@@ -101,6 +105,17 @@ def test_rnn_shapes_and_sizes(cell, nonlinearity, layers, sizes):
     assert model(torch.zeros(4, 25, 300)).shape == (4, 25)
     if cell == "rnn" and layers == 1:  # Elman: W_ih 300x100, W_hh 100x100, two biases, output 101
         assert n_params(model) == 300 * 100 + 100 * 100 + 2 * 100 + 101
+
+
+def test_irnn_recurrent_init_starts_as_an_integrator():
+    model = FrameRNN(RNNConfig(input_size=4, hidden=6, layers=2, nonlinearity="relu", recurrent_init="identity"))
+    for layer in model.layers:
+        assert torch.equal(layer.weight_hh_l0, torch.eye(6)) and torch.all(layer.bias_hh_l0 == 0)
+        assert float(layer.weight_ih_l0.abs().max()) < 0.01 and torch.all(layer.bias_ih_l0 == 0)
+    default = FrameRNN(RNNConfig(input_size=4, hidden=6))
+    assert not torch.equal(default.layers[0].weight_hh_l0, torch.eye(6))
+    with pytest.raises(ValueError):
+        RNNConfig(recurrent_init="orthogonal")
 
 
 def test_rnn_hidden_sizes_three_layers_halve_the_last():

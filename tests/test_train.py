@@ -283,3 +283,16 @@ def test_relu_rnn_stays_finite_and_learns_with_a_dead_training_feature(face_corp
     assert max(float(r["dev_ccc"]) for r in rows) > 0.3
     # the selected model's dev predictions stay in the labels' range, not 10^4 (the dead unit is ignored)
     assert all(float(r["dev_rmse"]) < 2.0 for r in rows)
+
+
+def test_rnn_training_windows_include_the_recordings_first_frames(face_corpus, tmp_path):
+    """A window of W frames ends at every frame, the first ones edge-padded as at test time: a recording
+    shorter than the window still trains (it used to have no full window and failed)."""
+    write_label_features(face_corpus, tmp_path / "features", np.random.default_rng(1))
+    with h5py.File(tmp_path / "features" / "train_1.h5") as h5:
+        frames = len(h5["time"])
+    assert main(["train-rnn", "--corpus", str(face_corpus / "corpus"), "--features-dir", str(tmp_path / "features"),
+                 "--seed", "0", "--out", str(tmp_path / "rnn"), "--window", str(frames + 50), "--window-stride", "20",
+                 "--hidden", "8", "--epochs", "2", "--batch-size", "4", "--device", "cpu"]) == 0
+    rows = history(tmp_path / "rnn")
+    assert len(rows) == 2 and all(np.isfinite(float(r["train_loss"])) for r in rows)

@@ -32,6 +32,9 @@ from torch.nn import functional as F
 
 PAPER_CHANNELS = (64, 128, 256)
 PAPER_FC = 300
+# Elman recurrent weights: PyTorch's uniform default, or the identity of the IRNN (Le et al. 2015)
+RECURRENT_INITS = ("pytorch", "identity")
+IRNN_INPUT_STD = 0.001  # Le et al.'s input weights; larger ones made stacked IRNNs diverge in the demo
 INITS = ("paper", "he", "pytorch")
 HE_K = 2.0**0.5  # "he": the same normal law with k = sqrt(2), which keeps ReLU activations' scale
 PAPER_INIT_K = (0.2, 1.2)  # the range of the authors' per-model weight scale k
@@ -122,9 +125,12 @@ class RNNConfig:
     nonlinearity: str = "tanh"  # tanh | relu (Elman RNN only)
     hidden: int = 100
     layers: int = 1
+    recurrent_init: str = "pytorch"  # see RECURRENT_INITS
     hidden_sizes: list[int] = field(default_factory=list)  # derived: the per-layer sizes
 
     def __post_init__(self) -> None:
+        if self.recurrent_init not in RECURRENT_INITS:
+            raise ValueError(f"unknown recurrent init {self.recurrent_init!r}")
         if self.cell not in ("rnn", "lstm", "gru"):
             raise ValueError(f"unknown cell {self.cell!r}")
         if self.nonlinearity not in ("tanh", "relu"):
@@ -169,6 +175,14 @@ class FrameRNN(nn.Module):
             size_in = size
         self.layers = nn.ModuleList(layers)
         self.out = nn.Linear(size_in, 1)
+        if cfg.recurrent_init == "identity" and cfg.cell == "rnn":
+            for layer in self.layers:
+                # IRNN (Le, Jaitly & Hinton 2015): the recurrence starts as an integrator, h_t = h_{t-1} + W x_t,
+                # with W ~ N(0, 0.001^2) so that the integrated state stays small, also through stacked layers
+                nn.init.eye_(layer.weight_hh_l0)
+                nn.init.zeros_(layer.bias_hh_l0)
+                nn.init.normal_(layer.weight_ih_l0, 0.0, IRNN_INPUT_STD)
+                nn.init.zeros_(layer.bias_ih_l0)
 
     def set_standardization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store the training set's feature statistics.

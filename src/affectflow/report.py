@@ -191,8 +191,9 @@ def render_markdown(number: str, rows: list[Row], layout: dict, comparison: bool
     extra = sorted({s for r in rows for s in (r.selected or {})})
     for selection in extra:
         lines.append(f"Column 'CCC, selected on {selection}': the same model trained again (first seed) with its "
-                     f"epoch chosen on {SELECTION_TEXT.get(selection, selection)} instead: the gap to CCC shows how "
-                     "optimistic choosing on the scored partition is.")
+                     f"epoch chosen on {SELECTION_TEXT.get(selection, selection)} instead"
+                     + (", on the training subjects less the held-out one" if selection == "validation" else "")
+                     + ": the gap to CCC shows how optimistic choosing on the scored partition is.")
     lines.append("")
     if comparison:
         lines += ["| Model | Source | RMSE | CC | CCC | CCC per recording | Seeds |",

@@ -53,6 +53,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh")
     p.add_argument("--hidden", type=int, default=100)
     p.add_argument("--layers", type=int, choices=(1, 2, 3), default=1)
+    p.add_argument("--recurrent-init", choices=("pytorch", "identity"), default="pytorch",
+                   help="Elman recurrent weights: PyTorch's default or the identity (IRNN, Le et al. 2015)")
     p.add_argument("--window", type=int, default=100)
     p.add_argument("--window-stride", type=int, default=1, help="training windows start every k frames")
     p.add_argument("--loss", choices=("mse", "ccc"), default="mse")
@@ -320,7 +322,7 @@ def _train_rnn_command(args) -> int:
     eval_sets, selection_set, subject_info = _eval_sets(args, corpus, train, dev, validation, feats, holdout,
                                                         device, every)
     model = FrameRNN(RNNConfig(input_size=dims.pop(), cell=args.cell, nonlinearity=args.nonlinearity,
-                               hidden=args.hidden, layers=args.layers))
+                               hidden=args.hidden, layers=args.layers, recurrent_init=args.recurrent_init))
     stacked = torch.cat(features)
     model.set_standardization(stacked.mean(0), stacked.std(0))
     cnn_run = _plain(h5_attrs(args.features_dir / f"{train[0]}.h5").get("model"))
