@@ -33,9 +33,9 @@ from workflow_helpers import (
 def test_demo_config_dag_has_one_job_per_subject_variant_seed_and_config(tmp_path):
     counts = dry_run_counts(tmp_path)
     # config/config.yaml: 3 train + 3 dev synthetic subjects, 4 CNN variants x 3 seeds; Table 1's
-    # 3 RNN configs x 3 seeds, the other 9 sweep configs x 1 seed; selection on validation too:
-    # the AD CNN and Table 1's RNN configs once more (seed 0).
-    rnn_runs = TABLE1_RNN_CONFIGS * 3 + (GRID_WITH_CONTROL - 2) * 1 + TABLE1_RNN_CONFIGS
+    # 3 RNN configs x 3 seeds, the other 9 configs of the grid x 1 seed (sweep_seeds); selection
+    # on validation too: the AD CNN and Table 1's RNN configs once more (seed 0).
+    rnn_runs = TABLE1_RNN_CONFIGS * 3 + (GRID_WITH_CONTROL - TABLE1_RNN_CONFIGS) * 1 + TABLE1_RNN_CONFIGS
     assert counts == expected_counts(3, 3, ["plain", "D", "A", "AD"], 3, rnn_runs, extra_selections=1,
                                      synthetic=True)
 
