@@ -9,7 +9,8 @@ gradient-norm clipping at 1.0 (needed for ReLU RNNs, kept for all cells so that
 configs compare); its input features are standardized causally per recording by
 default (--feature-norm, see affectflow.dataset). Smaller CNNs (--channels, --fc),
 frame subsampling (--frame-stride) and a time budget (--max-minutes) exist for the
-2-core demo.
+2-core demo. One default is not the authors': --normalization is gcn here, while both
+workflow configs choose the authors' local-mean (README, "What the demo found").
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def add_commands(subparsers) -> None:
                    help="chip normalization after augmentation, on the device (local-mean: the authors' "
                         "Normer3 as it ran; see affectflow.normalize)")
     p.add_argument("--init", default="paper",
-                   help="weight initialization: 'paper' (the authors') or 'pytorch' (PyTorch's default)")
+                   help="weight initialization: 'paper' (the authors': k ~ U(0.2, 1.2) per model), 'he' (k = sqrt 2) "
+                        "or 'pytorch' (PyTorch's default); see affectflow.models")
     _common_training(p, epochs=30)
     p.set_defaults(handler=_train_cnn_command)
 
