@@ -1,4 +1,4 @@
-"""``affectflow align``: video -> per-subject face file (DESIGN.md sections 3 and 4).
+"""``affectflow align``: video -> per-subject face file (docs/design.md, sections 3 and 4).
 
 Frames are decoded in chunks (bounded memory for any video length), gray, and
 aligned by the native aligner (:class:`affectflow._native.Aligner`): dlib's HOG

@@ -1,4 +1,4 @@
-"""The per-subject face file ``results/faces/{subject}.h5`` (DESIGN.md section 3).
+"""The per-subject face file ``results/faces/{subject}.h5`` (docs/design.md, section 3).
 
 One row per video frame, frames without a face included (``found`` False) so
 that frames and labels stay aligned by time:

@@ -1,4 +1,4 @@
-"""Scores of a continuous prediction against the gold standard (DESIGN.md section 1).
+"""Scores of a continuous prediction against the gold standard (docs/design.md, section 1).
 
 All three use population (biased, 1/N) moments, as the AV+EC challenge does.
 Pairs where either side is NaN are dropped first (frames without a gold label,

@@ -1,4 +1,4 @@
-"""The paper's networks (DESIGN.md section 1): the single-frame CNN and the windowed RNN.
+"""The paper's networks (docs/design.md, section 1): the single-frame CNN and the windowed RNN.
 
 FaceCNN (defaults = the paper, from the authors' ck_plus/model.py):
   1xSxS -> conv 64 5x5 pad 2 (no bias) -> ReLU -> maxpool 2 -> conv 128 -> ReLU -> maxpool 2

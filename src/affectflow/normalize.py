@@ -1,4 +1,4 @@
-"""Mean subtraction and contrast normalization of face chips (DESIGN.md sections 1, 4).
+"""Mean subtraction and contrast normalization of face chips (docs/design.md, sections 1 and 4).
 
 The pipeline's normalization is a config choice (``--normalization``); ``x`` is the
 chip on the [0, 1] scale (uint8 / 255):

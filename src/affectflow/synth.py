@@ -1,4 +1,4 @@
-"""The embedded synthetic corpus (DESIGN.md section 5), written in the AV+EC 2015 layout.
+"""The embedded synthetic corpus (docs/design.md, section 5), written in the AV+EC 2015 layout.
 
 No licensed data can ship, so ``affectflow corpus synth`` renders face videos
 from the real frontal face photographs that installed packages carry:

@@ -1,4 +1,4 @@
-"""`affectflow train-cnn`, `affectflow train-rnn`, `affectflow extract` (DESIGN.md section 1).
+"""`affectflow train-cnn`, `affectflow train-rnn`, `affectflow extract` (docs/design.md, section 1).
 
 Defaults are the paper's: CNN 64/128/256 + FC 300 with the authors' initialization,
 SGD batch 128, momentum 0.9, weight decay 1e-5, constant lr 0.01, MSE, model choice
