@@ -102,6 +102,10 @@ def test_rerunning_one_subject_touches_only_that_subject_and_what_depends_on_it(
         ({"rnn": {"features": "D", "base": {"cell": "rnn", "nonlinearity": "tanh", "hidden": 100, "window": 100,
                                             "layers": 1}}, "cnn": {"variants": ["plain"]}}, "rnn.features"),
         ({"partitions": ["train"]}, "partitions"),
+        ({"align": {"chip_size": 50}}, "multiple of 4"),
+        ({"rnn": {"tables": {"table1": {"nonlinearity": ["tanh"]}, "table2": {"hidden": [8]},
+                             "table3": {"window": [5]}, "table4": {"layers": [1, 4]}}}}, "4 is greater than"),
+        ({"selection": ["dev", "test"]}, "selection"),
     ],
 )
 def test_an_invalid_config_fails_before_any_job_with_a_clear_message(tmp_path, change, message):

@@ -186,6 +186,9 @@ def render_markdown(number: str, rows: list[Row], layout: dict, comparison: bool
         base_text = ", ".join(f"{k}={v}" for k, v in base.items())
         lines.append(f"CNN+RNN rows: frozen {layout['rnn_features']} features; other settings as the base ({base_text}).")
         lines.append(FEATURE_NORM_CAPTIONS.get(layout.get("rnn_feature_norm", "causal"), ""))
+    if layout.get("cnn_normalization"):
+        lines.append(f"CNN inputs: raw chips, augmented for variants A/AD, then normalized with "
+                     f"`{layout['cnn_normalization']}` on every batch, at extraction too.")
     if layout.get("selection"):
         lines.append(f"Models (epochs) selected by CCC on {SELECTION_TEXT.get(layout['selection'], layout['selection'])}.")
     extra = sorted({s for r in rows for s in (r.selected or {})})
