@@ -111,7 +111,7 @@ def test_irnn_recurrent_init_starts_as_an_integrator():
     model = FrameRNN(RNNConfig(input_size=4, hidden=6, layers=2, nonlinearity="relu", recurrent_init="identity"))
     for layer in model.layers:
         assert torch.equal(layer.weight_hh_l0, torch.eye(6)) and torch.all(layer.bias_hh_l0 == 0)
-        assert float(layer.weight_ih_l0.abs().max()) < 0.01 and torch.all(layer.bias_ih_l0 == 0)
+        assert float(layer.weight_ih_l0.detach().abs().max()) < 0.01 and torch.all(layer.bias_ih_l0 == 0)
     default = FrameRNN(RNNConfig(input_size=4, hidden=6))
     assert not torch.equal(default.layers[0].weight_hh_l0, torch.eye(6))
     with pytest.raises(ValueError):
