@@ -58,6 +58,16 @@ def apply_fill(values: np.ndarray, found: np.ndarray, where: str | Path = "<face
 
 # ----------------------------------------------------------------------------- labels
 
+def read_gold(recording, dimension: str) -> tuple[np.ndarray, np.ndarray]:
+    """A recording's gold standard of `dimension`: (row times float64 [N], values float32 [N])."""
+    from . import corpus
+
+    path = recording.labels.get(dimension) if getattr(recording, "labels", None) else None
+    if path is None:
+        raise fail(recording.video, f"subject {recording.subject} has no {dimension} labels")
+    return corpus.read_labels(path)
+
+
 def frame_labels(recording, dimension: str, frame_times: np.ndarray, shift: float = 0.0) -> np.ndarray:
     """Gold label per frame (float32, NaN where none): the gold standard at t + shift for frame t.
 
@@ -66,10 +76,7 @@ def frame_labels(recording, dimension: str, frame_times: np.ndarray, shift: floa
     """
     from . import corpus
 
-    path = recording.labels.get(dimension) if getattr(recording, "labels", None) else None
-    if path is None:
-        raise fail(recording.video, f"subject {recording.subject} has no {dimension} labels")
-    label_times, label_values = corpus.read_labels(path)
+    label_times, label_values = read_gold(recording, dimension)
     return corpus.labels_for_frames(np.asarray(label_times) - shift, label_values,
                                     np.asarray(frame_times, dtype=np.float64))
 
@@ -162,10 +169,7 @@ def fit_label_shift(descriptors: list[np.ndarray], times: list[np.ndarray], reco
     # (name, descriptors [n, d], labels [n, candidates]) on the common frame set, per recording.
     parts, uncovered = [], []
     for descriptor, frame_times, recording in zip(descriptors, times, recordings):
-        path = recording.labels.get(dimension) if getattr(recording, "labels", None) else None
-        if path is None:
-            raise fail(recording.video, f"subject {recording.subject} has no {dimension} labels")
-        label_times, label_values = corpus.read_labels(path)  # once per recording, not per candidate
+        label_times, label_values = read_gold(recording, dimension)  # once per recording, not per candidate
         frame_times = np.asarray(frame_times, np.float64)
         descriptor = np.asarray(descriptor, np.float64).reshape(len(frame_times), -1)
         labels = np.stack([corpus.labels_for_frames(label_times - s, label_values, frame_times) for s in shifts],

@@ -76,8 +76,8 @@ def evaluate_run(corpus_path: Path, run_dir: Path, features_dir: Path, partition
                  device_name: str = "auto") -> dict:
     import numpy as np
 
-    from .corpus import open_corpus, read_labels
-    from .dataset import FILL_POLICY, predictions_on_label_times
+    from .corpus import open_corpus
+    from .dataset import FILL_POLICY, predictions_on_label_times, read_gold
     from .errors import fail
     from .metrics import mean_scores, scores
     from .models import load_model
@@ -102,7 +102,7 @@ def evaluate_run(corpus_path: Path, run_dir: Path, features_dir: Path, partition
         features_path = Path(features_dir) / f"{subject}.h5"
         frame_times, raw = predict_subject(kind, run, model, features_path, device)
         # One prediction per gold row, at the row's own time: no row is lost to a dropped frame or another fps.
-        label_times, gold = read_labels(corpus.recording(subject).labels[dimension])
+        label_times, gold = read_gold(corpus.recording(subject), dimension)
         try:
             pred = predictions_on_label_times(frame_times, raw, label_times, shift)
         except ValueError as error:

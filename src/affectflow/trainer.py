@@ -356,7 +356,7 @@ def extract_features(model: FaceCNN, chips, normalization: str, batch_size: int 
     (features float32 [T,fc], prediction float32 [T]), normalized exactly as in training."""
     device = next(model.parameters()).device
     model.eval().to(memory_format=torch.channels_last)
-    chips = torch.as_tensor(np.asarray(chips) if not isinstance(chips, torch.Tensor) else chips)
+    chips = torch.as_tensor(chips)
     feats, preds = [], []
     with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
         for begin in range(0, len(chips), batch_size):
@@ -371,6 +371,12 @@ def extract_features(model: FaceCNN, chips, normalization: str, batch_size: int 
 
 # ----------------------------------------------------------------------------- RNN
 
+def edge_pad(features: torch.Tensor, window: int) -> torch.Tensor:
+    """Features [T,D] preceded by W-1 copies of the first frame: the window [t-W+1, t] of frame t
+    starts at padded index t. Training (fit_rnn) and prediction pad alike."""
+    return torch.cat([features[:1].expand(window - 1, -1), features], 0)
+
+
 def rnn_window_predictions(model: FrameRNN, features: torch.Tensor, window: int,
                            batch_size: int = 512, stride: int = 1) -> np.ndarray:
     """Prediction for frame t (every `stride`-th frame): the RNN's last output over frames [t-W+1, t].
@@ -378,7 +384,7 @@ def rnn_window_predictions(model: FrameRNN, features: torch.Tensor, window: int,
     Windows reaching before the first frame repeat it (edge padding).
     """
     device = features.device
-    padded = torch.cat([features[:1].expand(window - 1, -1), features], 0)
+    padded = edge_pad(features, window)
     steps = torch.arange(window, device=device)
     outs = []
     for begin in range(0, len(features), batch_size * stride):
@@ -396,11 +402,11 @@ def fit_rnn(model: FrameRNN, features: list[torch.Tensor], labels: list[torch.Te
     from .dataset import window_ends
 
     model.to(device)
-    # Each recording is edge-padded in front by W-1 copies of its first frame (unlabelled), exactly
-    # as rnn_window_predictions pads at test time, so the windows of a recording's first frames train too.
+    # Each recording is edge-padded in front (edge_pad; the padded steps are unlabelled) as at test
+    # time, so the windows of a recording's first frames train too.
     padded_features, padded_labels, starts, offset = [], [], [], 0
     for feats, labs in zip(features, labels):
-        padded_features.append(torch.cat([feats[:1].expand(window - 1, -1), feats]))
+        padded_features.append(edge_pad(feats, window))
         padded_labels.append(torch.cat([torch.full((window - 1,), float("nan")), labs]))
         ends = torch.from_numpy(window_ends(len(feats), window_stride))
         if len(ends):
