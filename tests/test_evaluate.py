@@ -12,7 +12,8 @@ import pytest
 from affectflow import metrics
 from affectflow.cli import main
 from affectflow.corpus import open_corpus, read_labels
-from affectflow.synthetic_faces import write_face_corpus
+from affectflow.inference import FEATURES_CNN_ATTR
+from affectflow.testing.faces import write_face_corpus
 
 KEYS = {"model", "kind", "partition", "dimension", "selection", "fill_policy", "label_rows", "frames",
         "concatenated", "per_recording_mean", "per_recording", "settings"}
@@ -24,14 +25,16 @@ def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     subjects = write_face_corpus(root / "corpus", root / "faces", train=2, dev=2, seconds=6.0, size=32,
                                  noise=0.7, seed=1)
-    assert main(["train-cnn", "--corpus", str(root / "corpus"), "--faces-dir", str(root / "faces"),
+    assert main(["train-cnn", "--corpus", str(root / "corpus"),
+                 "--faces", *[str(root / "faces" / f"{s}.h5") for s in subjects],
                  "--variant", "plain",
                  "--seed", "0", "--out", str(root / "cnn"), "--epochs", "2", "--channels", "4,8,8", "--fc", "12",
                  "--device", "cpu", "--batch-size", "32", "--label-shift", "0.4"]) == 0
     for subject in subjects:
-        assert main(["extract", "--model", str(root / "cnn"), "--faces", str(root / "faces" / f"{subject}.h5"),
+        assert main(["extract", "--model", str(root / "cnn" / "model.pt"), "--faces", str(root / "faces" / f"{subject}.h5"),
                      "-o", str(root / "features" / f"{subject}.h5"), "--device", "cpu"]) == 0
-    assert main(["train-rnn", "--corpus", str(root / "corpus"), "--features-dir", str(root / "features"), "--seed", "0",
+    assert main(["train-rnn", "--corpus", str(root / "corpus"), "--cnn", str(root / "cnn" / "model.pt"),
+                 "--features", *[str(root / "features" / f"{s}.h5") for s in subjects], "--seed", "0",
                  "--out", str(root / "rnn"), "--window", "8", "--window-stride", "2", "--hidden", "6",
                  "--epochs", "2", "--device", "cpu"]) == 0
     return root
@@ -45,8 +48,9 @@ def read_csv(path):
 
 def evaluate(root, kind, tmp_path, features_dir=None):
     out = tmp_path / f"{kind}.json"
-    assert main(["evaluate", "--corpus", str(root / "corpus"), "--model", str(root / kind), "--features-dir",
-                 str(features_dir or root / "features"), "--partition", "dev", "--predictions-dir",
+    features = [str((features_dir or root / "features") / f"{s}.h5") for s in ("dev_1", "dev_2")]
+    assert main(["evaluate", "--corpus", str(root / "corpus"), "--model", str(root / kind / "model.pt"),
+                 "--features", *features, "--partition", "dev", "--predictions-dir",
                  str(tmp_path / kind), "-o", str(out), "--device", "cpu"]) == 0
     return json.loads(out.read_text())
 
@@ -110,7 +114,10 @@ def test_every_gold_row_is_scored_whatever_the_frame_rate_or_dropped_frames(pipe
         frame_times = np.delete(np.arange(int(label_times[-1] * fps)) / fps, dropped)
         # A perfect CNN: frame t shows what annotators report 0.4 s later (the run's label shift).
         prediction = np.interp(frame_times + 0.4, label_times, gold).astype(np.float32)
+        with h5py.File(pipeline / "features" / f"{subject}.h5") as h5:
+            made_by = h5.attrs[FEATURES_CNN_ATTR]  # the file stands in for the run's own CNN's features
         with h5py.File(features_dir / f"{subject}.h5", "w") as h5:
+            h5.attrs[FEATURES_CNN_ATTR] = made_by
             h5["features"] = np.zeros((len(frame_times), 4), np.float32)
             h5["prediction"], h5["found"], h5["time"] = prediction, np.ones(len(frame_times), bool), frame_times
     result = evaluate(pipeline, "cnn", tmp_path, features_dir)
@@ -132,8 +139,28 @@ def test_every_gold_row_is_scored_whatever_the_frame_rate_or_dropped_frames(pipe
         assert result["per_recording"][subject]["cc"] > 0.9  # the held rows of a dropped span cost a little
 
 
-def test_not_a_run_dir_is_a_named_error(pipeline, tmp_path, capsys):
-    code = main(["evaluate", "--corpus", str(pipeline / "corpus"), "--model", str(tmp_path), "--features-dir",
-                 str(pipeline / "features"), "--predictions-dir", str(tmp_path / "p"), "-o", str(tmp_path / "m.json")])
-    assert code == 2 and "no run.json" in capsys.readouterr().err
+def evaluate_args(pipeline, tmp_path, model, features):
+    return ["evaluate", "--corpus", str(pipeline / "corpus"), "--model", str(model), "--features", *features,
+            "--predictions-dir", str(tmp_path / "p"), "-o", str(tmp_path / "m.json")]
+
+
+def test_not_a_model_is_a_named_error(pipeline, tmp_path, capsys):
+    dev = [str(pipeline / "features" / "dev_1.h5")]
+    assert main(evaluate_args(pipeline, tmp_path, tmp_path, dev)) == 2
+    assert "model file not found" in capsys.readouterr().err
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_features_of_another_cnn_or_partition_are_refused(pipeline, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "dev_1.h5"
+    shutil.copy(pipeline / "features" / "dev_1.h5", other)
+    with h5py.File(other, "a") as h5:
+        h5.attrs[FEATURES_CNN_ATTR] = "0" * 64
+    assert main(evaluate_args(pipeline, tmp_path, pipeline / "rnn" / "model.pt", [str(other)])) == 2
+    assert "different CNN" in capsys.readouterr().err
+    train = [str(pipeline / "features" / "train_1.h5")]
+    assert main(evaluate_args(pipeline, tmp_path, pipeline / "cnn" / "model.pt", train)) == 2
+    assert "not a dev subject" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()

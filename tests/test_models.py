@@ -5,8 +5,8 @@ import torch
 from torch.nn import functional as F
 
 from affectflow.augment import augment_batch
-from affectflow.models import (CNNConfig, FaceCNN, FrameRNN, RNNConfig, load_model, quadrant_pool,
-                               rnn_hidden_sizes, save_model)
+from affectflow.models import (CNNConfig, FaceCNN, FrameRNN, RNNConfig, quadrant_pool, rnn_hidden_sizes, save_model,
+                               weights_sha256)
 
 
 def n_params(model):
@@ -123,12 +123,19 @@ def test_rnn_hidden_sizes_three_layers_halve_the_last():
 
 
 def test_model_file_rebuilds_alone(tmp_path):
+    from affectflow.inference import load_pipeline
+
     model = FaceCNN(CNNConfig(chip_size=32, channels=(4, 8, 8), fc=12))
-    save_model(tmp_path / "model.pt", model, "cnn")
-    loaded, payload = load_model(tmp_path / "model.pt")
+    settings = {"dimension": "arousal", "label_shift": 0.5, "normalization": "local-mean",
+                "faces": {"chip_size": 32}, "affectflow_version": "test"}
+    save_model(tmp_path / "model.pt", model, "cnn", settings)
+    loaded = load_pipeline(tmp_path / "model.pt")
     x = torch.randn(2, 1, 32, 32)
-    assert torch.equal(loaded(x), model.eval()(x))
-    assert payload["config"]["channels"] == [4, 8, 8]
+    assert torch.equal(loaded.cnn(x), model.eval()(x))
+    assert loaded.dimension == "arousal" and loaded.label_shift == 0.5 and loaded.rnn is None
+    assert loaded.cnn_sha256 == weights_sha256(model)
+    other = FaceCNN(CNNConfig(chip_size=32, channels=(4, 8, 8), fc=12))
+    assert weights_sha256(other) != weights_sha256(model)
 
 
 def test_augmentation_is_seeded_and_keeps_shape():

@@ -1,9 +1,11 @@
-"""affectflow predict end to end on real aligned faces of the synthetic corpus (align -> CNN -> RNN -> CSV + PNG)."""
+"""affectflow predict end to end on real aligned faces of the synthetic corpus (align -> CNN -> RNN -> CSV + PNG),
+from a self-contained model file, through the inference path evaluate takes."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -23,20 +25,24 @@ def trained(tmp_path_factory):
     corpus_dir = synthesize_corpus(root / "corpus", seed=0, subjects=(1, 1, 0), seconds=4.0, fps=25.0,
                                    size=(320, 240), workers=1, progress=False)
     corpus = open_corpus(corpus_dir)
+    faces = [str(root / "faces" / f"{r.subject}.h5") for r in corpus.recordings]
+    features = [str(root / "features" / f"{r.subject}.h5") for r in corpus.recordings]
     for recording in corpus.recordings:
         assert main(["align", str(recording.video), "-o", str(root / "faces" / f"{recording.subject}.h5"),
                      "--chip-size", "32", "--threads", "1", "--normalization", "gcn"]) == 0
-    assert main(["train-cnn", "--corpus", str(corpus_dir), "--faces-dir", str(root / "faces"), "--variant", "A",
+    assert main(["train-cnn", "--corpus", str(corpus_dir), "--faces", *faces, "--variant", "A",
                  "--seed", "0", "--out", str(root / "cnn"), "--epochs", "2", "--channels", "4,8,8", "--fc", "10",
                  "--device", "cpu", "--batch-size", "32", "--normalization", "local-mean"]) == 0
     for recording in corpus.recordings:
-        faces = root / "faces" / f"{recording.subject}.h5"
-        assert main(["extract", "--model", str(root / "cnn"), "--faces", str(faces),
+        face_file = root / "faces" / f"{recording.subject}.h5"
+        assert main(["extract", "--model", str(root / "cnn" / "model.pt"), "--faces", str(face_file),
                      "-o", str(root / "features" / f"{recording.subject}.h5"), "--device", "cpu"]) == 0
-    assert main(["train-rnn", "--corpus", str(corpus_dir), "--features-dir", str(root / "features"), "--seed", "0",
+    assert main(["train-rnn", "--corpus", str(corpus_dir), "--cnn", str(root / "cnn" / "model.pt"),
+                 "--features", *features, "--seed", "0",
                  "--out", str(root / "rnn"), "--window", "10", "--window-stride", "2", "--hidden", "8",
                  "--epochs", "2", "--device", "cpu"]) == 0
-    assert main(["train-rnn", "--corpus", str(corpus_dir), "--features-dir", str(root / "features"), "--seed", "0",
+    assert main(["train-rnn", "--corpus", str(corpus_dir), "--cnn", str(root / "cnn" / "model.pt"),
+                 "--features", *features, "--seed", "0",
                  "--out", str(root / "rnn_arousal"), "--window", "10", "--window-stride", "2", "--hidden", "8",
                  "--epochs", "1", "--device", "cpu", "--dimension", "arousal"]) == 0
     return root, corpus
@@ -79,9 +85,71 @@ def test_predict_valence_and_arousal_columns(trained, tmp_path):
     assert not (tmp_path / "trace.png").exists()
 
 
-def test_predict_needs_an_rnn_run(trained, tmp_path, capsys):
+def read_trace(path):
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+
+
+def test_predict_after_copying_the_model_file_alone(trained, tmp_path):
+    """An RNN model file carries its CNN and every setting: with the run dirs, features and faces moved
+    away, a copy of model.pt in an empty folder predicts the same trace."""
     root, corpus = trained
-    code = main(["predict", str(corpus.recording("dev_1").video), "--model", str(root / "cnn"),
+    video = corpus.recording("dev_1").video
+    assert main(["predict", str(video), "--model", str(root / "rnn" / "model.pt"), "-o", str(tmp_path / "a.csv"),
+                 "--device", "cpu"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(root / "rnn" / "model.pt", elsewhere / "model.pt")
+    moved = [root / name for name in ("cnn", "rnn", "features", "faces")]
+    for path in moved:
+        path.rename(path.with_name(path.name + ".away"))
+    try:
+        assert main(["predict", str(video), "--model", str(elsewhere / "model.pt"), "-o", str(tmp_path / "b.csv"),
+                     "--device", "cpu"]) == 0
+    finally:
+        for path in moved:
+            path.with_name(path.name + ".away").rename(path)
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+
+
+@pytest.mark.parametrize("kind", ["rnn", "cnn"])
+def test_predict_equals_evaluate_on_a_dev_video(trained, tmp_path, kind):
+    """predict (video -> align -> model file) and evaluate (the workflow's face and feature files -> the same
+    model file) give the same per-frame predictions: one inference path."""
+    root, corpus = trained
+    video = corpus.recording("dev_1").video
+    assert main(["predict", str(video), "--model", str(root / kind / "model.pt"), "-o", str(tmp_path / "p.csv"),
+                 "--device", "cpu"]) == 0
+    assert main(["evaluate", "--corpus", str(root / "corpus"), "--model", str(root / kind / "model.pt"),
+                 "--features", str(root / "features" / "dev_1.h5"), "--partition", "dev",
+                 "--predictions-dir", str(tmp_path / "e"), "-o", str(tmp_path / "m.json"), "--device", "cpu"]) == 0
+    predicted, evaluated = read_trace(tmp_path / "p.csv"), read_trace(tmp_path / "e" / "dev_1.csv")
+    # evaluate scores the gold rows (one every 40 ms from t = 0, like the 25 fps frames, plus one at the end)
+    frames = len(predicted["time"])
+    np.testing.assert_allclose(evaluated["time"][:frames], predicted["time"], atol=1e-3)
+    np.testing.assert_allclose(evaluated["prediction"][:frames], predicted["valence"], atol=1e-5)
+    assert np.ptp(predicted["valence"]) > 1e-4  # not a constant trace that would match anything
+
+
+def test_predict_with_a_cnn_model_file(trained, tmp_path):
+    root, corpus = trained
+    video = corpus.recording("dev_1").video
+    assert main(["predict", str(video), "--model", str(root / "cnn"), "-o", str(tmp_path / "trace.csv"),
+                 "--device", "cpu"]) == 0
+    assert list(read_trace(tmp_path / "trace.csv")) == ["time", "valence"]
+
+
+def test_an_older_model_file_is_a_clear_error(trained, tmp_path, capsys):
+    """Model files from before the self-contained format name what they lack."""
+    import torch
+
+    root, corpus = trained
+    payload = torch.load(root / "rnn" / "model.pt", weights_only=False)
+    old = {k: v for k, v in payload.items() if k not in ("format", "pipeline")}
+    torch.save(old, tmp_path / "model.pt")
+    code = main(["predict", str(corpus.recording("dev_1").video), "--model", str(tmp_path / "model.pt"),
                  "-o", str(tmp_path / "trace.csv")])
-    assert code == 2 and "needs an RNN run dir" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "older affectflow" in err and "window" in err and "feature_prior" in err
     assert not (tmp_path / "trace.csv").exists()

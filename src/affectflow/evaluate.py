@@ -1,8 +1,9 @@
 """`affectflow evaluate`: predictions of a partition at the gold standard's rows, and their scores.
 
-A CNN run dir is scored on the feature files' `prediction` (the CNN's own
-output, face-lost frames filled by the fill policy at extraction); an RNN run
-dir runs its RNN over the feature files. Scored as AVEC scores, one value per
+A CNN model file is scored on the feature files' `prediction` (the CNN's own
+output, face-lost frames filled by the fill policy at extraction); an RNN model
+file runs its RNN over the feature files (which must come from the CNN it
+embeds), both through affectflow.inference, the path `predict` takes. Scored as AVEC scores, one value per
 gold-standard row: the prediction of frame t is placed at t + shift (the run's
 label shift, the annotation delay) and each row of the unshifted gold standard
 takes the last placed prediction at or before its time (causal: no row uses a
@@ -16,49 +17,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .contracts import PARTITIONS
+
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="score a CNN or RNN run on a partition",
                               description="Write PREDICTIONS_DIR/{subject}.csv (time,prediction,gold) and "
                                           "METRICS.json (RMSE, CC, CCC concatenated and per recording).")
     p.add_argument("--corpus", required=True, type=Path)
-    p.add_argument("--model", required=True, type=Path, help="CNN or RNN run dir")
-    p.add_argument("--features-dir", required=True, type=Path)
-    p.add_argument("--partition", default="dev")
+    p.add_argument("--model", required=True, type=Path, help="CNN or RNN model file (a run dir means its model.pt)")
+    p.add_argument("--features", required=True, type=Path, nargs="+",
+                   help="feature files {subject}.h5 of the subjects to score (made by the model's CNN)")
+    p.add_argument("--partition", default="dev", choices=PARTITIONS,
+                   help="the partition the subjects must belong to")
     p.add_argument("--predictions-dir", required=True, type=Path)
     p.add_argument("-o", "--output", required=True, type=Path)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.set_defaults(handler=_evaluate_command)
-
-
-def read_run(run_dir: Path) -> dict:
-    from .errors import fail
-
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        raise fail(run_dir, "not a finished run dir (no run.json)")
-    return json.loads(path.read_text())
-
-
-def predict_subject(kind: str, run: dict, model, features_path: Path, device) -> tuple:
-    """(frame times, raw per-frame prediction) for one subject, NOT yet shifted by the run's label shift.
-
-    evaluate_run places the prediction of frame t at t + shift on the gold standard's clock.
-    """
-    import torch
-
-    from .dataset import load_features, read_prediction, rnn_inputs
-    from .trainer import rnn_window_predictions
-
-    if kind == "cnn":
-        times, raw = read_prediction(features_path)
-    else:
-        frames = load_features(features_path, features_path.stem)
-        times = frames.time
-        inputs = rnn_inputs(frames.data, run.get("feature_norm", "train"), run.get("feature_prior"))
-        with torch.no_grad():
-            raw = rnn_window_predictions(model, torch.from_numpy(inputs).to(device), int(run["window"]))
-    return times, raw
 
 
 def write_trace_csv(path: Path, times, columns: dict) -> None:
@@ -72,48 +47,45 @@ def write_trace_csv(path: Path, times, columns: dict) -> None:
                 fh.write(f"{t:.3f}," + ",".join(f"{float(columns[n][i]):.6f}" for n in names) + "\n")
 
 
-def evaluate_run(corpus_path: Path, run_dir: Path, features_dir: Path, partition: str, predictions_dir: Path,
-                 device_name: str = "auto") -> dict:
+def evaluate_run(corpus_path: Path, model_path: Path, feature_files: list[Path], partition: str,
+                 predictions_dir: Path, device_name: str = "auto") -> dict:
     import numpy as np
 
     from .corpus import open_corpus
     from .dataset import FILL_POLICY, predictions_on_label_times, read_gold
     from .errors import fail
+    from .inference import load_pipeline
     from .metrics import mean_scores, scores
-    from .models import load_model
     from .trainer import resolve_device
 
-    run = read_run(run_dir)
-    kind = run.get("kind")
-    device = resolve_device(device_name)
-    model = None
-    if kind == "rnn":
-        model, _ = load_model(Path(run_dir) / "model.pt", device)
-    elif kind != "cnn":
-        raise fail(run_dir, f"run.json has unknown kind {kind!r}")
-    dimension = run.get("dimension", "valence")
+    pipeline = load_pipeline(model_path, resolve_device(device_name))
+    dimension = pipeline.dimension
     corpus = open_corpus(corpus_path)
-    subjects = [s for s in corpus.subjects(partition) if dimension in corpus.recording(s).labels]
+    files = {Path(f).stem: Path(f) for f in feature_files}
+    for subject, path in files.items():
+        if subject not in corpus.subjects(partition):
+            raise fail(path, f"subject {subject!r} is not a {partition} subject of {corpus_path}")
+    subjects = [s for s in corpus.subjects(partition) if s in files and dimension in corpus.recording(s).labels]
     if not subjects:
-        raise fail(corpus_path, f"no {partition} subject with {dimension} labels")
-    shift = float(run.get("label_shift", 0.0))
+        raise fail(corpus_path, f"none of the given {partition} subjects has {dimension} labels")
+    shift = pipeline.label_shift
     preds, golds, per_recording = [], [], {}
     for subject in subjects:
-        features_path = Path(features_dir) / f"{subject}.h5"
-        frame_times, raw = predict_subject(kind, run, model, features_path, device)
+        frame_times, raw = pipeline.predict_features(files[subject])
         # One prediction per gold row, at the row's own time: no row is lost to a dropped frame or another fps.
         label_times, gold = read_gold(corpus.recording(subject), dimension)
         try:
             pred = predictions_on_label_times(frame_times, raw, label_times, shift)
         except ValueError as error:
-            raise fail(features_path, f"cannot place its predictions in time ({error})") from None
+            raise fail(files[subject], f"cannot place its predictions in time ({error})") from None
         write_trace_csv(Path(predictions_dir) / f"{subject}.csv", label_times, {"prediction": pred, "gold": gold})
         per_recording[subject] = scores(pred, gold)
         preds.append(pred)
         golds.append(gold)
     pred_all, gold_all = np.concatenate(preds), np.concatenate(golds)
     label_rows = int(np.sum(np.isfinite(gold_all)))
-    return {"model": str(run_dir), "kind": kind, "partition": partition, "dimension": dimension,
+    run = pipeline.run_info
+    return {"model": str(pipeline.path), "kind": pipeline.kind, "partition": partition, "dimension": dimension,
             "selection": run.get("selection", "dev"), "fill_policy": run.get("fill_policy", FILL_POLICY),
             "label_shift": shift,
             # Scored at the gold rows' times: `frames` is kept as an alias of `label_rows` for older readers.
@@ -124,7 +96,7 @@ def evaluate_run(corpus_path: Path, run_dir: Path, features_dir: Path, partition
 def _evaluate_command(args) -> int:
     from .io import atomic_path
 
-    result = evaluate_run(args.corpus, args.model, args.features_dir, args.partition, args.predictions_dir,
+    result = evaluate_run(args.corpus, args.model, args.features, args.partition, args.predictions_dir,
                           args.device)
     with atomic_path(args.output) as tmp:
         # NaN scores (e.g. CC of a constant prediction) are written as JSON null

@@ -210,32 +210,27 @@ def config_dict(config) -> dict:
     return data
 
 
-def save_model(path, model: nn.Module, kind: str, extra: dict | None = None) -> None:
-    """model.pt = weights + the architecture settings, so it can be rebuilt on its own."""
+def weights_sha256(model: nn.Module) -> str:
+    """SHA-256 of a model's weights (names, dtypes, shapes and values in name order): its identity
+    in feature files and in the RNN model files that embed it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{name}:{array.dtype}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def save_model(path, model: nn.Module, kind: str, pipeline: dict, extra: dict | None = None) -> None:
+    """model.pt = weights + the architecture + what inference needs (`pipeline`; affectflow.inference
+    documents its keys and reads it) + the training run's settings (`extra`, as run.json)."""
+    from .inference import MODEL_FORMAT
     from .io import atomic_path
 
-    payload = {"kind": kind, "config": config_dict(model.config),
+    payload = {"format": MODEL_FORMAT, "kind": kind, "config": config_dict(model.config),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-               "extra": extra or {}}
+               "pipeline": {**pipeline, "weights_sha256": weights_sha256(model)}, "extra": extra or {}}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-
-
-def load_model(path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a FaceCNN or FrameRNN from model.pt; returns (model in eval mode, payload)."""
-    from .errors import fail
-
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise fail(path, "model file not found (train it first)") from None
-    except Exception as error:  # torch raises many types for a corrupt file
-        raise fail(path, f"unreadable model file ({error})") from None
-    if payload.get("kind") == "cnn":
-        model = FaceCNN(CNNConfig(**payload["config"]))
-    elif payload.get("kind") == "rnn":
-        model = FrameRNN(RNNConfig(**payload["config"]))
-    else:
-        raise fail(path, "not an affectflow model file")
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval(), payload

@@ -1,4 +1,4 @@
-"""`affectflow train-cnn`, `affectflow train-rnn`, `affectflow extract` (docs/design.md, section 1).
+"""`affectflow train-cnn` and `affectflow train-rnn` (docs/design.md, section 1).
 
 Defaults are the paper's: CNN 64/128/256 + FC 300 with the authors' initialization,
 SGD batch 128, momentum 0.9, weight decay 1e-5, constant lr 0.01, MSE, model choice
@@ -9,8 +9,9 @@ gradient-norm clipping at 1.0 (needed for ReLU RNNs, kept for all cells so that
 configs compare); its input features are standardized causally per recording by
 default (--feature-norm, see affectflow.dataset). Smaller CNNs (--channels, --fc),
 frame subsampling (--frame-stride) and a time budget (--max-minutes) exist for the
-2-core demo. One default is not the authors': --normalization is gcn here, while both
-workflow configs choose the authors' local-mean (README, "What the demo found").
+2-core demo. Both commands take the files they train on from the command line (the
+workflow's inputs); the corpus gives each subject's partition and labels. Each writes a
+self-contained model file (affectflow.inference): an RNN's embeds the CNN it was trained on.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .contracts import CNN_VARIANTS, SELECTIONS
 from .dataset import DEFAULT_FEATURE_NORM, FEATURE_NORMS
+from .models import INITS, RECURRENT_INITS
 from .normalize import METHODS
 
 # Alignment settings of the training faces, recorded so that `predict` aligns new videos the same way.
 FACE_SETTINGS = ("landmark_model", "landmarks", "detect_every", "tracking", "fps")
-VARIANTS = {"plain": (False, 0.0), "D": (False, 0.5), "A": (True, 0.0), "AD": (True, 0.5)}
-DEFAULT_CNN_NORMALIZATION = "gcn"
+# The authors' Normer3 as it ran (affectflow.normalize); with gcn the paper-size CNN diverged at lr 0.01.
+DEFAULT_CNN_NORMALIZATION = "local-mean"
 
 
 def add_commands(subparsers) -> None:
@@ -32,15 +35,18 @@ def add_commands(subparsers) -> None:
                               description="Train the paper's CNN (variants plain, D, A, AD) on normalized face "
                                           "chips; writes RUN_DIR/model.pt, history.tsv, run.json, checkpoint.pt.")
     p.add_argument("--corpus", required=True, type=Path)
-    p.add_argument("--faces-dir", required=True, type=Path, help="folder of {subject}.h5 face files")
-    p.add_argument("--variant", required=True, choices=sorted(VARIANTS))
+    p.add_argument("--faces", required=True, type=Path, nargs="+",
+                   help="face files {subject}.h5 of the training and dev subjects to use")
+    p.add_argument("--variant", required=True, choices=sorted(CNN_VARIANTS))
     p.add_argument("--channels", default="64,128,256", help="conv channels (paper: 64,128,256)")
     p.add_argument("--fc", type=int, default=300, help="feature layer width (paper: 300)")
     p.add_argument("--frame-stride", type=int, default=1, help="train on every k-th found frame")
     p.add_argument("--normalization", choices=METHODS, default=DEFAULT_CNN_NORMALIZATION,
                    help="chip normalization after augmentation, on the device (local-mean: the authors' "
                         "Normer3 as it ran; see affectflow.normalize)")
-    p.add_argument("--init", default="paper",
+    p.add_argument("--clip-norm", type=float, default=0.0,
+                   help="gradient-norm clipping (0, the paper: none)")
+    p.add_argument("--init", default="paper", choices=INITS,
                    help="weight initialization: 'paper' (the authors': k ~ U(0.2, 1.2) per model), 'he' (k = sqrt 2) "
                         "or 'pytorch' (PyTorch's default); see affectflow.models")
     _common_training(p, epochs=30)
@@ -50,12 +56,15 @@ def add_commands(subparsers) -> None:
                               description="Train an RNN over windows of W frames of CNN features "
                                           "(a regression output at every step, the last one is the prediction).")
     p.add_argument("--corpus", required=True, type=Path)
-    p.add_argument("--features-dir", required=True, type=Path, help="folder of {subject}.h5 feature files")
+    p.add_argument("--cnn", required=True, type=Path,
+                   help="the CNN model file that extracted the features (embedded in the RNN's model file)")
+    p.add_argument("--features", required=True, type=Path, nargs="+",
+                   help="feature files {subject}.h5 of the training and dev subjects to use")
     p.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn")
     p.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh")
     p.add_argument("--hidden", type=int, default=100)
     p.add_argument("--layers", type=int, choices=(1, 2, 3), default=1)
-    p.add_argument("--recurrent-init", choices=("pytorch", "identity"), default="pytorch",
+    p.add_argument("--recurrent-init", choices=RECURRENT_INITS, default="pytorch",
                    help="Elman recurrent weights: PyTorch's default or the identity (IRNN, Le et al. 2015)")
     p.add_argument("--window", type=int, default=100)
     p.add_argument("--window-stride", type=int, default=1, help="training windows start every k frames")
@@ -67,23 +76,13 @@ def add_commands(subparsers) -> None:
     _common_training(p, epochs=30)
     p.set_defaults(handler=_train_rnn_command)
 
-    p = subparsers.add_parser("extract", help="frozen CNN -> per-frame features of one subject",
-                              description="Write FEATURES.h5: features [T,fc], prediction [T], found [T], time [T] "
-                                          "(face-lost frames hold the last found frame).")
-    p.add_argument("--model", required=True, type=Path, help="CNN run dir")
-    p.add_argument("--faces", required=True, type=Path)
-    p.add_argument("-o", "--output", required=True, type=Path)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--batch-size", type=int, default=512)
-    p.set_defaults(handler=_extract_command)
-
 
 def _common_training(p: argparse.ArgumentParser, epochs: int) -> None:
     p.add_argument("--seed", required=True, type=int)
     p.add_argument("--out", required=True, type=Path, help="run dir")
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--dimension", default="valence")
-    p.add_argument("--selection", choices=("dev", "validation"), default="dev",
+    p.add_argument("--selection", choices=SELECTIONS, default="dev",
                    help="model choice by CCC on dev (as the paper) or on held-out training subjects")
     p.add_argument("--label-shift", default="0", help="annotation delay in seconds, or 'auto' (fit on train)")
     p.add_argument("--batch-size", type=int, default=128)
@@ -98,15 +97,20 @@ def _common_training(p: argparse.ArgumentParser, epochs: int) -> None:
 
 # ----------------------------------------------------------------------------- shared data plumbing
 
-def _splits(corpus, selection: str, corpus_path: Path):
-    """(train subjects, dev subjects, validation subjects). Validation = last training subject
-    (natural order) when there are >= 2, else none (the caller then holds out the last 20% of frames)."""
+def _splits(corpus, selection: str, corpus_path: Path, files: list[Path]):
+    """(train subjects, dev subjects, validation subjects) of the given files ({subject}.h5), in
+    corpus order. Validation = last training subject when there are >= 2, else none (the caller
+    then holds out the last 20% of frames)."""
     from .errors import fail
 
-    train = corpus.subjects("train")
-    dev = corpus.subjects("dev")
+    given = {Path(f).stem: Path(f) for f in files}
+    unknown = sorted(set(given) - set(corpus.subjects()))
+    if unknown:
+        raise fail(given[unknown[0]], f"subject {unknown[0]!r} is not in the corpus {corpus_path}")
+    train = [s for s in corpus.subjects("train") if s in given]
+    dev = [s for s in corpus.subjects("dev") if s in given]
     if not train:
-        raise fail(corpus_path, "corpus has no training subjects")
+        raise fail(corpus_path, "none of the given files is a training subject's")
     validation: list[str] = []
     if selection == "validation" and len(train) >= 2:
         validation = [train[-1]]
@@ -135,8 +139,12 @@ def _run_info(args, extra: dict) -> dict:
     from . import __version__
     from .dataset import FILL_POLICY
 
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k not in ("handler", "stop_after_epochs", "resume")}
+    def plain(value):
+        if isinstance(value, Path):
+            return str(value)
+        return [plain(v) for v in value] if isinstance(value, list) else value
+
+    settings = {k: plain(v) for k, v in vars(args).items() if k not in ("handler", "stop_after_epochs", "resume")}
     settings.update({"fill_policy": FILL_POLICY, "affectflow_version": __version__})
     settings.update(extra)
     return settings
@@ -196,18 +204,19 @@ def _train_cnn_command(args) -> int:
 
     device = resolve_device(args.device)
     seed_everything(args.seed, device)
-    augment, dropout = VARIANTS[args.variant]
+    augment, dropout = CNN_VARIANTS[args.variant]
     try:
         channels = tuple(int(c) for c in args.channels.split(","))
     except ValueError:
         raise AffectflowError(f"--channels: expected three integers like 64,128,256, got {args.channels!r}") from None
 
     corpus = open_corpus(args.corpus)
-    train, dev, validation = _splits(corpus, args.selection, args.corpus)
-    faces = {s: load_faces(args.faces_dir / f"{s}.h5", s) for s in train + validation + dev}
+    train, dev, validation = _splits(corpus, args.selection, args.corpus, args.faces)
+    face_files = {f.stem: f for f in args.faces}
+    faces = {s: load_faces(face_files[s], s) for s in train + validation + dev}
     sizes = {f.data.shape[1] for f in faces.values()}  # raw uint8 chips [T,S,S]
     if len(sizes) != 1:
-        raise fail(args.faces_dir, f"face files have different chip sizes {sorted(sizes)}")
+        raise fail(args.faces[0], f"face files have different chip sizes {sorted(sizes)}")
     chip_size = sizes.pop()
 
     def fit():
@@ -234,25 +243,27 @@ def _train_cnn_command(args) -> int:
     train_x = torch.from_numpy(np.concatenate(xs)).to(device)
     train_y = torch.from_numpy(np.concatenate(ys).astype(np.float32)).to(device)
     if len(train_x) == 0:
-        raise fail(args.faces_dir, "no training frame with a face and a label")
+        raise fail(face_files[train[0]], "no training frame with a face and a label")
 
     eval_sets, selection_set, subject_info = _eval_sets(args, corpus, train, dev, validation, faces, holdout,
                                                         device, max(1, args.eval_stride), frame_wise=True)
     try:
         config = CNNConfig(chip_size=chip_size, channels=channels, fc=args.fc, dropout=dropout, init=args.init)
     except ValueError as error:
-        raise fail(args.faces_dir, str(error)) from None
+        raise fail(face_files[train[0]], str(error)) from None
     model = FaceCNN(config)
     info = _run_info(args, {
         **subject_info, "augment": augment, "dropout": dropout, "train_frames": int(len(train_x)),
         "device": str(device), "init_k": model.init_k,
         "train_label_variance": float(train_y.float().var(unbiased=False)),
-        "faces": {"chip_size": chip_size, **{k: _plain(h5_attrs(args.faces_dir / f"{train[0]}.h5").get(k))
+        "faces": {"chip_size": chip_size, **{k: _plain(h5_attrs(face_files[train[0]]).get(k))
                                              for k in FACE_SETTINGS}},
         **_label_info(shift, shift_fit)})
+    info["pipeline"] = {"dimension": args.dimension, "label_shift": shift, "normalization": args.normalization,
+                        "faces": info["faces"], "affectflow_version": info["affectflow_version"]}
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, label_shift=shift,
                              selection=selection_set, max_minutes=args.max_minutes,
-                             stop_after_epochs=args.stop_after_epochs)
+                             clip_norm=args.clip_norm or None, stop_after_epochs=args.stop_after_epochs)
     fit_cnn(model, train_x, train_y, eval_sets, settings, args.out, augment, args.normalization, args.resume, info,
             device)
     return 0
@@ -283,24 +294,30 @@ def _train_rnn_command(args) -> int:
 
     from .corpus import open_corpus
     from .dataset import feature_prior, fit_label_shift, frame_labels, load_features, rnn_inputs
-    from .errors import fail
+    from .errors import AffectflowError, fail
+    from .inference import check_feature_file, cnn_embedding, load_pipeline
     from .models import FrameRNN, RNNConfig
     from .trainer import TrainSettings, fit_rnn, resolve_device, seed_everything
 
     device = resolve_device(args.device)
     seed_everything(args.seed, device)
     if args.window < 1:
-        raise fail(args.features_dir, "--window must be >= 1")
+        raise AffectflowError("--window must be >= 1")
+    cnn = load_pipeline(args.cnn)
+    embedded_cnn = cnn_embedding(cnn)
     corpus = open_corpus(args.corpus)
-    train, dev, validation = _splits(corpus, args.selection, args.corpus)
-    feats = {s: load_features(args.features_dir / f"{s}.h5", s) for s in train + validation + dev}
+    train, dev, validation = _splits(corpus, args.selection, args.corpus, args.features)
+    feature_files = {f.stem: f for f in args.features}
+    for s in train + validation + dev:
+        check_feature_file(feature_files[s], cnn.cnn_sha256)
+    feats = {s: load_features(feature_files[s], s) for s in train + validation + dev}
     # the causal normalization starts from the training subjects' raw feature statistics (no labels)
     prior = feature_prior([feats[s].data for s in train])
     for frames in feats.values():
         frames.data = rnn_inputs(frames.data, args.feature_norm, prior)
     dims = {f.data.shape[1] for f in feats.values()}
     if len(dims) != 1:
-        raise fail(args.features_dir, f"feature files have different widths {sorted(dims)}")
+        raise fail(args.features[0], f"feature files have different widths {sorted(dims)}")
 
     def fit():
         return fit_label_shift([feats[s].data for s in train], [feats[s].time for s in train],
@@ -327,61 +344,18 @@ def _train_rnn_command(args) -> int:
                                hidden=args.hidden, layers=args.layers, recurrent_init=args.recurrent_init))
     stacked = torch.cat(features)
     model.set_standardization(stacked.mean(0), stacked.std(0))
-    cnn_run = _plain(h5_attrs(args.features_dir / f"{train[0]}.h5").get("model"))
     info = _run_info(args, {
-        **subject_info, "features_dir": str(args.features_dir.resolve()), "cnn_run": cnn_run,
+        **subject_info, "cnn_model": str(cnn.path.resolve()), "cnn_sha256": cnn.cnn_sha256,
         "hidden_sizes": model.config.hidden_sizes, "device": str(device), "feature_prior": prior,
         "train_label_variance": float(np.nanvar(torch.cat(labels).numpy())),
         **_label_info(shift, shift_fit)})
+    info["pipeline"] = {"dimension": args.dimension, "label_shift": shift, "window": args.window,
+                        "feature_norm": args.feature_norm, "feature_prior": prior,
+                        "normalization": cnn.normalization, "faces": cnn.settings["faces"],
+                        "affectflow_version": info["affectflow_version"], "cnn": embedded_cnn}
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, label_shift=shift,
                              selection=selection_set, max_minutes=args.max_minutes, loss=args.loss,
                              clip_norm=args.clip_norm or None, stop_after_epochs=args.stop_after_epochs)
     fit_rnn(model, features, labels, eval_sets, settings, args.out, args.window, args.window_stride,
             args.resume, info, device, eval_stride=every)
     return 0
-
-
-# ----------------------------------------------------------------------------- extract
-
-def _extract_command(args) -> int:
-    import h5py
-    import numpy as np
-
-    from .dataset import FILL_POLICY, load_faces
-    from .errors import fail
-    from .io import atomic_path
-    from .models import load_model
-    from .trainer import extract_features, resolve_device
-
-    device = resolve_device(args.device)
-    model, payload = load_model(args.model / "model.pt", device)
-    if payload["kind"] != "cnn":
-        raise fail(args.model, "extract needs a CNN run dir")
-    normalization = cnn_normalization(payload["extra"], args.model)
-    subject = args.faces.stem
-    frames = load_faces(args.faces, subject)
-    if frames.data.shape[1] != model.config.chip_size:
-        raise fail(args.faces, f"chip size {frames.data.shape[1]} != the model's {model.config.chip_size}")
-    features, prediction = extract_features(model, frames.data, normalization, args.batch_size)
-    with atomic_path(args.output) as tmp:
-        with h5py.File(tmp, "w") as h5:
-            h5.create_dataset("features", data=features.astype(np.float32))
-            h5.create_dataset("prediction", data=prediction.astype(np.float32))
-            h5.create_dataset("found", data=frames.found)
-            h5.create_dataset("time", data=frames.time)
-            h5.attrs["model"] = str(args.model.resolve())
-            h5.attrs["subject"] = subject
-            h5.attrs["fill_policy"] = FILL_POLICY
-            h5.attrs["normalization"] = normalization
-    return 0
-
-
-def cnn_normalization(run_info: dict, where) -> str:
-    """The chip normalization a CNN run was trained with (extraction and prediction must use it)."""
-    from .errors import fail
-
-    normalization = run_info.get("normalization")
-    if normalization not in METHODS:
-        raise fail(where, "CNN run trained before on-device normalization (no 'normalization' recorded): "
-                          "retrain it with this version of affectflow")
-    return normalization

@@ -194,6 +194,7 @@ class Run:
     def finish(self, stopped: str | None) -> None:
         self.model.load_state_dict(self.best["state"])
         info = dict(self.run_info)
+        pipeline = info.pop("pipeline", {})  # what inference needs (affectflow.inference); not for run.json
         info.update({"kind": self.kind, "architecture": config_dict(self.model.config),
                      "epochs_run": self.epoch, "best_epoch": self.best["epoch"],
                      "best_selection_ccc": None if math.isinf(self.best["score"]) else self.best["score"],
@@ -204,7 +205,7 @@ class Run:
             # a model that learned nothing but the mean stays at 1.0: the collapse check of the tables
             info["lowest_train_loss"] = min(losses)
             info["train_loss_to_label_variance"] = min(losses) / variance
-        save_model(self.out / "model.pt", self.model, self.kind, extra=info)
+        save_model(self.out / "model.pt", self.model, self.kind, pipeline, extra=info)
         with atomic_path(self.out / "run.json") as tmp:
             tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=_json_default) + "\n")
 
@@ -259,8 +260,13 @@ def _loop(run: Run, device: torch.device, n_items: int, step: Callable[[torch.Te
         bar.set_postfix(postfix)
         bar.update(1)
         if not math.isfinite(train_loss):
-            stopped = "diverged (non-finite training loss)"
-            break
+            bar.close()
+            from .errors import AffectflowError
+
+            # A diverged model is not a result: no model.pt, no row in any table.
+            raise AffectflowError(
+                f"{desc}: training diverged in epoch {run.epoch} (training loss {train_loss}) at lr {s.lr}, "
+                f"batch {s.batch_size}; lower --lr or set --clip-norm (history so far: {run.out / 'history.tsv'})")
         if s.stop_after_epochs is not None and run.epoch >= s.stop_after_epochs and run.epoch < s.epochs:
             bar.close()
             raise SystemExit(f"stopped after {run.epoch} epochs (--stop-after-epochs); resume with --resume")
@@ -306,7 +312,7 @@ def cnn_predictor(model: FaceCNN, normalization: str, batch_size: int = 512) -> 
 
 def make_cnn_step(model: FaceCNN, optimizer, scaler, train_x: torch.Tensor, train_y: torch.Tensor,
                   augment: bool, device: torch.device, *, normalization: str = "gcn", amp: bool | None = None,
-                  channels_last: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+                  channels_last: bool = True, clip_norm: float | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """One SGD step on the batch `train_x[indices]`: gather, augment, normalize and train all on the device.
 
     `train_x` holds the raw uint8 chips [N,S,S] on the device; `amp=None` means AMP on CUDA only.
@@ -323,10 +329,15 @@ def make_cnn_step(model: FaceCNN, optimizer, scaler, train_x: torch.Tensor, trai
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
+            if clip_norm:
+                scaler.unscale_(optimizer)  # clip the true gradient, not the loss-scaled one
+                nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
+            if clip_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             optimizer.step()
         return loss
 
@@ -346,27 +357,10 @@ def fit_cnn(model: FaceCNN, train_x: torch.Tensor, train_y: torch.Tensor, eval_s
     model.to(device)
     optimizer, scaler = cnn_optimizer(model, settings, device)
     run = Run(out, "cnn", model, optimizer, scaler, settings, eval_sets, run_info, resume)
-    step = make_cnn_step(model, optimizer, scaler, train_x, train_y, augment, device, normalization=normalization)
+    step = make_cnn_step(model, optimizer, scaler, train_x, train_y, augment, device, normalization=normalization,
+                         clip_norm=settings.clip_norm)
     predictor = cnn_predictor(model, normalization)
     return _loop(run, device, len(train_x), step, {e.name: predictor for e in eval_sets}, "train-cnn")
-
-
-def extract_features(model: FaceCNN, chips, normalization: str, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Raw uint8 chips [T,S,S] (numpy or tensor, face-lost frames already filled) ->
-    (features float32 [T,fc], prediction float32 [T]), normalized exactly as in training."""
-    device = next(model.parameters()).device
-    model.eval().to(memory_format=torch.channels_last)
-    chips = torch.as_tensor(chips)
-    feats, preds = [], []
-    with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
-        for begin in range(0, len(chips), batch_size):
-            x = chips_to_inputs(chips[begin: begin + batch_size].to(device), normalization)
-            f = model.features(x.contiguous(memory_format=torch.channels_last))
-            feats.append(f.float().cpu())
-            preds.append(model.out(f).squeeze(1).float().cpu())
-    if not feats:
-        return np.zeros((0, model.config.fc), np.float32), np.zeros(0, np.float32)
-    return torch.cat(feats).numpy(), torch.cat(preds).numpy()
 
 
 # ----------------------------------------------------------------------------- RNN
