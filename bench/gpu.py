@@ -19,7 +19,12 @@ Sections:
                   (augmentation + dropout 0.5), AMP on/off x channels-last on/off; ratios.
   input_pipeline  gather + scale + augment + normalize alone vs the full training step
                   (same batches): the input pipeline's share of the step.
-  extract         affectflow.trainer.extract_features frames/s (chips from host numpy and
+  paper_recipe    does the paper's recipe train at paper size? The paper CNN with the authors' init
+                  (3 draws of k), local-mean, SGD momentum 0.9, batch 128, for lr 0.01 (the paper's),
+                  0.005, 0.002, without and with gradient-norm clipping at 1.0: training loss over
+                  the first and last steps of 300, relative to the labels' variance, and whether
+                  it stayed finite (at lr 0.01 the loss was NaN within 3 steps on CPU and GPU).
+  extract         affectflow.inference.extract_features frames/s (chips from host numpy and
                   from a device tensor).
   rnn_train       FrameRNN (h=100, W=100, batch 128, 300-d inputs, tanh) training windows/s.
   rnn_infer       affectflow.trainer.rnn_window_predictions windows/s.
@@ -55,7 +60,7 @@ VARIANTS = {"plain": (False, 0.0), "AD": (True, 0.5)}  # (augment, dropout), as 
 # torch's own dependencies, which it imports lazily (sympy for symbolic shapes, triton on CUDA, ...).
 TORCH_DEPENDENCIES = {"sympy", "mpmath", "networkx", "jinja2", "markupsafe", "filelock", "fsspec", "triton",
                       "typing_extensions", "cython_runtime", "setuptools", "pkg_resources"}
-SECTIONS = ("cnn_train", "input_pipeline", "extract", "rnn_train", "rnn_infer", "workflow")
+SECTIONS = ("paper_recipe", "cnn_train", "input_pipeline", "extract", "rnn_train", "rnn_infer", "workflow")
 # Modules the figures must not load beyond what torch itself imports (a bare GPU node may lack them,
 # or, for the extension and Snakemake, the figures must not depend on them).
 FORBIDDEN_MODULES = ("affectflow._native", "snakemake", "tqdm", "scipy", "h5py", "cv2", "yaml", "pandas",
@@ -67,16 +72,18 @@ FORBIDDEN_MODULES = ("affectflow._native", "snakemake", "tqdm", "scipy", "h5py",
 def sizes(args, cuda: bool) -> dict:
     """Problem sizes and step counts: the paper's on CUDA; tiny counts on CPU; --quick shrinks everything."""
     s = dict(chip_size=96, channels=[64, 128, 256], fc=300, batch_size=128, frames=20000,
-             extract_frames=15000, extract_batch=512, normalization="gcn",
+             extract_frames=15000, extract_batch=512, normalization="local-mean", throughput_lr=0.002,
+             recipe_steps=300, recipe_lrs=[0.01, 0.005, 0.002], recipe_clips=[0.0, 1.0], recipe_seeds=[0, 1, 2],
              rnn_hidden=100, rnn_window=100, rnn_batch=128, rnn_frames=20000, rnn_infer_frames=15000,
              rnn_infer_batch=512, warmup=10, steps=100, pipeline_steps=50, max_loop_s=25.0)
     if not cuda:
         s.update(frames=512, extract_frames=512, rnn_frames=2048, rnn_infer_frames=512,
-                 warmup=1, steps=2, pipeline_steps=2, max_loop_s=60.0)
+                 warmup=1, steps=2, pipeline_steps=2, max_loop_s=60.0, recipe_steps=3, recipe_lrs=[0.01],
+                 recipe_clips=[0.0], recipe_seeds=[0])
     if args.quick:
         s.update(chip_size=32, channels=[4, 8, 16], fc=32, batch_size=16, frames=256, extract_frames=256,
                  extract_batch=64, rnn_hidden=16, rnn_window=10, rnn_batch=16, rnn_frames=512,
-                 rnn_infer_frames=256, rnn_infer_batch=64, warmup=1, steps=3, pipeline_steps=3)
+                 rnn_infer_frames=256, rnn_infer_batch=64, warmup=1, steps=3, pipeline_steps=3, recipe_steps=3)
     if args.steps:
         s["steps"] = s["pipeline_steps"] = args.steps
     if args.warmup is not None:
@@ -294,13 +301,50 @@ class Bench:
 
         augment, dropout = VARIANTS[variant]
         model = self._cnn_model(dropout)
-        optimizer, scaler = cnn_optimizer(model, TrainSettings(epochs=1, batch_size=self.s["batch_size"]),
-                                          self.device)
+        # The throughput rows train at throughput_lr: the paper's 0.01 diverges at this size (paper_recipe).
+        optimizer, scaler = cnn_optimizer(model, TrainSettings(epochs=1, batch_size=self.s["batch_size"],
+                                                               lr=self.s["throughput_lr"]), self.device)
         if amp is False:
             scaler = None  # AMP off: plain fp32 SGD, no loss scaling
         step = make_cnn_step(model, optimizer, scaler, self.train_x, self.train_y, augment, self.device,
                              normalization=self.s["normalization"], amp=amp, channels_last=channels_last)
         return model, step
+
+    def paper_recipe(self) -> None:
+        import math
+
+        import torch
+
+        from affectflow.models import CNNConfig, FaceCNN
+        from affectflow.trainer import TrainSettings, cnn_optimizer, make_cnn_step
+
+        s, rows = self.s, []
+        self.result["paper_recipe"] = rows
+        variance = float(self.train_y.float().var(unbiased=False))
+        batch = self.batches(s["batch_size"], len(self.train_x), seed=1)
+        for lr in s["recipe_lrs"]:
+            for clip in s["recipe_clips"]:
+                for seed in s["recipe_seeds"]:
+                    torch.manual_seed(seed)
+                    model = FaceCNN(CNNConfig(chip_size=s["chip_size"], channels=tuple(s["channels"]), fc=s["fc"],
+                                              init="paper")).to(self.device).train()
+                    optimizer, scaler = cnn_optimizer(model, TrainSettings(epochs=1, batch_size=s["batch_size"],
+                                                                           lr=lr), self.device)
+                    step = make_cnn_step(model, optimizer, scaler, self.train_x, self.train_y, False, self.device,
+                                         normalization=s["normalization"], clip_norm=clip or None)
+                    losses = torch.stack([step(batch(k)).detach().float() for k in range(s["recipe_steps"])]).cpu()
+                    head, tail = losses[:10], losses[-20:]
+                    finite = bool(torch.isfinite(losses).all())
+                    first_bad = None if finite else int((~torch.isfinite(losses)).nonzero()[0, 0])
+                    row = {"lr": lr, "clip_norm": clip, "seed": seed, "init_k": round(model.init_k, 3),
+                           "finite": finite, "first_nonfinite_step": first_bad,
+                           "first_loss_ratio": float(head.mean()) / variance,
+                           "last_loss_ratio": float(tail.mean()) / variance if finite else math.nan}
+                    rows.append(row)
+                    print(f"   lr {lr:<6g} clip {clip:<4g} k {row['init_k']:.2f}  loss/var first "
+                          f"{row['first_loss_ratio']:10.4g}  last {row['last_loss_ratio']:8.4g}"
+                          + ("" if finite else f"  NON-FINITE from step {first_bad}"), flush=True)
+                    del model, step, optimizer
 
     def cnn_train(self) -> None:
         import torch
@@ -431,7 +475,7 @@ class Bench:
     # -- extraction
 
     def extract(self) -> None:
-        from affectflow.trainer import extract_features
+        from affectflow.inference import extract_features
 
         s = self.s
         n = min(s["extract_frames"], len(self.train_x))
@@ -685,11 +729,20 @@ def print_summary(result: dict) -> None:
     print(f"== affectflow GPU check ({result['label']} figures): {env.get('name')}; torch {env['torch']}, "
           f"CUDA {env['cuda']}, cuDNN {env['cudnn']}; total {result['total_s']:.0f} s")
     s = result["settings"]
+    recipe = result.get("paper_recipe") or []
+    if recipe:
+        print(f"\nPaper recipe (CNN {'/'.join(map(str, s['channels']))} FC {s['fc']}, authors' init, "
+              f"{s['normalization']}, SGD momentum 0.9, batch {s['batch_size']}, {s['recipe_steps']} steps): "
+              "training loss / label variance")
+        print("| lr | clip | k | first 10 steps | last 20 steps | finite |\n|---:|---:|---:|---:|---:|---|")
+        for r in recipe:
+            print(f"| {r['lr']:g} | {r['clip_norm']:g} | {r['init_k']:.2f} | {r['first_loss_ratio']:.4g} | "
+                  f"{r['last_loss_ratio']:.4g} | {'yes' if r['finite'] else 'no, from step ' + str(r['first_nonfinite_step'])} |")
     rows = result.get("cnn_train") or []
     if rows:
         print(f"\nCNN training, images/s (CNN {'/'.join(map(str, s['channels']))} FC {s['fc']} at "
               f"{s['chip_size']}x{s['chip_size']}, batch {s['batch_size']}, {s['frames']} uint8 chips on the device, "
-              f"{s['normalization']}; AD = augmentation + dropout 0.5)")
+              f"{s['normalization']}, lr {s['throughput_lr']:g}; AD = augmentation + dropout 0.5)")
         print("| variant | AMP | channels-last | images/s | ms/step | peak MiB |\n|---|---|---|---:|---:|---:|")
         for r in rows:
             print(f"| {r['variant']} | {'on' if r['amp'] else 'off'} | {'on' if r['channels_last'] else 'off'} | "
@@ -815,6 +868,8 @@ def run(args, device, started: float, baseline_modules: set, result: dict) -> in
           f"({time.perf_counter() - started:.1f} s); {s['warmup']} warm-up + {s['steps']} timed steps per loop",
           flush=True)
 
+    print(f"Paper recipe at paper size ({s['recipe_steps']} steps per row):", flush=True)
+    bench.run_section("paper_recipe", bench.paper_recipe)
     print("CNN training (variant x AMP x channels-last):", flush=True)
     bench.run_section("cnn_train", bench.cnn_train)
     print("Input pipeline share:", flush=True)

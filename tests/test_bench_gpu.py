@@ -47,15 +47,18 @@ def test_allow_cpu_quick_runs_every_section_and_writes_the_figures(tmp_path):
     data = json.loads(out.read_text())
 
     assert data["schema"] == "affectflow-bench-gpu/1" and data["label"] == "CPU"
-    for key in ("environment", "settings", "sections", "errors", "cnn_train", "cnn_train_ratios", "input_pipeline",
+    for key in ("environment", "settings", "sections", "errors", "paper_recipe", "cnn_train", "cnn_train_ratios", "input_pipeline",
                 "extract", "rnn_train", "rnn_infer", "workflow", "peak_memory", "modules_loaded",
                 "modules_beyond_torch_numpy", "forbidden_modules_loaded", "total_s"):
         assert key in data, key
-    assert data["sections"] == {"cnn_train": "ran", "input_pipeline": "ran", "extract": "ran", "rnn_train": "ran",
+    assert data["sections"] == {"paper_recipe": "ran", "cnn_train": "ran", "input_pipeline": "ran", "extract": "ran", "rnn_train": "ran",
                                 "rnn_infer": "ran", "workflow": "skipped: --skip-workflow"}
     assert data["errors"] == {} and data["workflow"] is None and "partial" not in data
     assert data["environment"]["device_type"] == "cpu" and data["environment"]["torch"]
 
+    recipe = data["paper_recipe"]
+    assert recipe and all({"lr", "clip_norm", "init_k", "finite", "first_loss_ratio", "last_loss_ratio"} <= set(r)
+                          for r in recipe)
     combos = {(r["variant"], r["amp"], r["channels_last"]) for r in data["cnn_train"]}
     assert combos == {(v, a, c) for v in ("plain", "AD") for a in (False, True) for c in (False, True)}
     for row in data["cnn_train"]:
