@@ -1,7 +1,7 @@
 """Alignment throughput: dlib's Python API per frame vs the native aligner, in one process.
 
 (a) pure-Python dlib-bin detect + landmarks + get_face_chip on every frame
-    (affectflow.reference), (b) the native aligner detecting on every frame,
+    (affectflow.testing.reference), (b) the native aligner detecting on every frame,
 (c) the native aligner with tracking (the pipeline's default). Frames come from a
 synthetic-corpus video (affectflow corpus synth) at each size, decoded to gray
 beforehand (decoding is timed separately). Target: (c)/(a) >= 10x.
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from affectflow import _native  # noqa: E402
 from affectflow.align import default_threads, landmark_model_path  # noqa: E402
-from affectflow.reference import ReferenceAligner  # noqa: E402
+from affectflow.testing.reference import ReferenceAligner  # noqa: E402
 
 
 def synthetic_frames(size: tuple[int, int], frames: int, workdir: Path) -> tuple[np.ndarray, float]:

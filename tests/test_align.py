@@ -11,7 +11,7 @@ from affectflow.align import LANDMARK_DIR_VARIABLE, align_video
 from affectflow.cli import main
 from affectflow.faces import read_faces
 from affectflow.normalize import normalize_chips
-from affectflow.reference import moving_face_video
+from affectflow.testing.reference import moving_face_video
 
 
 def write_video(path: Path, frames: np.ndarray, fps: float = 25.0) -> Path:

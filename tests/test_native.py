@@ -7,7 +7,7 @@ import pytest
 
 from affectflow import _native
 from affectflow.align import landmark_model_path
-from affectflow.reference import ReferenceAligner, moving_face_video, similarity
+from affectflow.testing.reference import ReferenceAligner, moving_face_video, similarity
 
 # (rotation degrees, scale, tx, ty) applied to the astronaut photo about its face
 WARPS = [(0, 1.0, 0, 0), (15, 1.0, 30, -20), (-20, 1.3, -40, 25), (8, 0.8, 60, 40), (-5, 1.6, 10, 10), (25, 1.1, 0, 0)]

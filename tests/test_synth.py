@@ -7,7 +7,7 @@ import pytest
 
 from affectflow.cli import main
 from affectflow.corpus import check, open_corpus, read_labels
-from affectflow.synth import face_detection_rate
+from affectflow.testing.detection import face_detection_rate
 from affectflow.video import read_video
 
 

@@ -12,9 +12,11 @@ import torch
 
 from affectflow.cli import main
 from affectflow.dataset import FILL_POLICY, fill_index, fit_label_shift, shift_predictions
-from affectflow.synthetic_faces import write_face_corpus
+from affectflow.testing.faces import write_face_corpus
 
-TINY_CNN = ["--channels", "4,8,8", "--fc", "16", "--device", "cpu", "--batch-size", "32"]
+# gcn: the fixture's label is the height of a bright bar, i.e. largely the chip's brightness, which local-mean
+# (the default, the authors' Normer3) mostly subtracts away
+TINY_CNN = ["--channels", "4,8,8", "--fc", "16", "--device", "cpu", "--batch-size", "32", "--normalization", "gcn"]
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +31,27 @@ def history(run_dir):
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
+def face_files(face_corpus):
+    return [str(p) for p in sorted((face_corpus / "faces").glob("*.h5"))]
+
+
 def train_cnn(face_corpus, out, *extra):
-    return main(["train-cnn", "--corpus", str(face_corpus / "corpus"), "--faces-dir", str(face_corpus / "faces"),
+    return main(["train-cnn", "--corpus", str(face_corpus / "corpus"), "--faces", *face_files(face_corpus),
                  "--seed", "0", "--out", str(out), *TINY_CNN, *extra])
+
+
+def feature_files(folder):
+    return [str(p) for p in sorted(folder.glob("*.h5"))]
+
+
+def label_free_cnn_file(path, fc):
+    """A CNN model file (untrained, fc units) for RNN tests that write their own feature files."""
+    from affectflow.models import CNNConfig, FaceCNN, save_model
+
+    model = FaceCNN(CNNConfig(chip_size=32, channels=(4, 8, 8), fc=fc))
+    save_model(path, model, "cnn", {"dimension": "valence", "label_shift": 0.0, "normalization": "local-mean",
+                                    "faces": {"chip_size": 32}, "affectflow_version": "test"})
+    return model
 
 
 def test_fill_policy_holds_last_found_frame_and_never_looks_ahead():
@@ -136,12 +156,12 @@ def test_resume_with_other_settings_is_an_error(face_corpus, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_cnn(face_corpus, tmp_path / "run", "--variant", "plain", "--epochs", "2", "--stop-after-epochs", "1",
                   "--frame-stride", "4")
-    code = main(["train-cnn", "--corpus", str(face_corpus / "corpus"), "--faces-dir", str(face_corpus / "faces"),
+    code = main(["train-cnn", "--corpus", str(face_corpus / "corpus"), "--faces", *face_files(face_corpus),
                  "--seed", "0", "--out", str(tmp_path / "run"), "--channels", "4,8,16", "--fc", "16",
                  "--device", "cpu", "--variant", "plain", "--epochs", "2", "--resume"])
     assert code == 2
     assert "different model settings" in capsys.readouterr().err
-    code = main(["train-cnn", "--corpus", str(face_corpus / "corpus"), "--faces-dir", str(face_corpus / "faces"),
+    code = main(["train-cnn", "--corpus", str(face_corpus / "corpus"), "--faces", *face_files(face_corpus),
                  "--seed", "0", "--out", str(tmp_path / "run"), *TINY_CNN, "--variant", "A", "--epochs", "2",
                  "--frame-stride", "4", "--resume"])
     assert code == 2
@@ -182,22 +202,22 @@ def test_extract_and_train_rnn(face_corpus, tmp_path):
     assert train_cnn(face_corpus, tmp_path / "cnn", "--variant", "plain", "--epochs", "1", "--frame-stride", "4") == 0
     for subject in ("train_1", "train_2", "dev_1"):
         faces = face_corpus / "faces" / f"{subject}.h5"
-        assert main(["extract", "--model", str(tmp_path / "cnn"), "--faces", str(faces),
+        assert main(["extract", "--model", str(tmp_path / "cnn" / "model.pt"), "--faces", str(faces),
                      "-o", str(tmp_path / "features" / f"{subject}.h5"), "--device", "cpu"]) == 0
     with h5py.File(tmp_path / "features" / "dev_1.h5") as h5:
         assert h5["features"].shape == (200, 16) and h5["features"].dtype == np.float32
         assert h5["prediction"].shape == (200,) and h5["found"].shape == (200,) and h5["time"].shape == (200,)
-        assert h5.attrs["subject"] == "dev_1" and h5.attrs["model"] == str((tmp_path / "cnn").resolve())
+        assert h5.attrs["subject"] == "dev_1" and h5.attrs["model"] == str((tmp_path / "cnn" / "model.pt").resolve())
         assert not h5["found"][()].all()  # the fixture loses the face for a while: rows stay
-    assert main(["train-rnn", "--corpus", str(face_corpus / "corpus"), "--features-dir", str(tmp_path / "features"),
+    assert main(["train-rnn", "--corpus", str(face_corpus / "corpus"), "--cnn", str(tmp_path / "cnn" / "model.pt"),
+                 "--features", *feature_files(tmp_path / "features"),
                  "--seed", "0", "--out", str(tmp_path / "rnn"), "--window", "10", "--window-stride", "3",
                  "--hidden", "8", "--layers", "3", "--nonlinearity", "relu", "--epochs", "2", "--device", "cpu",
                  "--eval-stride", "4"]) == 0
     run = json.loads((tmp_path / "rnn" / "run.json").read_text())
     assert run["kind"] == "rnn" and run["hidden_sizes"] == [8, 8, 4] and run["feature_norm"] == "causal"
     assert len(run["feature_prior"]["mean"]) == 16 and run["feature_prior"]["frames"] > 0
-    assert run["cnn_run"] == str((tmp_path / "cnn").resolve())
-    assert run["features_dir"] == str((tmp_path / "features").resolve())
+    assert run["cnn_model"] == str((tmp_path / "cnn" / "model.pt").resolve())
     assert len(history(tmp_path / "rnn")) == 2
 
 
@@ -253,12 +273,16 @@ def test_label_shift_auto_refuses_too_short_recordings(face_corpus, tmp_path, ca
 
 def write_label_features(face_corpus, out_dir, rng):
     """Feature files whose unit 0 tracks the label (plus noise) and unit 1 is dead (0) on the training
-    subjects but fires on dev: the case of a CNN unit that died in training."""
+    subjects but fires on dev: the case of a CNN unit that died in training. They name out_dir/cnn.pt
+    (an untrained CNN) as their maker, which train-rnn checks."""
     from affectflow.corpus import open_corpus
     from affectflow.dataset import frame_labels
+    from affectflow.inference import FEATURES_CNN_ATTR
+    from affectflow.models import weights_sha256
 
     corpus = open_corpus(face_corpus / "corpus")
     out_dir.mkdir()
+    cnn_sha256 = weights_sha256(label_free_cnn_file(out_dir.parent / "cnn.pt", fc=8))
     for subject in ("train_1", "train_2", "dev_1"):
         with h5py.File(face_corpus / "faces" / f"{subject}.h5") as h5:
             time, found = h5["time"][()], h5["found"][()]
@@ -268,12 +292,14 @@ def write_label_features(face_corpus, out_dir, rng):
         features[:, 1] = rng.uniform(0.0, 2.0, len(time)) if subject.startswith("dev") else 0.0
         with h5py.File(out_dir / f"{subject}.h5", "w") as h5:
             h5["features"], h5["found"], h5["time"] = features, found, time
+            h5.attrs[FEATURES_CNN_ATTR] = cnn_sha256
 
 
 @pytest.mark.parametrize("feature_norm", ["causal", "train", "recording-transductive"])
 def test_relu_rnn_stays_finite_and_learns_with_a_dead_training_feature(face_corpus, tmp_path, feature_norm):
     write_label_features(face_corpus, tmp_path / "features", np.random.default_rng(0))
-    assert main(["train-rnn", "--corpus", str(face_corpus / "corpus"), "--features-dir", str(tmp_path / "features"),
+    assert main(["train-rnn", "--corpus", str(face_corpus / "corpus"), "--cnn", str(tmp_path / "cnn.pt"),
+                 "--features", *feature_files(tmp_path / "features"),
                  "--seed", "0", "--out", str(tmp_path / "rnn"), "--window", "20", "--window-stride", "2",
                  "--hidden", "16", "--nonlinearity", "relu", "--epochs", "10", "--batch-size", "16", "--device", "cpu",
                  "--feature-norm", feature_norm]) == 0
@@ -291,7 +317,8 @@ def test_rnn_training_windows_include_the_recordings_first_frames(face_corpus, t
     write_label_features(face_corpus, tmp_path / "features", np.random.default_rng(1))
     with h5py.File(tmp_path / "features" / "train_1.h5") as h5:
         frames = len(h5["time"])
-    assert main(["train-rnn", "--corpus", str(face_corpus / "corpus"), "--features-dir", str(tmp_path / "features"),
+    assert main(["train-rnn", "--corpus", str(face_corpus / "corpus"), "--cnn", str(tmp_path / "cnn.pt"),
+                 "--features", *feature_files(tmp_path / "features"),
                  "--seed", "0", "--out", str(tmp_path / "rnn"), "--window", str(frames + 50), "--window-stride", "20",
                  "--hidden", "8", "--epochs", "2", "--batch-size", "4", "--device", "cpu"]) == 0
     rows = history(tmp_path / "rnn")

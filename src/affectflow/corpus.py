@@ -30,18 +30,22 @@ from pathlib import Path
 
 import numpy as np
 
+from .contracts import (
+    AVEC_LABEL_DIR,
+    AVEC_VIDEO_DIR,
+    DIMENSIONS,
+    LABEL_TIME_COLUMN,
+    LABEL_VALUE_COLUMN,
+    PARTITIONS,
+    SUBJECT_PATTERN,
+    VIDEO_SUFFIXES,
+)
 from .errors import AffectflowError, fail
 
-DIMENSIONS = ("valence", "arousal")
-PARTITIONS = ("train", "dev", "test")
 SHEET_NAME = "subjects.tsv"
 SHEET_COLUMNS = ("subject", "partition", "video", "valence", "arousal")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
-SUBJECT_PATTERN = re.compile(r"^(train|dev|test)_(\d+)$")
 # Labels and video may differ in length by this much (the gold standard's last row is at t = duration).
 DURATION_TOLERANCE_S = 1.0
-LABEL_TIME_COLUMN = "frameTime"
-LABEL_VALUE_COLUMN = "GoldStandard"
 
 
 def natural_key(name: str) -> list:
@@ -99,9 +103,9 @@ def open_corpus(root: str | os.PathLike) -> Corpus:
         return _open_sheet(root)
     if (root / SHEET_NAME).is_file():
         return _open_sheet(root / SHEET_NAME)
-    if (root / "recordings_video").is_dir():
+    if (root / AVEC_VIDEO_DIR).is_dir():
         return _open_avec(root)
-    raise fail(root, f"not a corpus: no recordings_video/ folder (AV+EC 2015 layout) and no {SHEET_NAME}")
+    raise fail(root, f"not a corpus: no {AVEC_VIDEO_DIR}/ folder (AV+EC 2015 layout) and no {SHEET_NAME}")
 
 
 def _sorted(recordings: list[Recording]) -> list[Recording]:
@@ -110,7 +114,7 @@ def _sorted(recordings: list[Recording]) -> list[Recording]:
 
 
 def _open_avec(root: Path) -> Corpus:
-    video_dir = root / "recordings_video"
+    video_dir = root / AVEC_VIDEO_DIR
     videos: dict[str, Path] = {}
     for path in sorted(video_dir.iterdir()):
         if path.name.startswith(".") or path.suffix.lower() not in VIDEO_SUFFIXES:
@@ -125,7 +129,7 @@ def _open_avec(root: Path) -> Corpus:
         raise fail(video_dir, f"no videos ({', '.join(VIDEO_SUFFIXES)})")
 
     labels: dict[str, dict[str, Path]] = {subject: {} for subject in videos}
-    label_root = root / "ratings_gold_standard"
+    label_root = root / AVEC_LABEL_DIR
     for dimension in DIMENSIONS:
         folder = label_root / dimension
         if not folder.is_dir():

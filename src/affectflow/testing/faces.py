@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .faces import FaceTrack, write_faces
+from ..contracts import avec_labels, avec_video
+from ..faces import FaceTrack, write_faces
 
 
 def smooth_trace(n: int, rng: np.random.Generator, fps: float, amplitude: float = 0.6) -> np.ndarray:
@@ -39,7 +40,7 @@ def chips_for_labels(values: np.ndarray, size: int, rng: np.random.Generator, no
 
 
 def write_arff(path: Path, subject: str, dimension: str, times: np.ndarray, values: np.ndarray) -> None:
-    from .synth import arff_text
+    from ..synth import arff_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(arff_text(subject, dimension, times, values))
@@ -85,9 +86,9 @@ def write_face_corpus(corpus_dir: Path, faces_dir: Path, *, train: int = 3, dev:
                                              "normalization": "none", "subject": subject})
         write_faces(Path(faces_dir) / f"{subject}.h5", track)
         label_times = np.arange(n + 1) / fps  # one more label row than frames, as in AV+EC
-        write_arff(Path(corpus_dir) / "ratings_gold_standard" / "valence" / f"{subject}.arff", subject, "valence",
+        write_arff(Path(corpus_dir) / avec_labels("valence", subject), subject, "valence",
                    label_times, np.append(label_values, label_values[-1]))
-        write_arff(Path(corpus_dir) / "ratings_gold_standard" / "arousal" / f"{subject}.arff", subject, "arousal",
+        write_arff(Path(corpus_dir) / avec_labels("arousal", subject), subject, "arousal",
                    label_times, smooth_trace(n + 1, rng, fps, amplitude=0.4))  # unrelated to the faces
-        write_placeholder_video(Path(corpus_dir) / "recordings_video" / f"{subject}.mp4", n, fps)
+        write_placeholder_video(Path(corpus_dir) / avec_video(subject), n, fps)
     return subjects
