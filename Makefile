@@ -10,10 +10,12 @@ STAMP := $(VENV)/.stamps
 # Debian packages: the one-node SLURM cluster of the cluster test, ffmpeg for video tools.
 APT_PACKAGES := munge slurmctld slurmd slurm-client ffmpeg pkg-config
 CORES ?= 2
+# What `make lint` / `make format` cover (ruff's config: pyproject.toml [tool.ruff]).
+LINT_PATHS := src tests bench setup.py tools
 
-.PHONY: setup apt venv build demo test test-fast bench bench-gpu lint clean
+.PHONY: setup apt venv build dev demo test test-fast lint format env bench bench-gpu clean
 
-setup: $(STAMP)/build
+setup: $(STAMP)/build $(STAMP)/dev
 
 apt: $(STAMP)/apt
 $(STAMP)/apt:
@@ -31,13 +33,13 @@ $(STAMP)/apt:
 	touch $@
 
 venv: $(STAMP)/venv
-$(STAMP)/venv: requirements.txt constraints.txt
-	@echo "== $(VENV): Python packages (requirements.txt, constraints.txt)"
+$(STAMP)/venv: requirements.txt constraints.txt requirements/torch.txt
+	@echo "== $(VENV): Python packages (requirements.txt, constraints.txt, requirements/torch.txt)"
 	[ -x $(PY) ] || python3 -m venv $(VENV)
 	mkdir -p $(STAMP)
 	$(PIP) install -q pip==26.3
 	# torch: the CPU wheel where none is present (a bare `torch` would pull a CUDA build)
-	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q -r requirements/torch.txt
 	$(PIP) install -q -r requirements.txt -c constraints.txt
 	touch $@
 
@@ -46,6 +48,13 @@ $(STAMP)/build: $(STAMP)/apt $(STAMP)/venv setup.py pyproject.toml $(wildcard cs
 	@echo "== building affectflow and its C++ extension"
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 	$(PY) -c "import affectflow._native"
+	touch $@
+
+# Developer tools (ruff), pinned in requirements/dev.txt.
+dev: $(STAMP)/dev
+$(STAMP)/dev: $(STAMP)/venv requirements/dev.txt
+	@echo "== $(VENV): developer tools (requirements/dev.txt)"
+	$(PIP) install -q -r requirements/dev.txt
 	touch $@
 
 demo: setup
@@ -59,6 +68,22 @@ test: setup
 test-fast: setup
 	@source $(VENV)/bin/activate
 	python -m pytest tests -q -m "not slow and not cluster"
+
+# ruff as linter and formatter, read-only (.ci/run runs it); both checks run, either fails it.
+lint: $(STAMP)/dev
+	@status=0
+	$(VENV)/bin/ruff check $(LINT_PATHS) || status=1
+	$(VENV)/bin/ruff format --check $(LINT_PATHS) || status=1
+	exit $$status
+
+# Rewrites the files: formats, then applies ruff's safe fixes (what remains needs a person).
+format: $(STAMP)/dev
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+	$(VENV)/bin/ruff check --fix $(LINT_PATHS)
+
+# envs/*.yaml from pyproject.toml and the lock files (tests/test_env.py fails when they are stale).
+env: $(STAMP)/venv
+	$(PY) tools/gen_env.py
 
 bench: setup
 	@source $(VENV)/bin/activate
