@@ -50,10 +50,27 @@ def fill_index(found: np.ndarray, where: str | Path = "<faces>") -> np.ndarray:
 
 def apply_fill(values: np.ndarray, found: np.ndarray, where: str | Path = "<faces>") -> np.ndarray:
     """`values` [T,...] with face-lost frames filled under FILL_POLICY (blank = zeros before the first face)."""
-    index = fill_index(found, where)
-    filled = np.asarray(values)[np.maximum(index, 0)]
-    filled[index < 0] = 0
-    return filled
+    fill_index(found, where)  # refuses a recording without any face
+    return ChunkFill()(values, found)
+
+
+class ChunkFill:
+    """FILL_POLICY over a recording that arrives in chunks: a chunk's frames before its first found face
+    take the last found frame of the earlier chunks (blank before the recording's first face)."""
+
+    def __init__(self) -> None:
+        self.last: np.ndarray | None = None
+
+    def __call__(self, values: np.ndarray, found: np.ndarray) -> np.ndarray:
+        values, found = np.asarray(values), np.asarray(found, dtype=bool)
+        index = np.maximum.accumulate(np.where(found, np.arange(len(found)), -1)) if len(found) else found.astype(int)
+        filled = values[np.maximum(index, 0)] if len(values) else values.copy()
+        before = index < 0
+        if before.any():
+            filled[before] = 0 if self.last is None else self.last
+        if found.any():
+            self.last = values[index[-1]].copy()
+        return filled
 
 
 # ----------------------------------------------------------------------------- labels
@@ -291,14 +308,35 @@ def causal_standardize(features: np.ndarray, prior: dict) -> np.ndarray:
     frames), so the first frames are standardized sensibly, and move towards the recording's
     own statistics as its frames arrive. Frame t never sees a frame after t.
     """
-    x = np.asarray(features, np.float64)
-    n0 = float(prior["frames"])
-    mean0, std0 = np.asarray(prior["mean"], np.float64), np.asarray(prior["std"], np.float64)
-    count = n0 + np.arange(1, len(x) + 1, dtype=np.float64)[:, None]
-    mean = (n0 * mean0 + np.cumsum(x, 0)) / count
-    second = (n0 * (std0**2 + mean0**2) + np.cumsum(x**2, 0)) / count
-    std = np.sqrt(np.maximum(second - mean**2, 0.0))
-    return ((x - mean) / (std + 1e-3)).astype(np.float32)
+    return CausalStandardizer(prior)(features)
+
+
+class CausalStandardizer:
+    """causal_standardize over a recording that arrives in chunks (and in blocks within a chunk, so that a
+    long recording needs no float64 copies of all its frames): the running sums carry over."""
+
+    BLOCK = 4096
+
+    def __init__(self, prior: dict) -> None:
+        n0 = float(prior["frames"])
+        mean0, std0 = np.asarray(prior["mean"], np.float64), np.asarray(prior["std"], np.float64)
+        self.count = n0
+        self.total = n0 * mean0
+        self.total_sq = n0 * (std0**2 + mean0**2)
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        features = np.asarray(features)
+        out = np.empty(features.shape, np.float32)
+        for begin in range(0, len(features), self.BLOCK):
+            x = features[begin: begin + self.BLOCK].astype(np.float64)
+            count = self.count + np.arange(1, len(x) + 1, dtype=np.float64)[:, None]
+            total = self.total + np.cumsum(x, 0)
+            total_sq = self.total_sq + np.cumsum(x**2, 0)
+            mean = total / count
+            std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+            out[begin: begin + len(x)] = (x - mean) / (std + 1e-3)
+            self.count, self.total, self.total_sq = float(count[-1, 0]), total[-1], total_sq[-1]
+        return out
 
 
 def rnn_inputs(features: np.ndarray, feature_norm: str, prior: dict | None = None) -> np.ndarray:

@@ -115,6 +115,58 @@ class Pipeline:
         return frames.time, self.rnn_predictions(frames.data)
 
 
+class PipelineStream:
+    """A recording's raw per-frame predictions from its filled chips arriving in chunks, in bounded memory.
+
+    push(chips) returns the predictions of the frames it can already predict (all of them, except
+    under the transductive feature norm, which needs the whole recording and predicts at finish()).
+    The concatenated output equals Pipeline.predict_chips on the whole recording: the causal feature
+    statistics and the RNN's last W-1 inputs carry over from chunk to chunk.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        from .dataset import CausalStandardizer
+
+        self.pipeline = pipeline
+        norm = pipeline.settings.get("feature_norm")
+        self.standardize = CausalStandardizer(pipeline.settings["feature_prior"]) if norm == "causal" else None
+        self.held: list[np.ndarray] = []  # the transductive norm's features, until finish()
+        self.tail: torch.Tensor | None = None  # the RNN's inputs of the last W-1 frames
+
+    def push(self, chips) -> np.ndarray:
+        features, prediction = self.pipeline.cnn_outputs(chips)
+        if self.pipeline.kind == "cnn":
+            return prediction
+        norm = self.pipeline.settings["feature_norm"]
+        if norm == "recording-transductive":
+            self.held.append(features)
+            return np.zeros(0, np.float32)
+        return self._rnn(self.standardize(features) if norm == "causal" else features)
+
+    def finish(self) -> np.ndarray:
+        if not self.held:
+            return np.zeros(0, np.float32)
+        from .dataset import rnn_inputs
+
+        features, self.held = np.concatenate(self.held), []
+        return self._rnn(rnn_inputs(features, "recording-transductive"))
+
+    def _rnn(self, inputs: np.ndarray) -> np.ndarray:
+        from .trainer import edge_pad, rnn_window_predictions
+
+        if len(inputs) == 0:
+            return np.zeros(0, np.float32)
+        rnn, window = self.pipeline.rnn, int(self.pipeline.settings["window"])
+        x = torch.from_numpy(np.ascontiguousarray(inputs, np.float32)).to(next(rnn.parameters()).device)
+        context = edge_pad(x[:1], window)[:-1] if self.tail is None else self.tail
+        joined = torch.cat([context, x])
+        self.tail = joined[len(joined) - (window - 1):] if window > 1 else joined[:0]
+        with torch.no_grad():
+            # rnn_window_predictions edge-pads the joined sequence again; its first W-1 rows are the
+            # context, whose windows are discarded: the windows of the chunk's frames see the true past.
+            return rnn_window_predictions(rnn, joined, window)[len(context):]
+
+
 def load_pipeline(path: Path, device: str | torch.device = "cpu") -> Pipeline:
     """Load a self-contained model file (or a run dir's model.pt); a clear error for older files."""
     path = model_file(path)
