@@ -96,8 +96,8 @@ def slurm_jobs(env) -> list[dict[str, str]]:
 
 def submitted_rules(comment: str) -> set[str]:
     """Rules named by the plugin's job comment: `rule_NAME[_wildcards_...]`, or a group's rules."""
-    return {rule for rule in ("synth_corpus", "align", "train_cnn", "extract", "evaluate_cnn", "train_rnn",
-                              "evaluate_rnn", "tables", "figures") if f"rule_{rule}" in comment}
+    return {rule for rule in ("synth_corpus", "align", "train_cnn", "extract", "evaluate", "train_rnn",
+                              "tables", "figures") if f"rule_{rule}" in comment}
 
 
 def test_tiny_workflow_runs_through_slurm_with_gpu_rules_on_the_gpu_partition(slurm_cluster, tmp_path):
@@ -133,7 +133,7 @@ def test_tiny_workflow_runs_through_slurm_with_gpu_rules_on_the_gpu_partition(sl
     for job in jobs:
         rules_by_partition.setdefault(job["partition"], set()).update(submitted_rules(job["comment"]))
     assert rules_by_partition.get("gpu") == GPU_RULES, rules_by_partition
-    assert {"synth_corpus", "align", "evaluate_cnn", "evaluate_rnn", "tables", "figures"} <= \
+    assert {"synth_corpus", "align", "evaluate", "tables", "figures"} <= \
         rules_by_partition.get("cpu", set()), rules_by_partition
     assert not GPU_RULES & rules_by_partition.get("cpu", set()), rules_by_partition
     # The 4 extractions (AD: 2 train + 1 dev subject; plain: the dev subject) went as one

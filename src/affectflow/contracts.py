@@ -106,6 +106,11 @@ def features_dir(variant: str, run: str, results: str = RESULTS) -> str:
     return f"{results}/features/{variant}/{run}"
 
 
+def features_path(variant: str, run: str, subject: str, results: str = RESULTS) -> str:
+    """One subject's feature file of a CNN run."""
+    return f"{features_dir(variant, run, results)}/{subject}.h5"
+
+
 def metrics_path(kind: str, model: str, run: str, results: str = RESULTS) -> str:
     return f"{results}/metrics/{kind}/{model}/{run}.json"
 
@@ -114,9 +119,20 @@ def predictions_dir(kind: str, model: str, run: str, results: str = RESULTS) -> 
     return f"{results}/predictions/{kind}/{model}/{run}"
 
 
+def predictions_path(kind: str, model: str, run: str, subject: str, results: str = RESULTS) -> str:
+    """One subject's predictions CSV of a run."""
+    return f"{predictions_dir(kind, model, run, results)}/{subject}.csv"
+
+
 # ---- the tables
 TABLES = ("1", "2", "3", "4", "5")
 TABLE_FORMATS = ("md", "tsv")
+# The workflow config's RNN sweeps (rnn.tables): Table 1's CNN+RNN rows and Tables 2-4 (Table 5 repeats Table 1).
+SWEEP_TABLES = ("table1", "table2", "table3", "table4")
+
+
+def table_path(table: str, fmt: str, results: str = RESULTS) -> str:
+    return f"{results}/tables/table{table}.{fmt}"
 
 
 def cnn_row_key(variant: str) -> str:
@@ -126,3 +142,13 @@ def cnn_row_key(variant: str) -> str:
 def rnn_row_key(swept: Mapping) -> str:
     """The key of a CNN+RNN row: the settings its sweep changed, e.g. ``rnn:nonlinearity=tanh``."""
     return "rnn:" + ",".join(f"{key}={value}" for key, value in swept.items())
+
+
+# ---- the figures
+FIGURE3 = "figure3.png"
+FIGURE3_SMOOTHNESS = "figure3_smoothness.json"
+TRAINING_CURVES = "training_curves.png"
+
+
+def figure_path(name: str, results: str = RESULTS) -> str:
+    return f"{results}/figures/{name}"

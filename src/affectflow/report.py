@@ -25,10 +25,9 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .contracts import CNN_LABELS, METRICS, RUN_FILE, cnn_label, cnn_row_key, rnn_row_key
 from .errors import fail
 from .io import atomic_path
-
-METRICS = ("rmse", "cc", "ccc")
 
 TABLE_TITLES = {
     "1": "Single-frame CNN variants and CNN+RNN (nonlinearity of the RNN)",
@@ -43,13 +42,13 @@ TABLE_TITLES = {
 # Keys match the layout's row keys; shown beside our numbers, marked as quoted.
 PAPER_SOURCE = "Khorrami et al., ICIP 2016 (RECOLA dev, valence)"
 PAPER_CCC = {
-    "cnn:plain": 0.290,
-    "cnn:D": 0.363,
-    "cnn:A": 0.336,
-    "cnn:AD": 0.361,
-    "rnn:nonlinearity=tanh": 0.476,
-    "rnn:nonlinearity=relu": 0.481,
-    "rnn:layers=3": 0.489,
+    cnn_row_key("plain"): 0.290,
+    cnn_row_key("D"): 0.363,
+    cnn_row_key("A"): 0.336,
+    cnn_row_key("AD"): 0.361,
+    rnn_row_key({"nonlinearity": "tanh"}): 0.476,
+    rnn_row_key({"nonlinearity": "relu"}): 0.481,
+    rnn_row_key({"layers": 3}): 0.489,
 }
 FEATURE_NORM_CAPTIONS = {
     "causal": "RNN inputs standardized causally: frame t by running statistics of its recording's frames "
@@ -62,13 +61,10 @@ FEATURE_NORM_CAPTIONS = {
 SELECTION_TEXT = {"dev": "the dev partition itself (the paper's protocol)",
                   "validation": "a held-out training subject (dev never seen)"}
 PAPER_LABELS = {
-    "cnn:plain": "CNN",
-    "cnn:D": "CNN+D",
-    "cnn:A": "CNN+A",
-    "cnn:AD": "CNN+AD",
-    "rnn:nonlinearity=tanh": "CNN+RNN (tanh)",
-    "rnn:nonlinearity=relu": "CNN+RNN (ReLU)",
-    "rnn:layers=3": "CNN+RNN (3 layers)",
+    **{cnn_row_key(variant): cnn_label(variant) for variant in CNN_LABELS},
+    rnn_row_key({"nonlinearity": "tanh"}): "CNN+RNN (tanh)",
+    rnn_row_key({"nonlinearity": "relu"}): "CNN+RNN (ReLU)",
+    rnn_row_key({"layers": 3}): "CNN+RNN (3 layers)",
 }
 
 
@@ -329,7 +325,7 @@ def _run_label(history: Path) -> tuple[str, str]:
     """(kind, label) of a run from its folder: results/{cnn|rnn}/{model}/seed{S}/history.tsv."""
     run_dir = history.parent
     kind = run_dir.parent.parent.name
-    run_json = run_dir / "run.json"
+    run_json = run_dir / RUN_FILE
     if run_json.exists():
         kind = json.loads(run_json.read_text()).get("kind", kind)
     return kind, f"{run_dir.parent.name}/{run_dir.name}"

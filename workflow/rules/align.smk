@@ -5,7 +5,7 @@ rule align:
     input:
         video=lambda wc: RECORDINGS[wc.subject]["video"],
     output:
-        faces=f"{RESULTS}/faces/{{subject}}.h5",
+        faces=faces_path("{subject}"),
     log:
         "logs/align/{subject}.log",
     benchmark:

@@ -6,9 +6,9 @@ rule train_cnn:
         faces=[faces_path(s) for s in TRAINING_SUBJECTS],
         labels=label_files(TRAINING_SUBJECTS),
     output:
-        model=f"{RESULTS}/cnn/{{variant}}/{{run}}/model.pt",
-        history=f"{RESULTS}/cnn/{{variant}}/{{run}}/history.tsv",
-        run=f"{RESULTS}/cnn/{{variant}}/{{run}}/run.json",
+        model=model_file("cnn", "{variant}", "{run}"),
+        history=f"{cnn_dir('{variant}', '{run}')}/{HISTORY_FILE}",
+        run=f"{cnn_dir('{variant}', '{run}')}/{RUN_FILE}",
     log:
         "logs/train_cnn/{variant}_{run}.log",
     benchmark:
@@ -22,19 +22,18 @@ rule train_cnn:
         attempt=lambda wc, attempt: attempt,
     params:
         corpus=lambda wc: CORPUS,
-        faces_dir=lambda wc, input: os.path.dirname(input.faces[0]),
-        out=lambda wc, output: os.path.dirname(output.model),
+        out=lambda wc: cnn_dir(wc.variant, wc.run),
         epochs=lambda wc: cnn_epochs(wc.variant),
         dimension=config["dimension"],
         seed=lambda wc: run_seed(wc.run),
-        selection=lambda wc: run_selection(wc.run),
+        selection=lambda wc: run_selection(wc.run, HEADLINE_SELECTION),
         normalization=config["cnn"]["normalization"],
         device=config["device"],
         options=cli_options(config["cnn"].get("options")),
         # A retried job (SLURM time limit, preemption) continues from its last epoch.
         resume=lambda wc, resources: "--resume" if resources.attempt > 1 else "",
     shell:
-        "affectflow train-cnn --corpus {params.corpus} --faces-dir {params.faces_dir}"
+        "affectflow train-cnn --corpus {params.corpus} --faces {input.faces}"
         " --variant {wildcards.variant} --seed {params.seed} --out {params.out}"
         " --epochs {params.epochs} --dimension {params.dimension}"
         " --selection {params.selection} --normalization {params.normalization}"

@@ -4,10 +4,10 @@
 
 rule extract:
     input:
-        model=f"{RESULTS}/cnn/{{variant}}/{{run}}/model.pt",
-        faces=f"{RESULTS}/faces/{{subject}}.h5",
+        model=model_file("cnn", "{variant}", "{run}"),
+        faces=faces_path("{subject}"),
     output:
-        features=f"{RESULTS}/features/{{variant}}/{{run}}/{{subject}}.h5",
+        features=features_path("{variant}", "{run}", "{subject}"),
     log:
         "logs/extract/{variant}_{run}_{subject}.log",
     benchmark:
@@ -21,8 +21,7 @@ rule extract:
         mem_mb=4000,
         runtime=30,
     params:
-        run_dir=lambda wc, input: os.path.dirname(input.model),
         device=config["device"],
     shell:
-        "affectflow extract --model {params.run_dir} --faces {input.faces}"
+        "affectflow extract --model {input.model} --faces {input.faces}"
         " -o {output.features} --device {params.device} > {log} 2>&1"

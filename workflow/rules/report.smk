@@ -7,14 +7,14 @@ rule tables:
     output:
         md=[
             report(
-                f"{RESULTS}/tables/table{n}.md",
+                table_path(n, "md"),
                 caption=f"../report/table{n}.rst",
                 category="Tables",
                 labels={"table": f"Table {n}"},
             )
-            for n in range(1, 6)
+            for n in TABLES
         ],
-        tsv=[f"{RESULTS}/tables/table{n}.tsv" for n in range(1, 6)],
+        tsv=[table_path(n, "tsv") for n in TABLES],
     log:
         "logs/tables.log",
     benchmark:
@@ -34,19 +34,19 @@ rule tables:
 
 rule figures:
     input:
-        cnn_trace=f"{predictions_dir('cnn', FIGURE_CNN, FIGURE_RUN)}/{FIGURE_SUBJECT}.csv",
-        rnn_trace=f"{predictions_dir('rnn', FIGURE_RNN, FIGURE_RUN)}/{FIGURE_SUBJECT}.csv",
+        cnn_trace=predictions_path("cnn", FIGURE_CNN, FIGURE_RUN, FIGURE_SUBJECT),
+        rnn_trace=predictions_path("rnn", FIGURE_RNN, FIGURE_RUN, FIGURE_SUBJECT),
         histories=all_histories(),
     output:
         figure3=report(
-            f"{RESULTS}/figures/figure3.png",
+            figure_path(FIGURE3),
             caption="../report/figure3.rst",
             category="Figures",
             labels={"figure": "Figure 3"},
         ),
-        smoothness=f"{RESULTS}/figures/figure3_smoothness.json",
+        smoothness=figure_path(FIGURE3_SMOOTHNESS),
         curves=report(
-            f"{RESULTS}/figures/training_curves.png",
+            figure_path(TRAINING_CURVES),
             caption="../report/training_curves.rst",
             category="Figures",
             labels={"figure": "Training curves"},
@@ -62,7 +62,7 @@ rule figures:
         mem_mb=1000,
         runtime=10,
     params:
-        cnn_label=CNN_LABELS.get(FIGURE_CNN, FIGURE_CNN),
+        cnn_label=cnn_label(FIGURE_CNN),
         rnn_label=f"CNN+RNN ({FIGURE_RNN})",
     shell:
         "affectflow figures --trace {params.cnn_label:q} {input.cnn_trace}"

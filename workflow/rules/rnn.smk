@@ -4,14 +4,16 @@
 
 rule train_rnn:
     input:
+        # the CNN whose features the RNN reads: its model file goes into the RNN's
+        cnn=lambda wc: model_file("cnn", RNN_FEATURES, wc.run),
         features=lambda wc: [
-            f"{features_dir(RNN_FEATURES, wc.run)}/{s}.h5" for s in TRAINING_SUBJECTS
+            features_path(RNN_FEATURES, wc.run, s) for s in TRAINING_SUBJECTS
         ],
         labels=label_files(TRAINING_SUBJECTS),
     output:
-        model=f"{RESULTS}/rnn/{{name}}/{{run}}/model.pt",
-        history=f"{RESULTS}/rnn/{{name}}/{{run}}/history.tsv",
-        run=f"{RESULTS}/rnn/{{name}}/{{run}}/run.json",
+        model=model_file("rnn", "{name}", "{run}"),
+        history=f"{rnn_dir('{name}', '{run}')}/{HISTORY_FILE}",
+        run=f"{rnn_dir('{name}', '{run}')}/{RUN_FILE}",
     log:
         "logs/train_rnn/{name}_{run}.log",
     benchmark:
@@ -25,20 +27,20 @@ rule train_rnn:
         attempt=lambda wc, attempt: attempt,
     params:
         corpus=lambda wc: CORPUS,
-        features_dir=lambda wc, input: os.path.dirname(input.features[0]),
-        out=lambda wc, output: os.path.dirname(output.model),
+        out=lambda wc: rnn_dir(wc.name, wc.run),
         settings=lambda wc: RNN_CONFIGS[wc.name],
         epochs=config["rnn"]["epochs"],
         loss=config["rnn"]["loss"],
         dimension=config["dimension"],
         seed=lambda wc: run_seed(wc.run),
-        selection=lambda wc: run_selection(wc.run),
+        selection=lambda wc: run_selection(wc.run, HEADLINE_SELECTION),
         feature_norm=RNN_FEATURE_NORM,
         device=config["device"],
         options=cli_options(config["rnn"].get("options")),
         resume=lambda wc, resources: "--resume" if resources.attempt > 1 else "",
     shell:
-        "affectflow train-rnn --corpus {params.corpus} --features-dir {params.features_dir}"
+        "affectflow train-rnn --corpus {params.corpus} --cnn {input.cnn}"
+        " --features {input.features}"
         " --seed {params.seed} --out {params.out}"
         " --cell {params.settings[cell]} --nonlinearity {params.settings[nonlinearity]}"
         " --hidden {params.settings[hidden]} --layers {params.settings[layers]}"
