@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "affectflow.evaluate",
     "affectflow.predict",
     "affectflow.report",
+    "affectflow.profile",
 )
 
 
