@@ -10,22 +10,37 @@
 #include <stdexcept>
 #include <thread>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 namespace affectflow {
 
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
-// While no face is found, a search on the downscaled frame runs every frame, and one at
-// full resolution (which also finds much smaller faces) every this many frames.
+// While no face is found, searches of the whole frame run downscaled to the last face's size
+// (see detect), and every kFullSearchEvery-th search in a row at full resolution with the whole
+// image pyramid (any face from the detector's smallest, about 80 px).
 constexpr long kFullSearchEvery = 5;
 // The search region around a tracked face, in detector-box widths.
 constexpr double kSearchRegion = 1.6;
-// ... searched at a scale where the tracked face is about this wide (HOG window: 80 px).
-constexpr double kRegionFaceWidth = 100.0;
+// ... searched at a scale where the tracked face's detector box is about this wide, by the
+// detector limited to the first kSizedLevels levels of its image pyramid: dlib's frontal face
+// boxes are about 73 px wide at the first level and 88 px at the second (levels shrink by 5/6),
+// so a face that changed size by -10 %..+15 % since the last detection is found, at about a
+// third of the cost of the whole pyramid.
+constexpr double kRegionFaceWidth = 84.0;
+constexpr long kSizedLevels = 2;
 // dlib's HOG window is 80x80 pixels: smaller images cannot hold a face.
 constexpr long kMinSearchSide = 80;
-// While no face is found, the detector runs on every this many frames (see align_segment).
+// While no face is found, the detector runs on every kLostSearchEvery-th frame at first, and
+// less often the longer the face stays away, down to every kLostSearchMaxEvery-th frame.
 constexpr long kLostSearchEvery = 3;
+constexpr long kLostSearchMaxEvery = 12;
+// A segment that starts without a track first searches this many face widths around where the
+// face was at the end of the previous batch.
+constexpr double kHintRegion = 3.0;
 // Segments shorter than this are not worth a thread (each starts with a detection).
 constexpr long kMinSegmentFrames = 16;
 
@@ -64,12 +79,84 @@ double angle_difference(double a, double b) {
 
 }  // namespace
 
-// OpenCV's COLOR_BGR2GRAY for 8-bit images, bit-exact (fixed point, 15 fractional bits).
-void bgr_to_gray(const std::uint8_t* bgr, std::uint8_t* gray, long pixels) {
+namespace {
+
+// OpenCV's fixed-point weights of COLOR_BGR2GRAY (15 fractional bits, rounded).
+constexpr std::uint32_t kGrayB = 3735, kGrayG = 19235, kGrayR = 9798, kGrayShift = 15;
+
+void bgr_to_gray_scalar(const std::uint8_t* bgr, std::uint8_t* gray, long pixels) {
     for (long i = 0; i < pixels; ++i) {
         const std::uint32_t b = bgr[3 * i], g = bgr[3 * i + 1], r = bgr[3 * i + 2];
-        gray[i] = static_cast<std::uint8_t>((b * 3735u + g * 19235u + r * 9798u + (1u << 14)) >> 15);
+        gray[i] = static_cast<std::uint8_t>((b * kGrayB + g * kGrayG + r * kGrayR + (1u << (kGrayShift - 1))) >>
+                                            kGrayShift);
     }
+}
+
+#if defined(__AVX2__)
+// The b, g and r bytes of 16 BGR pixels (48 bytes), each channel as 16 bytes.
+struct Channels16 {
+    __m128i b, g, r;
+};
+
+Channels16 deinterleave16(const std::uint8_t* bgr) {
+    // Byte k of channel c comes from byte 3k + c of the 48: in the first, second or third 16 bytes.
+    alignas(16) static constexpr std::int8_t kPick[3][3][16] = {
+        {{0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
+         {-1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14, -1, -1, -1, -1, -1},
+         {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 1, 4, 7, 10, 13}},
+        {{1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
+         {-1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1},
+         {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14}},
+        {{2, 5, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1},
+         {-1, -1, -1, -1, -1, 1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1},
+         {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15}},
+    };
+    const __m128i v[3] = {_mm_loadu_si128(reinterpret_cast<const __m128i*>(bgr)),
+                          _mm_loadu_si128(reinterpret_cast<const __m128i*>(bgr + 16)),
+                          _mm_loadu_si128(reinterpret_cast<const __m128i*>(bgr + 32))};
+    const auto channel = [&v](int c) {
+        __m128i out = _mm_setzero_si128();
+        for (int part = 0; part < 3; ++part)
+            out = _mm_or_si128(out, _mm_shuffle_epi8(v[part], _mm_load_si128(
+                                                                 reinterpret_cast<const __m128i*>(kPick[c][part]))));
+        return out;
+    };
+    return {channel(0), channel(1), channel(2)};
+}
+#endif
+
+}  // namespace
+
+// OpenCV's COLOR_BGR2GRAY for 8-bit images, bit-exact: (b*3735 + g*19235 + r*9798 + 2^14) >> 15.
+void bgr_to_gray(const std::uint8_t* bgr, std::uint8_t* gray, long pixels) {
+    long done = 0;
+#if defined(__AVX2__)
+    // 32 pixels at a time: (b, g) and (r, 1) as 16-bit pairs, multiplied and summed in pairs
+    // (pmaddwd) by (kGrayB, kGrayG) and (kGrayR, 2^14): the scalar formula's integers exactly.
+    const __m256i weights_bg = _mm256_set1_epi32(static_cast<int>((kGrayG << 16) | kGrayB));
+    const __m256i weights_r1 = _mm256_set1_epi32(static_cast<int>((1u << (kGrayShift - 1)) << 16 | kGrayR));
+    const __m256i ones = _mm256_set1_epi8(1);
+    const __m256i zero = _mm256_setzero_si256();
+    // 8 (b, g) byte pairs and 8 (r, 1) byte pairs per lane -> 8 gray values as int16 per lane.
+    const auto eight = [&](__m256i bg, __m256i r1) {
+        const __m256i low = _mm256_add_epi32(_mm256_madd_epi16(_mm256_unpacklo_epi8(bg, zero), weights_bg),
+                                             _mm256_madd_epi16(_mm256_unpacklo_epi8(r1, zero), weights_r1));
+        const __m256i high = _mm256_add_epi32(_mm256_madd_epi16(_mm256_unpackhi_epi8(bg, zero), weights_bg),
+                                              _mm256_madd_epi16(_mm256_unpackhi_epi8(r1, zero), weights_r1));
+        return _mm256_packs_epi32(_mm256_srli_epi32(low, kGrayShift), _mm256_srli_epi32(high, kGrayShift));
+    };
+    for (; done + 32 <= pixels; done += 32) {
+        const Channels16 first = deinterleave16(bgr + 3 * done), second = deinterleave16(bgr + 3 * done + 48);
+        // Every operation below stays within its 128-bit lane: lane 0 holds pixels 0-15, lane 1 16-31.
+        const __m256i b = _mm256_set_m128i(second.b, first.b);
+        const __m256i g = _mm256_set_m128i(second.g, first.g);
+        const __m256i r = _mm256_set_m128i(second.r, first.r);
+        const __m256i y = _mm256_packus_epi16(eight(_mm256_unpacklo_epi8(b, g), _mm256_unpacklo_epi8(r, ones)),
+                                              eight(_mm256_unpackhi_epi8(b, g), _mm256_unpackhi_epi8(r, ones)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(gray + done), y);
+    }
+#endif
+    bgr_to_gray_scalar(bgr + 3 * done, gray + done, pixels - done);
 }
 
 FaceChip face_chip(const GrayView& image, const dlib::full_object_detection& shape, long size, double padding) {
@@ -94,6 +181,21 @@ const dlib::frontal_face_detector& detector_prototype() {
     return prototype;
 }
 
+// The same detector searching only the first kSizedLevels levels of its image pyramid: for a face
+// of about known size, in an image scaled to put it at those levels.
+const dlib::frontal_face_detector& sized_detector_prototype() {
+    static const dlib::frontal_face_detector prototype = [] {
+        const dlib::frontal_face_detector& full = detector_prototype();
+        dlib::frontal_face_detector::image_scanner_type scanner;  // not copyable: copy its configuration
+        scanner.copy_configuration(full.get_scanner());
+        scanner.set_max_pyramid_levels(static_cast<unsigned long>(kSizedLevels));
+        std::vector<dlib::frontal_face_detector::feature_vector_type> weights;
+        for (unsigned long i = 0; i < full.num_detectors(); ++i) weights.push_back(full.get_w(i));
+        return dlib::frontal_face_detector(scanner, full.get_overlap_tester(), weights);
+    }();
+    return prototype;
+}
+
 std::vector<Detection> detect_faces(const GrayView& image) {
     dlib::frontal_face_detector detector = detector_prototype();
     std::vector<dlib::rect_detection> found;
@@ -105,24 +207,54 @@ std::vector<Detection> detect_faces(const GrayView& image) {
     return result;
 }
 
-Aligner::Aligner(const std::string& predictor_path, AlignerOptions options) : options_(options) {
-    if (options_.chip_size < 8) throw std::invalid_argument("chip_size must be at least 8");
-    if (options_.padding < 0) throw std::invalid_argument("padding must not be negative");
-    if (options_.detect_every < 1) throw std::invalid_argument("detect_every must be at least 1");
-    if (options_.threads < 1) throw std::invalid_argument("threads must be at least 1");
-    std::ifstream file(predictor_path, std::ios::binary);
-    if (!file) throw std::invalid_argument(predictor_path + ": landmark model not found or unreadable");
+namespace {
+
+AlignerOptions validated(const AlignerOptions& options) {
+    if (options.chip_size < 8) throw std::invalid_argument("chip_size must be at least 8");
+    if (options.padding < 0) throw std::invalid_argument("padding must not be negative");
+    if (options.detect_every < 1) throw std::invalid_argument("detect_every must be at least 1");
+    if (options.threads < 1) throw std::invalid_argument("threads must be at least 1");
+    return options;
+}
+
+LandmarkPredictor load_predictor(const std::string& path) {
+    std::ifstream file(path, std::ios::binary);
+    if (!file) throw std::invalid_argument(path + ": landmark model not found or unreadable");
+    std::optional<LandmarkPredictor> predictor;
     try {
-        dlib::deserialize(predictor_, file);
-    } catch (const std::exception& error) {
-        throw std::invalid_argument(predictor_path + ": not a dlib shape predictor (" + error.what() + ")");
+        predictor.emplace(file);
+    } catch (const dlib::serialization_error& error) {
+        throw std::invalid_argument(path + ": not a dlib shape predictor (" + error.what() + ")");
+    } catch (const std::bad_alloc&) {
+        throw std::invalid_argument(path + ": not a dlib shape predictor (implausible sizes)");
+    } catch (const std::invalid_argument& error) {
+        throw std::invalid_argument(path + ": " + error.what());
     }
-    if (predictor_.num_parts() != 5 && predictor_.num_parts() != 68)
-        throw std::invalid_argument(predictor_path + ": landmark model has " +
-                                    std::to_string(predictor_.num_parts()) + " points; 5 or 68 are supported");
-    const dlib::frontal_face_detector& detector = detector_prototype();
+    if (predictor->num_parts() != 5 && predictor->num_parts() != 68)
+        throw std::invalid_argument(path + ": landmark model has " + std::to_string(predictor->num_parts()) +
+                                    " points; 5 or 68 are supported");
+    return std::move(*predictor);
+}
+
+// While no face is found, the detector runs on every lost_search_interval(n)-th frame after the
+// n-th failed search in a row: every 3rd frame at first, then less and less often, up to every
+// kLostSearchMaxEvery-th frame (the frames in between are reached by tracking a returning face
+// backwards, so only a face that comes and goes within one interval is missed).
+long lost_search_interval(long failed_searches) {
+    return std::min(kLostSearchMaxEvery, kLostSearchEvery - 1 + std::max(1L, failed_searches));
+}
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+}  // namespace
+
+Aligner::Aligner(const std::string& predictor_path, AlignerOptions options)
+    : options_(validated(options)), predictor_(load_predictor(predictor_path)) {
     workers_.resize(static_cast<std::size_t>(options_.threads));
-    for (Worker& worker : workers_) worker.detector = detector;  // one copy each: not thread-safe
+    for (Worker& worker : workers_) {  // one copy each: detectors are not thread-safe
+        worker.detector = detector_prototype();
+        worker.sized_detector = sized_detector_prototype();
+    }
 }
 
 void Aligner::process(const FrameBatch& frames, const AlignOutput& out, bool continue_track) {
@@ -133,12 +265,12 @@ void Aligner::process(const FrameBatch& frames, const AlignOutput& out, bool con
     const long segments =
         std::max(1L, std::min<long>(options_.threads, options_.tracking ? count / kMinSegmentFrames : count));
     std::vector<TrackState> states(static_cast<std::size_t>(segments));
-    for (long s = 0; s < segments; ++s) {
-        if (s == 0) {
-            states[0] = carry_;
-        } else {
-            states[s].face_width = carry_.face_width;  // a size hint for the first, downscaled, detection
-        }
+    states[0] = carry_;
+    for (long s = 1; s < segments; ++s) {
+        // Later segments start without a track: where the face last was, and its size, guide the
+        // first search (around the old place, then the whole frame downscaled).
+        states[s].face_width = carry_.face_width;
+        if (options_.tracking && carry_.valid) states[s].hint = predicted_box(carry_, 1.0, 1.0);
     }
     std::vector<std::exception_ptr> errors(static_cast<std::size_t>(segments));
     for (Worker& worker : workers_) worker.detections_run = worker.region_searches = worker.frame_searches = 0;
@@ -165,13 +297,13 @@ void Aligner::process(const FrameBatch& frames, const AlignOutput& out, bool con
 
 void Aligner::align_segment(Worker& worker, const FrameBatch& frames, long begin, long end, TrackState& state,
                             const AlignOutput& out) const {
-    // While no face is found, the detector runs on every kLostSearchEvery-th frame (and the last
-    // of the segment); when it finds the face again, the frames passed over since the last failed
-    // search are tracked backwards from it, so a returning face is not picked up late.
+    // While no face is found, the detector skips frames (lost_search_interval; never the last
+    // frame of the segment); when it finds the face again, the frames passed over since the last
+    // failed search are tracked backwards from it, so a returning face is not picked up late.
     long last_search = begin - 1;
     for (long t = begin; t < end; ++t) {
         if (options_.tracking && !state.valid && state.failed_detections > 0 && t + 1 < end &&
-            (t - last_search) % kLostSearchEvery != 0) {
+            t - last_search < lost_search_interval(state.failed_detections)) {
             out.detected[t] = false;
             write_missing(t, out);
             continue;
@@ -187,43 +319,50 @@ void Aligner::align_segment(Worker& worker, const FrameBatch& frames, long begin
                 state.shape = shape;
                 state.chip = chip.details;
                 ++state.frames_since_detection;
-                write_found(t, chip, shape, out);
+                write_found(t, chip, shape, FaceSource::tracked, kNaN, out);
                 continue;
             }
             // Lost: fall through to a detection on this very frame.
         }
 
-        dlib::rectangle box;
         out.detected[t] = true;
         const bool was_lost = !state.valid && state.failed_detections > 0;
         const long previous_search = last_search;
         last_search = t;
-        if (!detect(worker, image, state, box)) {
+        const std::optional<Detection> detection = detect(worker, image, state);
+        if (!detection) {
             state.valid = false;
             ++state.failed_detections;
             write_missing(t, out);
             continue;
         }
-        const dlib::full_object_detection shape = predictor_(image, box);
+        const dlib::full_object_detection shape = predictor_(image, detection->box);
         const FaceChip chip = face_chip(image, shape, options_.chip_size, options_.padding);
-        // Remember where the detector's box sits relative to the chip, in the chip's frame.
-        const double width = chip.details.rect.width();
-        const dlib::dpoint offset = (dlib::dpoint(dlib::center(box)) - dlib::center(chip.details.rect)) / width;
-        state.valid = true;
-        state.shape = shape;
-        state.chip = chip.details;
-        state.detect_angle = chip.details.angle;
-        state.box_dx = offset.x();
-        state.box_dy = offset.y();
-        state.box_width = box.width() / width;
-        state.box_height = box.height() / width;
-        state.face_width = static_cast<double>(box.width());
-        state.frames_since_detection = 0;
-        state.failed_detections = 0;
-        state.reference_chip.assign(&chip.pixels[0][0], &chip.pixels[0][0] + chip.pixels.size());
-        write_found(t, chip, shape, out);
+        start_track(state, *detection, shape, chip);
+        write_found(t, chip, shape, FaceSource::detected, static_cast<float>(detection->score), out);
         if (was_lost) track_backwards(worker, frames, t, previous_search, state, out);
     }
+}
+
+void Aligner::start_track(TrackState& state, const Detection& detection, const dlib::full_object_detection& shape,
+                          const FaceChip& chip) const {
+    // Remember where the detector's box sits relative to the chip, in the chip's frame.
+    const dlib::rectangle& box = detection.box;
+    const double width = chip.details.rect.width();
+    const dlib::dpoint offset = (dlib::dpoint(dlib::center(box)) - dlib::center(chip.details.rect)) / width;
+    state.valid = true;
+    state.shape = shape;
+    state.chip = chip.details;
+    state.detect_angle = chip.details.angle;
+    state.box_dx = offset.x();
+    state.box_dy = offset.y();
+    state.box_width = box.width() / width;
+    state.box_height = box.height() / width;
+    state.face_width = static_cast<double>(box.width());
+    state.frames_since_detection = 0;
+    state.failed_detections = 0;
+    state.hint.reset();
+    state.reference_chip.assign(&chip.pixels[0][0], &chip.pixels[0][0] + chip.pixels.size());
 }
 
 void Aligner::track_backwards(Worker& worker, const FrameBatch& frames, long found, long searched,
@@ -236,18 +375,18 @@ void Aligner::track_backwards(Worker& worker, const FrameBatch& frames, long fou
         if (plausible_step(back, chip, image, shape)) {
             back.shape = shape;
             back.chip = chip.details;
-            write_found(t, chip, shape, out);
+            write_found(t, chip, shape, FaceSource::tracked, kNaN, out);
             continue;
         }
         // Tracking back failed (a face half out of the frame, say): the detector decides, as it
         // would have without skipping.
-        dlib::rectangle box;
         out.detected[t] = true;
-        if (!detect(worker, image, back, box)) return;
-        back.shape = predictor_(image, box);
+        const std::optional<Detection> detection = detect(worker, image, back);
+        if (!detection) return;
+        back.shape = predictor_(image, detection->box);
         const FaceChip detected = face_chip(image, back.shape, options_.chip_size, options_.padding);
         back.chip = detected.details;
-        write_found(t, detected, back.shape, out);
+        write_found(t, detected, back.shape, FaceSource::detected, static_cast<float>(detection->score), out);
     }
 }
 
@@ -277,55 +416,74 @@ dlib::rectangle Aligner::predicted_box(const TrackState& state, double grow_x, d
                                std::lround(grow_y * state.box_height * width));
 }
 
-bool Aligner::detect(Worker& worker, const GrayView& image, TrackState& state, dlib::rectangle& box) const {
+std::optional<Detection> Aligner::detect(Worker& worker, const GrayView& image, TrackState& state) const {
     ++worker.detections_run;
     // Faces known to be large are searched in a downscaled image (HOG cost goes with the pixel count).
     const double scale = options_.tracking && state.face_width > 0
                              ? std::min(1.0, options_.detect_face_width / state.face_width)
                              : 1.0;
-    if (options_.tracking && state.valid) {
-        // While a face is tracked, search first around it: the region is a fraction of the frame.
-        const double side = std::max(state.box_width, state.box_height) * kSearchRegion;
-        const dlib::rectangle region = predicted_box(state, side / state.box_width, side / state.box_height)
-                                           .intersect(dlib::get_rect(image));
-        const double region_scale = std::min(1.0, kRegionFaceWidth / (state.box_width * state.chip.rect.width()));
+    if (options_.tracking && (state.valid || state.hint)) {
+        // Search first around the tracked face (or where it last was): a fraction of the frame,
+        // at a scale where the face is about kRegionFaceWidth wide.
+        dlib::rectangle region;
+        double face_width = 0;
+        if (state.valid) {
+            const double side = std::max(state.box_width, state.box_height) * kSearchRegion;
+            region = predicted_box(state, side / state.box_width, side / state.box_height);
+            face_width = state.box_width * state.chip.rect.width();
+        } else {
+            const dlib::rectangle& hint = *state.hint;
+            const double side = std::max(hint.width(), hint.height()) * kHintRegion;
+            region = dlib::centered_rect(dlib::center(hint), std::lround(side), std::lround(side));
+            face_width = static_cast<double>(hint.width());
+            state.hint.reset();  // one look: afterwards the whole frame is searched
+        }
+        region = region.intersect(dlib::get_rect(image));
+        const double region_scale = std::min(1.0, kRegionFaceWidth / std::max(1.0, face_width));
         ++worker.region_searches;
-        if (!region.is_empty() && search(worker, sub_view(image, region), region_scale, region.tl_corner(), box))
-            return true;
+        if (!region.is_empty()) {
+            if (auto found = search(worker, worker.sized_detector, sub_view(image, region), region_scale,
+                                    region.tl_corner()))
+                return found;
+        }
     }
     ++worker.frame_searches;
     if (scale < 0.9) {
-        if (search(worker, image, scale, dlib::point(0, 0), box)) return true;
-        // Just lost, or a while without a face: also search at full resolution (smaller faces).
-        if (!state.valid && state.failed_detections % kFullSearchEvery != 0) return false;
+        // The whole frame, downscaled so that a face of the last size is found by the sized
+        // detector (faces from about 0.9x to 1.2x that size) ...
+        if (auto found = search(worker, worker.sized_detector, image, scale, dlib::point(0, 0))) return found;
+        // ... and on every kFullSearchEvery-th search in a row without a face, at full resolution
+        // with the whole pyramid: a face that came back at another size (from the detector's
+        // smallest, about 80 px).
+        if ((state.failed_detections + 1) % kFullSearchEvery != 0) return std::nullopt;
     }
-    return search(worker, image, 1.0, dlib::point(0, 0), box);
+    return search(worker, worker.detector, image, 1.0, dlib::point(0, 0));
 }
 
-bool Aligner::search(Worker& worker, const GrayView& image, double scale, const dlib::point& origin,
-                     dlib::rectangle& box) const {
+std::optional<Detection> Aligner::search(Worker& worker, dlib::frontal_face_detector& detector,
+                                         const GrayView& image, double scale, const dlib::point& origin) {
     worker.detections.clear();
     double sx = 1.0, sy = 1.0;
     const long rows = std::lround(image.rows * scale), cols = std::lround(image.cols * scale);
     if (scale < 0.9 && rows >= kMinSearchSide && cols >= kMinSearchSide) {
         worker.small.set_size(rows, cols);
         dlib::resize_image(image, worker.small);
-        worker.detector(worker.small, worker.detections, 0.0);
+        detector(worker.small, worker.detections, 0.0);
         // resize_image maps pixel centres: image x = small x * (cols_in - 1) / (cols_out - 1)
         sx = (image.cols - 1) / static_cast<double>(std::max(1L, cols - 1));
         sy = (image.rows - 1) / static_cast<double>(std::max(1L, rows - 1));
     } else {
-        if (image.rows < kMinSearchSide || image.cols < kMinSearchSide) return false;
-        worker.detector(image, worker.detections, 0.0);
+        if (image.rows < kMinSearchSide || image.cols < kMinSearchSide) return std::nullopt;
+        detector(image, worker.detections, 0.0);
     }
-    if (worker.detections.empty()) return false;
+    if (worker.detections.empty()) return std::nullopt;
     const auto best = std::max_element(
         worker.detections.begin(), worker.detections.end(),
         [](const auto& a, const auto& b) { return a.detection_confidence < b.detection_confidence; });
     const dlib::drectangle r = best->rect;
-    box = dlib::rectangle(origin.x() + std::lround(r.left() * sx), origin.y() + std::lround(r.top() * sy),
-                          origin.x() + std::lround(r.right() * sx), origin.y() + std::lround(r.bottom() * sy));
-    return true;
+    const dlib::rectangle box(origin.x() + std::lround(r.left() * sx), origin.y() + std::lround(r.top() * sy),
+                              origin.x() + std::lround(r.right() * sx), origin.y() + std::lround(r.bottom() * sy));
+    return Detection{box, best->detection_confidence};
 }
 
 bool Aligner::plausible_step(const TrackState& state, const FaceChip& chip, const GrayView& image,
@@ -347,10 +505,12 @@ bool Aligner::plausible_step(const TrackState& state, const FaceChip& chip, cons
 }
 
 void Aligner::write_found(long frame, const FaceChip& chip, const dlib::full_object_detection& shape,
-                          const AlignOutput& out) const {
+                          FaceSource source, float score, const AlignOutput& out) const {
     const long area = options_.chip_size * options_.chip_size;
     std::memcpy(out.chips + frame * area, &chip.pixels[0][0], static_cast<std::size_t>(area));
     out.found[frame] = true;
+    out.source[frame] = static_cast<std::uint8_t>(source);
+    out.score[frame] = source == FaceSource::detected ? score : kNaN;
     const long parts = static_cast<long>(shape.num_parts());
     float* landmarks = out.landmarks + frame * parts * 2;
     for (long i = 0; i < parts; ++i) {
@@ -364,10 +524,11 @@ void Aligner::write_missing(long frame, const AlignOutput& out) const {
     const long area = options_.chip_size * options_.chip_size;
     std::memset(out.chips + frame * area, 0, static_cast<std::size_t>(area));
     out.found[frame] = false;
+    out.source[frame] = static_cast<std::uint8_t>(FaceSource::lost);
+    out.score[frame] = kNaN;
     const long parts = landmark_count();
-    std::fill(out.landmarks + frame * parts * 2, out.landmarks + (frame + 1) * parts * 2,
-              std::numeric_limits<float>::quiet_NaN());
-    std::fill(out.transform + frame * 6, out.transform + (frame + 1) * 6, std::numeric_limits<float>::quiet_NaN());
+    std::fill(out.landmarks + frame * parts * 2, out.landmarks + (frame + 1) * parts * 2, kNaN);
+    std::fill(out.transform + frame * 6, out.transform + (frame + 1) * 6, kNaN);
 }
 
 }  // namespace affectflow

@@ -3,14 +3,15 @@
 
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <dlib/image_processing/frontal_face_detector.h>
-#include <dlib/image_processing/shape_predictor.h>
 #include <dlib/image_transforms/interpolation.h>
 
 #include "gray_view.h"
+#include "landmarks.h"
 
 namespace affectflow {
 
@@ -20,9 +21,10 @@ struct AlignerOptions {
     bool tracking = true;            // false: detect on every frame (the reference path)
     int detect_every = 10;           // while tracking, detect on every K-th frame (1: every frame)
     int threads = 1;
-    // Detection on a downscaled frame: the last known face is shrunk to about this width
-    // (dlib's HOG window is 80 px, so faces down to ~80/120 of the last size are still found).
-    double detect_face_width = 120.0;
+    // Searches of the whole frame while tracking is lost run on a downscaled frame where the
+    // last known face box is about this wide (dlib's smallest boxes are ~73 px: faces down to
+    // ~0.9x the last size are found); every 5th search in a row also runs at full resolution.
+    double detect_face_width = 80.0;
     // Tracking is lost when a tracked frame's chip correlates less than this with the
     // chip of the last detection, or the face jumps, rescales or turns too much.
     double min_chip_correlation = 0.6;
@@ -40,13 +42,22 @@ struct FrameBatch {
     long channels = 1;
 };
 
+// Where a frame's face comes from (AlignOutput::source; affectflow.faces.SOURCES names them).
+enum class FaceSource : std::uint8_t {
+    lost = 0,      // no face in this frame
+    detected = 1,  // the face detector found it in this frame
+    tracked = 2,   // the landmarks of a neighbouring frame placed it (forwards, or backwards to a returning face)
+};
+
 // Caller-owned per-frame outputs (numpy arrays), all with `count` rows.
 struct AlignOutput {
-    std::uint8_t* chips = nullptr;  // [T, S, S], zeros where not found
-    bool* found = nullptr;          // [T]
-    bool* detected = nullptr;       // [T] the detector ran on this frame
-    float* landmarks = nullptr;     // [T, P, 2] frame pixels (x, y), NaN where not found
-    float* transform = nullptr;     // [T, 2, 3] frame -> chip affine map, NaN where not found
+    std::uint8_t* chips = nullptr;   // [T, S, S], zeros where not found
+    bool* found = nullptr;           // [T]
+    bool* detected = nullptr;        // [T] the detector ran on this frame (whether or not it found the face)
+    std::uint8_t* source = nullptr;  // [T] FaceSource
+    float* score = nullptr;          // [T] the detector's score where source == detected, NaN elsewhere
+    float* landmarks = nullptr;      // [T, P, 2] frame pixels (x, y), NaN where not found
+    float* transform = nullptr;      // [T, 2, 3] frame -> chip affine map, NaN where not found
 };
 
 // What a segment of frames hands to the next frame: the face being tracked.
@@ -58,8 +69,11 @@ struct TrackState {
     // so that tracked boxes look like detector boxes to the shape predictor.
     double box_dx = 0, box_dy = 0, box_width = 0, box_height = 0, detect_angle = 0;
     long frames_since_detection = 0;
-    long failed_detections = 0;  // consecutive frames without a face
+    long failed_detections = 0;  // consecutive searches without a face
     double face_width = 0;       // last detector box width in frame pixels (0: unknown)
+    // Where the face was some frames earlier (a segment's start: the end of the previous batch):
+    // the first search looks around it before searching the whole frame.
+    std::optional<dlib::rectangle> hint;
     std::vector<std::uint8_t> reference_chip;
 };
 
@@ -80,7 +94,8 @@ struct Detection {
     dlib::rectangle box;
     double score;
 };
-// All detections of dlib's HOG frontal face detector (no upsampling, threshold 0), best first.
+// All detections of dlib's HOG frontal face detector (no upsampling, threshold 0), best first;
+// the score is dlib's detection_confidence.
 std::vector<Detection> detect_faces(const GrayView& image);
 
 class Aligner {
@@ -92,10 +107,15 @@ public:
     long detections_run() const { return detections_run_; }
     long region_searches() const { return region_searches_; }
     long frame_searches() const { return frame_searches_; }
+    // The landmark model's points for the face in `box` (as dlib's shape_predictor gives them).
+    dlib::full_object_detection landmarks(const GrayView& image, const dlib::rectangle& box) const {
+        return predictor_(image, box);
+    }
 
     // Align a batch; with continue_track the first frame continues the previous batch's track.
     // Frames are split into contiguous segments, one thread each; every segment but a
-    // continued first one starts with a detection.
+    // continued first one starts with a detection (first around where the previous batch left
+    // the face, then in the whole frame).
     void process(const FrameBatch& frames, const AlignOutput& out, bool continue_track);
     void reset() {
         const std::lock_guard<std::mutex> lock(busy_);
@@ -106,6 +126,7 @@ public:
 private:
     struct Worker {
         dlib::frontal_face_detector detector;
+        dlib::frontal_face_detector sized_detector;  // its first pyramid levels only (see detect)
         std::vector<std::uint8_t> gray;        // BGR frames converted to gray
         dlib::array2d<unsigned char> small;    // downscaled frame for detection
         std::vector<dlib::rect_detection> detections;
@@ -124,18 +145,22 @@ private:
     // Where the detector would box the tracked face (its box at the last detection, moved, scaled
     // and turned with the landmarks), grown by (grow_x, grow_y).
     static dlib::rectangle predicted_box(const TrackState& state, double grow_x, double grow_y);
-    bool detect(Worker& worker, const GrayView& image, TrackState& state, dlib::rectangle& box) const;
+    // The face to align in `image`: around the tracked face (or the hint) first, then the whole frame.
+    std::optional<Detection> detect(Worker& worker, const GrayView& image, TrackState& state) const;
     // Best-scoring face in `image` searched at `scale`, as a box in the frame (image origin at `origin`).
-    bool search(Worker& worker, const GrayView& image, double scale, const dlib::point& origin,
-                dlib::rectangle& box) const;
+    static std::optional<Detection> search(Worker& worker, dlib::frontal_face_detector& detector,
+                                           const GrayView& image, double scale, const dlib::point& origin);
+    // A detection becomes the tracked face (the reference for the next frames).
+    void start_track(TrackState& state, const Detection& detection, const dlib::full_object_detection& shape,
+                     const FaceChip& chip) const;
     bool plausible_step(const TrackState& state, const FaceChip& chip, const GrayView& image,
                         const dlib::full_object_detection& shape) const;
-    void write_found(long frame, const FaceChip& chip, const dlib::full_object_detection& shape,
-                     const AlignOutput& out) const;
+    void write_found(long frame, const FaceChip& chip, const dlib::full_object_detection& shape, FaceSource source,
+                     float score, const AlignOutput& out) const;
     void write_missing(long frame, const AlignOutput& out) const;
 
     AlignerOptions options_;
-    dlib::shape_predictor predictor_;
+    LandmarkPredictor predictor_;
     std::vector<Worker> workers_;
     TrackState carry_;
     long detections_run_ = 0;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
 #include "aligner.h"
 #include "normalize.h"
@@ -75,12 +76,16 @@ py::dict align_batch(affectflow::Aligner& aligner, const py::array& frames, bool
     const py::ssize_t count = batch.count, size = aligner.options().chip_size, parts = aligner.landmark_count();
     py::array_t<std::uint8_t> chips({count, size, size});
     py::array_t<bool> found(count), detected(count);
+    py::array_t<std::uint8_t> source(count);
+    py::array_t<float> score(count);
     py::array_t<float> landmarks({count, parts, py::ssize_t{2}});
     py::array_t<float> transform({count, py::ssize_t{2}, py::ssize_t{3}});
     affectflow::AlignOutput out;
     out.chips = chips.mutable_data();
     out.found = found.mutable_data();
     out.detected = detected.mutable_data();
+    out.source = source.mutable_data();
+    out.score = score.mutable_data();
     out.landmarks = landmarks.mutable_data();
     out.transform = transform.mutable_data();
     {
@@ -91,9 +96,49 @@ py::dict align_batch(affectflow::Aligner& aligner, const py::array& frames, bool
     result["chips"] = chips;
     result["found"] = found;
     result["detected"] = detected;
+    result["source"] = source;
+    result["score"] = score;
     result["landmarks"] = landmarks;
     result["transform"] = transform;
     return result;
+}
+
+// OpenCV's cvtColor(COLOR_BGR2GRAY), bit-exact, into a caller-owned array (one thread, GIL released).
+void bgr_to_gray_into(const py::array& bgr, py::array& out) {
+    require_uint8_contiguous(bgr, "bgr");
+    require_uint8_contiguous(out, "out");
+    if (bgr.ndim() != 3 || bgr.shape(2) != 3)
+        throw py::value_error("bgr must be [H,W,3], got shape " + shape_text(bgr));
+    if (out.ndim() != 2 || out.shape(0) != bgr.shape(0) || out.shape(1) != bgr.shape(1) || !out.writeable())
+        throw py::value_error("out must be a writeable [H,W] array, got shape " + shape_text(out) + " for bgr " +
+                              shape_text(bgr));
+    const auto* pixels = static_cast<const std::uint8_t*>(bgr.data());
+    auto* gray = static_cast<std::uint8_t*>(out.mutable_data());
+    const long count = static_cast<long>(bgr.shape(0) * bgr.shape(1));
+    py::gil_scoped_release release;
+    affectflow::bgr_to_gray(pixels, gray, count);
+}
+
+py::array_t<float> predict_landmarks(const affectflow::Aligner& aligner, const py::array& frame,
+                                     const std::tuple<long, long, long, long>& box) {
+    std::vector<std::uint8_t> storage;
+    const GrayView image = gray_frame(frame, storage);
+    const auto [left, top, right, bottom] = box;
+    const dlib::rectangle rect(left, top, right, bottom);
+    if (rect.is_empty()) throw py::value_error("box (left, top, right, bottom) is empty");
+    dlib::full_object_detection shape;
+    {
+        py::gil_scoped_release release;
+        shape = aligner.landmarks(image, rect);
+    }
+    const py::ssize_t parts = static_cast<py::ssize_t>(shape.num_parts());
+    py::array_t<float> points({parts, py::ssize_t{2}});
+    float* out = points.mutable_data();
+    for (py::ssize_t i = 0; i < parts; ++i) {
+        out[2 * i] = static_cast<float>(shape.part(i).x());
+        out[2 * i + 1] = static_cast<float>(shape.part(i).y());
+    }
+    return points;
 }
 
 py::tuple face_chip(const py::array& frame, const py::array_t<double, py::array::c_style | py::array::forcecast>& landmarks,
@@ -190,15 +235,24 @@ PYBIND11_MODULE(_native, m) {
                  options.threads = threads;
                  options.detect_face_width = detect_face_width;
                  options.min_chip_correlation = min_chip_correlation;
+                 // Reading the landmark model (and, once per process, decoding dlib's detector) takes
+                 // a while and touches no Python object.
+                 py::gil_scoped_release release;
                  return std::make_unique<affectflow::Aligner>(predictor_path, options);
              }),
              py::arg("predictor_path"), py::kw_only(), py::arg("chip_size") = 96, py::arg("padding") = 0.25,
              py::arg("tracking") = true, py::arg("detect_every") = 10, py::arg("threads") = 1,
-             py::arg("detect_face_width") = 120.0, py::arg("min_chip_correlation") = 0.6)
+             py::arg("detect_face_width") = 80.0, py::arg("min_chip_correlation") = 0.6)
         .def("process", &align_batch, py::arg("frames"), py::arg("continue_track") = true,
              "Align uint8 frames [T,H,W] (gray) or [T,H,W,3] (BGR), read in place. Returns a dict of "
              "chips uint8 [T,S,S], found bool [T], detected bool [T] (the detector ran), "
-             "landmarks float32 [T,P,2] and transform float32 [T,2,3] (frame -> chip); NaN where not found.")
+             "source uint8 [T] (0 lost, 1 detected: found by the detector in this frame, 2 tracked: placed by "
+             "a neighbouring frame's landmarks), score float32 [T] (the detector's score where source is 1, "
+             "else NaN), landmarks float32 [T,P,2] and transform float32 [T,2,3] (frame -> chip); NaN where "
+             "not found.")
+        .def("landmarks", &predict_landmarks, py::arg("frame"), py::arg("box"),
+             "Landmarks float32 [P,2] of the face in box (left, top, right, bottom) of a frame [H,W] or "
+             "[H,W,3], as dlib's shape_predictor(frame, box) gives them.")
         .def("reset", &affectflow::Aligner::reset, "Forget the tracked face and the detection count.")
         .def_property_readonly("landmark_count", &affectflow::Aligner::landmark_count)
         .def_property_readonly("detections_run", &affectflow::Aligner::detections_run,
@@ -209,6 +263,13 @@ PYBIND11_MODULE(_native, m) {
                                "Detector searches of whole frames.")
         .def_property_readonly("threads", [](const affectflow::Aligner& a) { return a.options().threads; });
 
+    m.attr("SOURCE_LOST") = static_cast<int>(affectflow::FaceSource::lost);
+    m.attr("SOURCE_DETECTED") = static_cast<int>(affectflow::FaceSource::detected);
+    m.attr("SOURCE_TRACKED") = static_cast<int>(affectflow::FaceSource::tracked);
+
+    m.def("bgr_to_gray", &bgr_to_gray_into, py::arg("bgr"), py::arg("out"),
+          "Write the gray version of a BGR uint8 frame [H,W,3] into out [H,W] (both C-contiguous), "
+          "bit-exact OpenCV cvtColor(COLOR_BGR2GRAY), in the calling thread with the GIL released.");
     m.def("face_chip", &face_chip, py::arg("frame"), py::arg("landmarks"), py::arg("size") = 96,
           py::arg("padding") = 0.25,
           "(chip uint8 [size,size], transform float32 [2,3]) of a face from its landmarks, as dlib.get_face_chip.");

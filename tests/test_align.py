@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from affectflow.align import LANDMARK_DIR_VARIABLE, align_video
+from affectflow.align import LANDMARK_DIR_VARIABLE, align_video, iter_aligned_chunks
 from affectflow.cli import main
-from affectflow.faces import read_faces
+from affectflow.faces import DATASETS, DETECTED, LOST, TRACKED, read_faces
 from affectflow.normalize import normalize_chips
 from affectflow.testing.reference import moving_face_video
 
@@ -54,8 +54,10 @@ def test_tracking_agrees_with_per_frame_detection_on_the_synthetic_corpus(synthe
 
 def test_align_command_writes_the_face_file(face_video, tmp_path, capsys):
     out = tmp_path / "faces" / "moving.h5"
-    assert main(["align", str(face_video), "-o", str(out), "--threads", "2", "--quiet",
-                 "--normalization", "lcn-gauss"]) == 0
+    assert (
+        main(["align", str(face_video), "-o", str(out), "--threads", "2", "--quiet", "--normalization", "lcn-gauss"])
+        == 0
+    )
     summary = capsys.readouterr().out
     assert "60 frames" in summary and "found" in summary and "detections run" in summary and "frames/s" in summary
     track = read_faces(out)
@@ -69,10 +71,41 @@ def test_align_command_writes_the_face_file(face_video, tmp_path, capsys):
     assert np.isnan(track.landmarks[missing]).all() and np.isnan(track.transform[missing]).all()
     assert not track.chips[missing].any()
     np.testing.assert_array_equal(track.normalized, normalize_chips(track.chips, "lcn-gauss", dtype=np.float16))
+    # where each frame's face comes from, and the detector's score where it found it
+    assert track.source.dtype == np.uint8 and track.score.dtype == np.float32
+    np.testing.assert_array_equal(track.source == LOST, missing)
+    assert track.source[0] == DETECTED and (track.source == TRACKED).sum() > 30
+    np.testing.assert_array_equal(np.isfinite(track.score), track.source == DETECTED)
+    assert (track.score[track.source == DETECTED] > 0).all()
     attrs = track.attrs
     assert attrs["fps"] == 25.0 and attrs["chip_size"] == 96 and attrs["normalization"] == "lcn-gauss"
     assert attrs["landmark_model"] == "shape_predictor_5_face_landmarks" and attrs["source"] == str(face_video)
     assert 0 < attrs["detections_run"] < 30
+
+
+def test_streamed_chunks_are_the_whole_video_aligned(face_video):
+    whole = align_video(face_video, threads=2, progress=False)  # 2 cores: one decodes, one aligns
+    chunks = iter_aligned_chunks(face_video, threads=2)
+    parts = list(chunks)
+    for name in DATASETS:
+        np.testing.assert_array_equal(
+            np.concatenate([getattr(p, name) for p in parts]), getattr(whole, name), err_msg=name
+        )
+    assert chunks.frames == 60 and chunks.found_frames == whole.found.sum()
+    for key in ("detections_run", "found_fraction", "fps", "landmark_model", "normalization"):
+        assert chunks.attrs[key] == whole.attrs[key]
+    with pytest.raises(RuntimeError, match="once"):
+        iter(chunks)
+    # Small chunks: the track continues from chunk to chunk (only where the face is gone do
+    # chunk ends change which frames the detector searches).
+    small = list(iter_aligned_chunks(face_video, threads=2, chunk_frames=7))
+    assert [len(p) for p in small] == [7] * 8 + [4]
+    np.testing.assert_array_equal(np.concatenate([p.found for p in small]), whole.found)
+    np.testing.assert_array_equal(np.concatenate([p.time for p in small]), whole.time)
+    points = whole.landmarks[whole.found]
+    iod = np.linalg.norm(points[:, :2].mean(axis=1) - points[:, 2:4].mean(axis=1), axis=1)
+    distance = np.linalg.norm(np.concatenate([p.landmarks for p in small])[whole.found] - points, axis=2)
+    assert (distance.mean(axis=1) / iod).mean() < 0.02
 
 
 def test_68_landmarks_and_other_chip_size(face_video):

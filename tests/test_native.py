@@ -190,3 +190,74 @@ def test_a_returning_face_is_tracked_backwards_to_its_first_frame():
     assert not tracked["found"][10:20].any() and tracked["found"][20:].all()
     assert tracked["detected"][10:20].sum() < 10  # searches skip frames while the face is gone
     assert not tracked["detected"][20]  # found by tracking back from a later detection
+
+
+def test_sources_and_scores_of_the_per_frame_path_are_dlibs(moving, reference):
+    import dlib
+
+    from affectflow.faces import DETECTED, LOST, SOURCES
+
+    assert (SOURCES[_native.SOURCE_LOST], SOURCES[_native.SOURCE_DETECTED], SOURCES[_native.SOURCE_TRACKED]) == (
+        "lost",
+        "detected",
+        "tracked",
+    )
+    result = _native.Aligner(str(landmark_model_path(5)), tracking=False, threads=2).process(moving)
+    assert result["source"].dtype == np.uint8 and result["score"].dtype == np.float32
+    np.testing.assert_array_equal(result["source"], np.where(result["found"], DETECTED, LOST))
+    detector = dlib.get_frontal_face_detector()
+    for frame, found, score in zip(moving, result["found"], result["score"]):
+        _, scores, _ = detector.run(frame, 0, 0.0)
+        if found:
+            # dlib's score of the same detection: most are equal; our build of dlib's HOG rounds some
+            # sums differently (compiler flags), which moves a few scores by up to 0.2 %
+            np.testing.assert_allclose(score, max(scores), rtol=5e-3)
+        else:
+            assert not scores and np.isnan(score)
+
+
+def test_sources_and_scores_while_tracking(moving):
+    from affectflow.faces import DETECTED, LOST, TRACKED
+
+    result = _native.Aligner(str(landmark_model_path(5)), detect_every=10, threads=1).process(moving)
+    source, found, detected, score = result["source"], result["found"], result["detected"], result["score"]
+    # Detected: the detector ran on this frame and found the face; tracked: found without it;
+    # lost: no face (the detector may have run and failed, or skipped the frame).
+    np.testing.assert_array_equal(source == DETECTED, found & detected)
+    np.testing.assert_array_equal(source == TRACKED, found & ~detected)
+    np.testing.assert_array_equal(source == LOST, ~found)
+    assert (source == TRACKED).sum() > (source == DETECTED).sum() > 0
+    np.testing.assert_array_equal(np.isfinite(score), source == DETECTED)
+    assert (score[source == DETECTED] > 0).all()
+
+
+@pytest.mark.parametrize("points", [5, 68])
+def test_landmarks_equal_dlibs_shape_predictor_on_any_box(astronaut, points):
+    """Our flat evaluation of the regression trees gives dlib's landmarks, boxes partly outside the frame included."""
+    import dlib
+
+    aligner = _native.Aligner(str(landmark_model_path(points)), threads=1)
+    predictor = dlib.shape_predictor(str(landmark_model_path(points)))
+    rng = np.random.default_rng(points)
+    for _ in range(60):
+        width = int(rng.integers(30, 300))
+        left, top = int(rng.integers(-80, 480)), int(rng.integers(-80, 480))
+        box = (left, top, left + width, top + int(width * rng.uniform(0.8, 1.2)))
+        expected = predictor(astronaut, dlib.rectangle(*box))
+        np.testing.assert_array_equal(
+            aligner.landmarks(astronaut, box), np.array([(p.x, p.y) for p in expected.parts()], np.float32)
+        )
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 31), (17, 33), (480, 640)])
+def test_bgr_to_gray_is_opencvs(size):
+    import cv2
+
+    rng = np.random.default_rng(size[1])
+    bgr = rng.integers(0, 256, size + (3,), dtype=np.uint8)
+    bgr[0, 0] = 255  # the largest sums
+    gray = np.empty(size, np.uint8)
+    _native.bgr_to_gray(bgr, gray)
+    np.testing.assert_array_equal(gray, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    with pytest.raises(ValueError, match="out"):
+        _native.bgr_to_gray(bgr, np.empty((size[0] + 1, size[1]), np.uint8))

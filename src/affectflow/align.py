@@ -1,18 +1,27 @@
 """``affectflow align``: video -> per-subject face file (docs/design.md, sections 3 and 4).
 
-Frames are decoded in chunks (bounded memory for any video length), gray, and
-aligned by the native aligner (:class:`affectflow._native.Aligner`): dlib's HOG
-face detector on the first frame, when tracking is lost and every
-``detect_every`` frames (around the tracked face, on a downscaled image where
-the face is large), the previous landmarks placing the face box in between.
-Tracking is lost when landmarks jump, rescale or turn too much, leave the frame,
-or the chip stops correlating with the last detection's chip. While no face is
-found the detector runs on every 3rd frame, and a returning face is tracked
-backwards to the frames passed over. Detection picks the best-scoring face;
-landmarks (5-point by default) map eyes and nose to fixed chip positions
-exactly as ``dlib.get_face_chip(img, shape, size, padding=0.25)``. Each chunk
-is split into contiguous segments, one thread each. The next chunk decodes
-while the current one aligns.
+Frames are decoded in chunks, gray, and aligned by the native aligner
+(:class:`affectflow._native.Aligner`): dlib's HOG face detector on the first
+frame, when tracking is lost and every ``detect_every`` frames (around the
+tracked face, at the scale of its last size), the previous landmarks placing
+the face box in between. Tracking is lost when landmarks jump, rescale or turn
+too much, leave the frame, or the chip stops correlating with the last
+detection's chip. While no face is found the detector runs on every 3rd frame
+at first, then less and less often (down to every 12th), on the frame
+downscaled to the last face's size and every 5th time at full resolution; a
+returning face is tracked backwards to the frames passed over. Detection picks
+the best-scoring face; landmarks (5-point by default) map eyes and nose to
+fixed chip positions exactly as ``dlib.get_face_chip(img, shape, size,
+padding=0.25)``. Every frame records where its face comes from (``source``:
+lost, detected, tracked) and, where detected, the detector's score.
+
+Streaming, for videos of any length: :func:`iter_aligned_chunks` yields the
+aligned rows chunk by chunk (memory: a few chunks, whatever the length), and
+``affectflow align`` writes them to the face file as they come, through a
+temporary file that replaces the target only once complete;
+:func:`align_video` returns a whole video's :class:`affectflow.faces.FaceTrack`
+for callers that want it in memory. Of ``threads`` cores, one decodes the next
+chunk while the others align the current one (one segment of it per thread).
 
 Frames without a face stay in the file with ``found`` False, a zero chip and
 NaN landmarks/transform: filling them is a documented choice made downstream,
@@ -25,9 +34,9 @@ import importlib.util
 import os
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -38,7 +47,14 @@ LANDMARK_MODELS = {5: "shape_predictor_5_face_landmarks.dat", 68: "shape_predict
 LANDMARK_DIR_VARIABLE = "AFFECTFLOW_LANDMARK_DIR"
 CHIP_PADDING = 0.25
 DEFAULT_DETECT_EVERY = 10
+# Frames are decoded and aligned in chunks of about CHUNK_BYTES of gray pixels (two are held:
+# one aligning, one decoding), of CHUNK_FRAMES frames at most and MIN_CHUNK_FRAMES at least.
+CHUNK_BYTES = 32 << 20
 CHUNK_FRAMES = 256
+MIN_CHUNK_FRAMES = 32
+# Frames up to this many pixels are decoded by FFmpeg in one thread (it keeps pace with the
+# aligner, at the least CPU time in all); larger ones, where decoding outweighs aligning, in several.
+SINGLE_THREAD_DECODE_PIXELS = 640 * 480
 
 
 def landmark_model_path(landmarks: int = 5) -> Path:
@@ -65,24 +81,15 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _chunks(video: Path, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    from .video import iter_frames
-
-    times: list[float] = []
-    frames: list[np.ndarray] = []
-    for time_s, frame in iter_frames(video, gray=True):
-        times.append(time_s)
-        frames.append(frame)
-        if len(frames) == size:
-            yield np.asarray(times), np.stack(frames)
-            times, frames = [], []
-    if frames:
-        yield np.asarray(times), np.stack(frames)
+def chunk_frames_for(width: int, height: int) -> int:
+    """Frames per decoded chunk: about CHUNK_BYTES of gray frames, within [MIN_CHUNK_FRAMES, CHUNK_FRAMES]."""
+    frame_bytes = max(1, int(width) * int(height))
+    return int(max(MIN_CHUNK_FRAMES, min(CHUNK_FRAMES, CHUNK_BYTES // frame_bytes)))
 
 
 def _prefetched(chunks: Iterator):
     """Decode the next chunk in a helper thread while the caller aligns this one."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="affectflow-decode") as pool:
         pending = pool.submit(next, chunks, None)
         while True:
             chunk = pending.result()
@@ -90,6 +97,172 @@ def _prefetched(chunks: Iterator):
                 return
             pending = pool.submit(next, chunks, None)
             yield chunk
+
+
+class AlignedChunks:
+    """A video aligned chunk by chunk: iterate for :class:`affectflow.faces.FaceTrack` chunks.
+
+    Each chunk holds consecutive frames' rows (time, chips, normalized, found,
+    source, score, landmarks, transform); memory stays that of a few chunks for
+    any video length. :attr:`attrs` holds the face file's attributes, complete
+    (frame counts, detections run, seconds) once the iteration has ended. A video
+    without any face raises after its last chunk, so a writer fed from the chunks
+    (:func:`affectflow.faces.face_writer`) publishes nothing. Iterate once.
+    """
+
+    def __init__(
+        self,
+        video: Path,
+        *,
+        landmarks: int,
+        chip_size: int,
+        normalization: str,
+        detect_every: int,
+        tracking: bool,
+        threads: int | None,
+        progress: bool,
+        chunk_frames: int | None,
+    ) -> None:
+        from . import _native
+        from .normalize import METHODS
+        from .video import probe
+
+        self.video = video
+        if normalization not in METHODS:
+            raise fail(video, f"unknown normalization {normalization!r} (one of {', '.join(METHODS)})")
+        if chip_size < 16:
+            raise fail(video, f"chip size {chip_size} is too small (at least 16)")
+        if detect_every < 1:
+            raise fail(video, f"detect_every must be at least 1, got {detect_every}")
+        if threads is not None and threads < 1:
+            raise fail(video, f"threads must be at least 1, got {threads}")
+        if chunk_frames is not None and chunk_frames < 1:
+            raise fail(video, f"chunk_frames must be at least 1, got {chunk_frames}")
+        model = landmark_model_path(landmarks)
+        self.info = probe(video)
+        # `threads` cores in all: one decodes (see _chunks), the others align.
+        self.threads = threads or default_threads()
+        self.align_threads = max(1, self.threads - 1)
+        large = self.info.width * self.info.height > SINGLE_THREAD_DECODE_PIXELS
+        self.decode_threads = self.threads if large else 1
+        self.normalization = normalization
+        self.progress = progress
+        self.chunk_frames = chunk_frames or chunk_frames_for(self.info.width, self.info.height)
+        try:
+            self.aligner = _native.Aligner(
+                str(model),
+                chip_size=chip_size,
+                padding=CHIP_PADDING,
+                tracking=tracking,
+                detect_every=detect_every,
+                threads=self.align_threads,
+            )
+        except ValueError as error:
+            raise fail(model, str(error)) from None
+        self.frames = 0
+        self.found_frames = 0
+        self.seconds = 0.0
+        self.attrs: dict = {
+            "fps": float(self.info.fps),
+            "chip_size": int(chip_size),
+            "chip_padding": CHIP_PADDING,
+            "landmark_model": model.stem,
+            "landmarks": int(landmarks),
+            "normalization": normalization,
+            "source": str(video),
+            "tracking": bool(tracking),
+            "detect_every": int(detect_every),
+        }
+        self._started = False
+
+    def __iter__(self) -> Iterator:
+        if self._started:
+            raise RuntimeError("AlignedChunks can be iterated once")
+        self._started = True
+        return self._chunks()
+
+    def _chunks(self) -> Iterator:
+        from tqdm import tqdm
+
+        from .faces import FaceTrack
+        from .normalize import normalize_chips
+        from .video import iter_gray_chunks
+
+        started = time.perf_counter()
+        # A helper thread decodes the next chunk into one gray buffer while the aligner reads the
+        # other (chunk size: bounded memory, few enough chunks that their overhead stays small).
+        chunks = iter_gray_chunks(self.video, self.chunk_frames, buffers=2, threads=self.decode_threads)
+        decoded = _prefetched(chunks)
+        with tqdm(
+            total=self.info.frame_count or None,
+            unit="frame",
+            desc=f"align {self.video.name}",
+            disable=not self.progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        ) as bar:
+            for times, frames in decoded:
+                result = self.aligner.process(frames)
+                chips = result["chips"]
+                chunk = FaceTrack(
+                    chips=chips,
+                    # one thread: a chunk's chips take milliseconds, and OpenMP's idle threads would spin
+                    normalized=normalize_chips(chips, self.normalization, dtype=np.float16, threads=1),
+                    found=result["found"],
+                    source=result["source"],
+                    score=result["score"],
+                    landmarks=result["landmarks"],
+                    transform=result["transform"],
+                    time=times,
+                )
+                self.frames += len(times)
+                self.found_frames += int(chunk.found.sum())
+                self._update_attrs(started)
+                bar.update(len(times))
+                yield chunk
+        self._update_attrs(started)
+        if not self.found_frames:
+            raise fail(self.video, f"no face found in any of its {self.frames} frames")
+
+    def _update_attrs(self, started: float) -> None:
+        self.seconds = time.perf_counter() - started
+        self.attrs.update(
+            {
+                "detections_run": int(self.aligner.detections_run),
+                "found_fraction": float(self.found_frames / max(1, self.frames)),
+                "align_seconds": float(self.seconds),
+            }
+        )
+
+
+def iter_aligned_chunks(
+    video_path: str | os.PathLike,
+    *,
+    landmarks: int = 5,
+    chip_size: int = 96,
+    normalization: str = "gcn",
+    detect_every: int = DEFAULT_DETECT_EVERY,
+    tracking: bool = True,
+    threads: int | None = None,
+    progress: bool = False,
+    chunk_frames: int | None = None,
+) -> AlignedChunks:
+    """Align a video chunk by chunk (bounded memory): an iterable of FaceTrack chunks, see :class:`AlignedChunks`.
+
+    Options are checked (and the landmark model loaded) here, before any frame is decoded;
+    ``chunk_frames`` defaults to :func:`chunk_frames_for` the video's frame size.
+    """
+    return AlignedChunks(
+        Path(video_path),
+        landmarks=landmarks,
+        chip_size=chip_size,
+        normalization=normalization,
+        detect_every=detect_every,
+        tracking=tracking,
+        threads=threads,
+        progress=progress,
+        chunk_frames=chunk_frames,
+    )
 
 
 def align_video(
@@ -103,95 +276,65 @@ def align_video(
     threads: int | None = None,
     progress: bool = True,
 ):
-    """Align every frame of a video; returns a :class:`affectflow.faces.FaceTrack`.
+    """Align every frame of a video; returns a :class:`affectflow.faces.FaceTrack` (the whole video in memory).
 
-    ``normalized`` is float16 (the face file's type) by :func:`affectflow.normalize.normalize_chips`.
+    The chunks of :func:`iter_aligned_chunks`, concatenated; ``normalized`` is float16 (the
+    face file's type) by :func:`affectflow.normalize.normalize_chips`.
     """
-    from tqdm import tqdm
+    from .faces import DATASETS, FaceTrack
 
-    from . import _native
-    from .faces import FaceTrack
-    from .normalize import METHODS, normalize_chips
-    from .video import probe
-
-    video = Path(video_path)
-    if normalization not in METHODS:
-        raise fail(video, f"unknown normalization {normalization!r} (one of {', '.join(METHODS)})")
-    if chip_size < 16:
-        raise fail(video, f"chip size {chip_size} is too small (at least 16)")
-    if detect_every < 1:
-        raise fail(video, f"detect_every must be at least 1, got {detect_every}")
-    model = landmark_model_path(landmarks)
-    info = probe(video)
-    threads = threads or default_threads()
-    try:
-        aligner = _native.Aligner(str(model), chip_size=chip_size, padding=CHIP_PADDING, tracking=tracking,
-                                  detect_every=detect_every, threads=threads)
-    except ValueError as error:
-        raise fail(model, str(error)) from None
-
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in ("time", "chips", "found", "landmarks", "transform")}
-    started = time.perf_counter()
-    with tqdm(total=info.frame_count or None, unit="frame", desc=f"align {video.name}", disable=not progress,
-              file=sys.stderr, dynamic_ncols=True) as bar:
-        for times, frames in _prefetched(_chunks(video, CHUNK_FRAMES)):
-            result = aligner.process(frames)
-            parts["time"].append(times)
-            for name in ("chips", "found", "landmarks", "transform"):
-                parts[name].append(result[name])
-            bar.update(len(frames))
-    data = {name: np.concatenate(chunks) for name, chunks in parts.items()}
-    found = data["found"]
-    if not found.any():
-        raise fail(video, f"no face found in any of its {len(found)} frames")
-    normalized = normalize_chips(data["chips"], normalization, dtype=np.float16, threads=threads)
-    elapsed = time.perf_counter() - started
-    return FaceTrack(
-        chips=data["chips"],
-        normalized=normalized,
-        found=found,
-        landmarks=data["landmarks"],
-        transform=data["transform"],
-        time=data["time"],
-        attrs={
-            "fps": float(info.fps),
-            "chip_size": int(chip_size),
-            "chip_padding": CHIP_PADDING,
-            "landmark_model": model.stem,
-            "landmarks": int(landmarks),
-            "normalization": normalization,
-            "source": str(video),
-            "tracking": bool(tracking),
-            "detect_every": int(detect_every),
-            "detections_run": int(aligner.detections_run),
-            "found_fraction": float(found.mean()),
-            "align_seconds": float(elapsed),
-        },
+    chunks = iter_aligned_chunks(
+        video_path,
+        landmarks=landmarks,
+        chip_size=chip_size,
+        normalization=normalization,
+        detect_every=detect_every,
+        tracking=tracking,
+        threads=threads,
+        progress=progress,
     )
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in DATASETS}
+    for chunk in chunks:
+        for name in DATASETS:
+            parts[name].append(getattr(chunk, name))
+    return FaceTrack(**{name: np.concatenate(arrays) for name, arrays in parts.items()}, attrs=dict(chunks.attrs))
 
 
 def summary_line(track, video: Path) -> str:
-    frames = len(track)
-    seconds = track.attrs["align_seconds"]
-    return (f"{video}: {frames} frames, found {100.0 * track.found.mean():.1f} %, "
-            f"{track.attrs['detections_run']} detections run, {frames / max(seconds, 1e-9):.1f} frames/s")
+    """One line on an aligned video: ``track`` is a FaceTrack, or the AlignedChunks it was written from."""
+    attrs = track.attrs
+    frames = track.frames if isinstance(track, AlignedChunks) else len(track)
+    seconds = attrs["align_seconds"]
+    return (
+        f"{video}: {frames} frames, found {100.0 * attrs['found_fraction']:.1f} %, "
+        f"{attrs['detections_run']} detections run, {frames / max(seconds, 1e-9):.1f} frames/s"
+    )
 
 
 def _cmd_align(args) -> int:
-    from .faces import write_faces
+    from .faces import face_writer
 
-    track = align_video(
+    options = {"landmarks": args.landmarks, "chip_size": args.chip_size, "detect_every": args.detect_every,
+               "tracking": not args.no_tracking}
+    if args.like is not None:
+        # the model's training faces' settings, as `predict` aligns (affectflow.inference)
+        from .inference import load_pipeline
+
+        options.update(load_pipeline(args.like).align_options())
+    chunks = iter_aligned_chunks(
         args.video,
-        landmarks=args.landmarks,
-        chip_size=args.chip_size,
+        **options,
         normalization=args.normalization,
-        detect_every=args.detect_every,
-        tracking=not args.no_tracking,
         threads=args.threads,
         progress=not args.quiet,
     )
-    write_faces(args.output, track)
-    print(summary_line(track, args.video))
+    # Written as it is aligned: memory stays bounded for any video length, and a failure (no
+    # face in the whole video, say) leaves no file.
+    with face_writer(args.output) as writer:
+        for chunk in chunks:
+            writer.append(chunk)
+        writer.attrs.update(chunks.attrs)
+    print(summary_line(chunks, args.video))
     return 0
 
 
@@ -206,13 +349,34 @@ def add_commands(subparsers) -> None:
     )
     parser.add_argument("video", type=Path, help="input video")
     parser.add_argument("-o", "--output", required=True, type=Path, help="face file to write (.h5)")
-    parser.add_argument("--threads", type=int, default=None, help="aligner threads (default: all available cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="cores to use: one decodes the video, the others align (default: all available)",
+    )
     parser.add_argument("--landmarks", type=int, choices=(5, 68), default=5, help="landmark model (default 5)")
     parser.add_argument("--chip-size", type=int, default=96, help="chip width and height in pixels (default 96)")
-    parser.add_argument("--normalization", choices=METHODS, default="gcn",
-                        help="chip normalization stored as 'normalized' (default gcn)")
-    parser.add_argument("--detect-every", type=int, default=DEFAULT_DETECT_EVERY,
-                        help=f"re-run the face detector at least every K frames (default {DEFAULT_DETECT_EVERY})")
+    parser.add_argument(
+        "--normalization",
+        choices=METHODS,
+        default="gcn",
+        help="chip normalization stored as 'normalized' (default gcn)",
+    )
+    parser.add_argument(
+        "--detect-every",
+        type=int,
+        default=DEFAULT_DETECT_EVERY,
+        help=f"re-run the face detector at least every K frames (default {DEFAULT_DETECT_EVERY})",
+    )
     parser.add_argument("--no-tracking", action="store_true", help="run the detector on every frame")
+    parser.add_argument(
+        "--like",
+        type=Path,
+        default=None,
+        metavar="MODEL",
+        help="align as the faces this model file was trained on (its landmarks, chip size, detect-every, "
+        "tracking: these override the options above)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_cmd_align)

@@ -6,14 +6,33 @@ that frames and labels stay aligned by time:
 - ``chips`` uint8 [T, S, S]: aligned grayscale crops
 - ``normalized`` float16 [T, S, S]: mean-subtracted, contrast-normalized chips
 - ``found`` bool [T]: a face was detected or tracked in the frame
+- ``source`` uint8 [T]: where the frame's face comes from, an index into :data:`SOURCES`:
+  0 ``lost`` (no face), 1 ``detected`` (the face detector found it in this frame),
+  2 ``tracked`` (placed by a neighbouring frame's landmarks)
+- ``score`` float32 [T]: the face detector's score where ``source`` is ``detected``, NaN elsewhere
+  (dlib's HOG detection confidence, as the detector ran: around the tracked face or on a
+  downscaled frame, so comparable within a file rather than with other detectors)
 - ``landmarks`` float32 [T, P, 2]: landmarks in frame pixels (NaN where not found)
 - ``transform`` float32 [T, 2, 3]: affine map from frame to chip pixels
 - ``time`` float64 [T]: frame time in seconds
-- attributes: fps, chip_size, landmark_model, normalization, affectflow_version, source
+- attributes: fps, chip_size, landmark_model, normalization, affectflow_version, source (the video)
+
+Files written before ``source`` and ``score`` existed still read: their ``source``
+is derived from ``found`` (``tracked`` where found, which is what most such frames
+were, ``lost`` elsewhere; which frames the detector found is not recorded there),
+``score`` is all NaN, and the track's attribute ``face_source_derived`` is True.
+
+Writing goes through :func:`face_writer` (chunk by chunk, for videos of any
+length; :func:`write_faces` writes a whole track through it): resizable, chunked
+HDF5 datasets in a temporary file that replaces the target only when complete.
+Nothing is compressed: gzip saved about a fifth of the chips (face texture is
+noisy) and cost more time than aligning them.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +42,19 @@ from . import __version__
 from .errors import fail
 from .io import atomic_path
 
-DATASETS = ("chips", "normalized", "found", "landmarks", "transform", "time")
+SOURCES = ("lost", "detected", "tracked")
+LOST, DETECTED, TRACKED = range(len(SOURCES))
+DATASETS = ("chips", "normalized", "found", "source", "score", "landmarks", "transform", "time")
+# What face files written before `source` and `score` hold (still readable).
+REQUIRED_DATASETS = ("chips", "normalized", "found", "landmarks", "transform", "time")
+# Rows per HDF5 chunk, at most: a writer's chunks are its first append's rows (the aligner's
+# chunk), up to this, so that appends fill whole chunks.
+CHUNK_ROWS = 256
+
+
+def legacy_source(found: np.ndarray) -> np.ndarray:
+    """``source`` for data without one: ``tracked`` where found, ``lost`` elsewhere."""
+    return np.where(np.asarray(found, bool), TRACKED, LOST).astype(np.uint8)
 
 
 @dataclass
@@ -35,6 +66,14 @@ class FaceTrack:
     transform: np.ndarray
     time: np.ndarray
     attrs: dict = field(default_factory=dict)
+    source: np.ndarray | None = None  # uint8 [T] index into SOURCES; None: derived from found
+    score: np.ndarray | None = None  # float32 [T]; None: all NaN
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            self.source = legacy_source(self.found)
+        if self.score is None:
+            self.score = np.full(len(self.found), np.nan, np.float32)
 
     def __len__(self) -> int:
         return len(self.time)
@@ -46,24 +85,90 @@ class FaceTrack:
                 raise fail(where, f"dataset {name!r} has {len(getattr(self, name))} rows, time has {n}")
         if self.chips.dtype != np.uint8 or self.chips.ndim != 3:
             raise fail(where, f"chips must be uint8 [T,S,S], got {self.chips.dtype} {self.chips.shape}")
+        source = np.asarray(self.source)
+        if source.dtype != np.uint8 or source.ndim != 1 or (source >= len(SOURCES)).any():
+            raise fail(where, f"source must be uint8 [T] codes below {len(SOURCES)} ({', '.join(SOURCES)})")
+        if not np.array_equal(source != LOST, np.asarray(self.found, bool)):
+            raise fail(where, "source and found disagree (source is 'lost' exactly where found is False)")
+
+
+def _as_written(track: FaceTrack, name: str) -> np.ndarray:
+    data = np.asarray(getattr(track, name))
+    if name == "source":
+        data = data.astype(np.uint8, copy=False)
+    elif name == "score":
+        data = data.astype(np.float32, copy=False)
+    return np.ascontiguousarray(data)
+
+
+class FaceWriter:
+    """Appends tracks (chunks of one video's rows) to an open face file; see :func:`face_writer`."""
+
+    def __init__(self, h5, path: Path, chunk_rows: int) -> None:
+        self._h5 = h5
+        self._path = path
+        self._chunk_rows = chunk_rows
+        self.rows = 0
+        self.attrs: dict = {}  # written when the file is complete
+
+    def append(self, track: FaceTrack) -> None:
+        track.validate(self._path)
+        n = len(track)
+        if n == 0:
+            return
+        for name in DATASETS:
+            data = _as_written(track, name)
+            if name not in self._h5:
+                rows = max(1, min(self._chunk_rows, n))
+                self._h5.create_dataset(
+                    name,
+                    shape=(0,) + data.shape[1:],
+                    maxshape=(None,) + data.shape[1:],
+                    dtype=data.dtype,
+                    chunks=(rows,) + data.shape[1:],
+                )
+            dataset = self._h5[name]
+            if dataset.shape[1:] != data.shape[1:] or dataset.dtype != data.dtype:
+                raise fail(
+                    self._path,
+                    f"{name}: rows of {data.dtype} {data.shape[1:]} after rows of {dataset.dtype} {dataset.shape[1:]}",
+                )
+            dataset.resize(self.rows + n, axis=0)
+            dataset[self.rows :] = data
+        self.rows += n
+
+    def _finish(self) -> None:
+        if self.rows == 0:
+            raise fail(self._path, "no frames to write")
+        self._h5.attrs["affectflow_version"] = __version__
+        for key, value in self.attrs.items():
+            self._h5.attrs[key] = value
+
+
+@contextlib.contextmanager
+def face_writer(path: str | Path, *, chunk_rows: int = CHUNK_ROWS) -> Iterator[FaceWriter]:
+    """Write a face file chunk by chunk; ``writer.attrs`` becomes its attributes.
+
+    The file appears at ``path`` only when the block ends without an error (a
+    temporary file beside it is removed otherwise), so a failed run leaves no file.
+    Memory stays that of one chunk, whatever the video's length.
+    """
+    import h5py
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            writer = FaceWriter(h5, path, chunk_rows)
+            yield writer
+            writer._finish()
 
 
 def write_faces(path: str | Path, track: FaceTrack) -> None:
     """Write atomically: a failed write leaves no file at ``path``."""
-    import h5py
-
     track.validate(path)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as h5:
-            chunk_rows = max(1, min(len(track), 256))
-            for name in DATASETS:
-                data = np.ascontiguousarray(getattr(track, name))
-                chunks = (chunk_rows,) + data.shape[1:] if data.size else None
-                h5.create_dataset(name, data=data, chunks=chunks,
-                                  compression="gzip" if name == "chips" else None)
-            h5.attrs["affectflow_version"] = __version__
-            for key, value in track.attrs.items():
-                h5.attrs[key] = value
+    with face_writer(path) as writer:
+        writer.append(track)
+        writer.attrs.update(track.attrs)
 
 
 def read_faces(path: str | Path, *, chips: bool = True) -> FaceTrack:
@@ -75,14 +180,19 @@ def read_faces(path: str | Path, *, chips: bool = True) -> FaceTrack:
         raise fail(path, "face file not found (run `affectflow align` first)")
     try:
         with h5py.File(path, "r") as h5:
-            missing = [name for name in DATASETS if name not in h5]
+            missing = [name for name in REQUIRED_DATASETS if name not in h5]
             if missing:
                 raise fail(path, f"not an affectflow face file: missing datasets {missing}")
-            data = {name: (h5[name][()] if (chips or name != "chips") else np.empty((0,), np.uint8))
-                    for name in DATASETS}
+            data = {
+                name: (h5[name][()] if (chips or name != "chips") else np.empty((0,), np.uint8))
+                for name in DATASETS
+                if name in h5
+            }
             attrs = dict(h5.attrs)
     except OSError as error:
         raise fail(path, f"unreadable HDF5 file ({error})") from None
+    if "source" not in data:  # written before per-frame sources were recorded
+        attrs["face_source_derived"] = True
     track = FaceTrack(**data, attrs=attrs)
     if chips:
         track.validate(path)
