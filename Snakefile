@@ -3,6 +3,7 @@
 #   snakemake --cores 2                          # the embedded demo (config/config.yaml)
 #   snakemake --cores 8 --configfile config/recola.yaml
 #   snakemake --profile profiles/slurm --configfile config/recola.yaml
+#   snakemake annotate --cores 4 --config 'annotate={videos: DIR, models: [M.pt]}'
 #
 # Rules are thin: each calls one `affectflow` command (see `affectflow --help`).
 # All grids (variants, seeds, RNN ablations) live in the config, not here.
@@ -24,6 +25,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/rnn.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/annotate.smk"
 
 
 rule all:
@@ -31,3 +33,11 @@ rule all:
     input:
         table_files(),
         figure_files(),
+
+
+onerror:
+    # A failed video stops `annotate_summary`; the folder's summary is still written, listing it.
+    if ANNOTATE_VIDEOS and os.path.isdir(
+        os.path.dirname(annotations_summary_path())
+    ):
+        shell(annotate_summary_command(annotations_summary_path()) + " || true")

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from test_annotate import decoded_frames, model_and_videos  # noqa: F401 (a fixture)
 from workflow_helpers import REPO, finite_numbers_in_tsv, tool_env
 
 CLUSTER_DIR = REPO / "tests" / "cluster"
@@ -144,3 +145,35 @@ def test_tiny_workflow_runs_through_slurm_with_gpu_rules_on_the_gpu_partition(sl
     for n in range(1, 6):
         finite_numbers_in_tsv(workdir / f"results/tables/table{n}.tsv")
     print(f"SLURM workflow: {len(jobs)} sbatch jobs in {elapsed:.0f} s")
+
+
+def test_annotate_a_folder_through_slurm(slurm_cluster, model_and_videos, tmp_path):
+    """`snakemake annotate` through the SLURM profile: alignments on the CPU partition, the videos'
+    annotations packed into one GPU job, the faceless video failing alone and listed in the summary."""
+    env = slurm_cluster
+    _, model, videos, _ = model_and_videos
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    profile = site_profile(tmp_path / "profile", cpus=os.cpu_count() or 1, memory_mb=1000)
+    before = {job["id"] for job in slurm_jobs(env)}
+    command = ["timeout", "-k", "20", str(WORKFLOW_TIMEOUT_S), sys.executable, "-m", "snakemake",
+               "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--profile", str(profile),
+               "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
+               "annotate", "--config", f"annotate={{videos: {videos}, models: [{model}]}}"]
+    started = time.monotonic()
+    run = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True,
+                         timeout=WORKFLOW_TIMEOUT_S + 60, start_new_session=True)
+    elapsed = time.monotonic() - started
+    assert run.returncode != 0, "the faceless video should have failed its job"
+    jobs = [job for job in slurm_jobs(env) if job["id"] not in before]
+    aligns = [job for job in jobs if "rule_annotate_align" in job["comment"]]
+    predictions = [job for job in jobs if "annotate_video" in job["comment"] or "group_annotate" in job["comment"]]
+    assert len(aligns) == 4 and {job["partition"] for job in aligns} == {"cpu"}, jobs
+    assert len(predictions) == 1 and predictions[0]["partition"] == "gpu", jobs
+    out = workdir / "results" / "annotations"
+    for name in ("first", "second", "second_720p30"):
+        with open(out / f"{name}.csv") as fh:
+            assert sum(1 for _ in fh) - 1 == decoded_frames(videos / f"{name}.mp4")
+    summary = (out / "summary.tsv").read_text()
+    assert "empty_room\tfailed" in summary and "no face" in summary
+    print(f"SLURM annotate: {len(jobs)} sbatch jobs ({len(aligns)} alignments, 1 GPU job) in {elapsed:.0f} s")

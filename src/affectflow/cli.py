@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "affectflow.train",
     "affectflow.evaluate",
     "affectflow.predict",
+    "affectflow.annotate",
     "affectflow.report",
     "affectflow.profile",
 )

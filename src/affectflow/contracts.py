@@ -49,6 +49,9 @@ CNN_LABELS = {"plain": "CNN", "D": "CNN+D", "A": "CNN+A", "AD": "CNN+AD"}
 # Model choice by CCC on dev (the paper) or on a held-out training subject.
 SELECTIONS = ("dev", "validation")
 RNN_SETTINGS = ("cell", "nonlinearity", "hidden", "window", "layers")
+# Weight initializations (affectflow.models documents them): the CNN's, and the Elman RNN's recurrence.
+INITS = ("paper", "he", "pytorch")
+RECURRENT_INITS = ("pytorch", "identity")
 MODEL_FILE = "model.pt"
 RUN_FILE = "run.json"
 HISTORY_FILE = "history.tsv"
@@ -152,3 +155,29 @@ TRAINING_CURVES = "training_curves.png"
 
 def figure_path(name: str, results: str = RESULTS) -> str:
     return f"{results}/figures/{name}"
+
+
+# ---- annotating a folder of videos (the workflow's `annotate` target)
+VIDEO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+ANNOTATIONS_SUMMARY = "summary.tsv"
+
+
+def annotation_path(video_id: str, ext: str = "csv", results: str = RESULTS) -> str:
+    """A video's annotations: ``{id}.csv`` (one row per frame), ``{id}.json`` (its summary), ``{id}.png``."""
+    return f"{results}/annotations/{video_id}.{ext}"
+
+
+def annotation_faces_path(video_id: str, results: str = RESULTS) -> str:
+    return f"{results}/annotations/faces/{video_id}.h5"
+
+
+def annotations_summary_path(results: str = RESULTS) -> str:
+    return f"{results}/annotations/{ANNOTATIONS_SUMMARY}"
+
+
+def video_id(path: str) -> str:
+    """A video's id from its file name: the stem, with characters other than letters, digits, '.', '_'
+    and '-' replaced by '_'."""
+    stem = path.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", stem)
+    return cleaned if VIDEO_ID_PATTERN.match(cleaned) else f"v_{cleaned}"

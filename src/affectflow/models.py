@@ -30,12 +30,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .contracts import INITS, RECURRENT_INITS  # noqa: F401 (CNNConfig.init, RNNConfig.recurrent_init choices)
+
 PAPER_CHANNELS = (64, 128, 256)
 PAPER_FC = 300
-# Elman recurrent weights: PyTorch's uniform default, or the identity of the IRNN (Le et al. 2015)
-RECURRENT_INITS = ("pytorch", "identity")
 IRNN_INPUT_STD = 0.001  # Le et al.'s input weights; larger ones made stacked IRNNs diverge in the demo
-INITS = ("paper", "he", "pytorch")
 HE_K = 2.0**0.5  # "he": the same normal law with k = sqrt(2), which keeps ReLU activations' scale
 PAPER_INIT_K = (0.2, 1.2)  # the range of the authors' per-model weight scale k
 # Training-set feature stds below this count as constant features (see FrameRNN.set_standardization).

@@ -19,9 +19,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .contracts import CNN_VARIANTS, SELECTIONS
+from .contracts import CNN_VARIANTS, INITS, RECURRENT_INITS, SELECTIONS
 from .dataset import DEFAULT_FEATURE_NORM, FEATURE_NORMS
-from .models import INITS, RECURRENT_INITS
 from .normalize import METHODS
 
 # Alignment settings of the training faces, recorded so that `predict` aligns new videos the same way.

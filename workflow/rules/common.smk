@@ -26,6 +26,9 @@ from affectflow.contracts import (
     TABLES,
     TABLE_FORMATS,
     TRAINING_CURVES,
+    annotation_faces_path,
+    annotation_path,
+    annotations_summary_path,
     avec_labels,
     avec_video,
     cnn_dir,
@@ -435,3 +438,58 @@ _refuse(
         else []
     )
 )
+
+
+# ---- annotate: a per-frame table for every video of a folder (`snakemake annotate`).
+ANNOTATE = config.get("annotate") or {}
+
+
+def _annotate_videos():
+    if not ANNOTATE.get("videos"):
+        return {}
+    from affectflow.annotate import list_videos
+    from affectflow.errors import AffectflowError
+
+    try:
+        return {key: str(path) for key, path in list_videos(ANNOTATE["videos"]).items()}
+    except (AffectflowError, OSError) as error:
+        raise WorkflowError(f"config annotate.videos: {error}")
+
+
+ANNOTATE_VIDEOS = _annotate_videos()
+ANNOTATE_LOGS = ["logs/annotate/align", "logs/annotate/predict"]
+
+
+def annotate_models(wildcards=None):
+    """annotate.models, else the workflow's own base RNN (first seed) once it is trained."""
+    if ANNOTATE.get("models"):
+        return list(ANNOTATE["models"])
+    own = model_file("rnn", FIGURE_RNN, FIGURE_RUN)
+    if os.path.exists(own):
+        return [own]
+    raise WorkflowError(
+        f"config annotate.models: none given, and the workflow's own model {own} is not trained yet "
+        "(run the workflow first, or name model files: --config 'annotate={videos: DIR, models: [M.pt]}')"
+    )
+
+
+def annotate_targets(wildcards=None):
+    if not ANNOTATE_VIDEOS:
+        raise WorkflowError(
+            "config annotate.videos: not set; e.g. snakemake annotate --cores 4 "
+            "--config 'annotate={videos: my_videos/, models: [results/rnn/.../model.pt]}'"
+        )
+    return [annotations_summary_path()] + [
+        annotation_path(video, ext)
+        for video in ANNOTATE_VIDEOS
+        for ext in ("csv", "png")
+    ]
+
+
+def annotate_summary_command(output):
+    """The summary of the folder: also run by `onerror`, so that failed videos are listed with their reason."""
+    return shlex.join(
+        ["affectflow", "annotate-summary", "--ids", *ANNOTATE_VIDEOS]
+        + ["--annotations", os.path.dirname(annotations_summary_path())]
+        + ["--logs", *ANNOTATE_LOGS, "-o", output]
+    )
