@@ -148,8 +148,8 @@ def test_tiny_workflow_runs_through_slurm_with_gpu_rules_on_the_gpu_partition(sl
 
 
 def test_annotate_a_folder_through_slurm(slurm_cluster, model_and_videos, tmp_path):
-    """`snakemake annotate` through the SLURM profile: alignments on the CPU partition, the videos'
-    annotations packed into one GPU job, the faceless video failing alone and listed in the summary."""
+    """`snakemake annotate` through the SLURM profile: alignments on the CPU partition, each video's
+    annotation a GPU job, the faceless video failing alone and listed in the summary."""
     env = slurm_cluster
     _, model, videos, _ = model_and_videos
     workdir = tmp_path / "work"
@@ -167,13 +167,14 @@ def test_annotate_a_folder_through_slurm(slurm_cluster, model_and_videos, tmp_pa
     assert run.returncode != 0, "the faceless video should have failed its job"
     jobs = [job for job in slurm_jobs(env) if job["id"] not in before]
     aligns = [job for job in jobs if "rule_annotate_align" in job["comment"]]
-    predictions = [job for job in jobs if "annotate_video" in job["comment"] or "group_annotate" in job["comment"]]
+    predictions = [job for job in jobs if "rule_annotate_video" in job["comment"]]
     assert len(aligns) == 4 and {job["partition"] for job in aligns} == {"cpu"}, jobs
-    assert len(predictions) == 1 and predictions[0]["partition"] == "gpu", jobs
+    assert len(predictions) == 3 and {job["partition"] for job in predictions} == {"gpu"}, jobs
     out = workdir / "results" / "annotations"
     for name in ("first", "second", "second_720p30"):
         with open(out / f"{name}.csv") as fh:
             assert sum(1 for _ in fh) - 1 == decoded_frames(videos / f"{name}.mp4")
     summary = (out / "summary.tsv").read_text()
     assert "empty_room\tfailed" in summary and "no face" in summary
-    print(f"SLURM annotate: {len(jobs)} sbatch jobs ({len(aligns)} alignments, 1 GPU job) in {elapsed:.0f} s")
+    print(f"SLURM annotate: {len(jobs)} sbatch jobs ({len(aligns)} alignments, {len(predictions)} GPU jobs) "
+          f"in {elapsed:.0f} s")

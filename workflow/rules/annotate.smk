@@ -1,6 +1,8 @@
 # `snakemake annotate`: a per-frame valence/arousal table for every video of a folder.
-# One alignment job per video (CPU), then its annotation (the models; on a cluster grouped
-# into one GPU job for many videos), then the folder's summary. A video that fails (no face,
+# One alignment job per video (CPU), then its annotation (the models; a GPU job on a cluster),
+# then the folder's summary. The annotations are not grouped into one GPU job: Snakemake submits
+# a group only once every member's input exists, so one faceless video would hold back all the
+# others of its group. A video that fails (no face,
 # undecodable) fails alone (keep-going, profiles/default); `onerror` still writes the summary
 # with each failure's reason.
 
@@ -53,8 +55,6 @@ rule annotate_video:
         "logs/annotate/predict/{video}.log",
     benchmark:
         "benchmarks/annotate/predict/{video}.tsv"
-    group:
-        "annotate"
     conda:
         "../../envs/affectflow.yaml"
     threads: 1
