@@ -56,9 +56,7 @@ def _dlib_from_env() -> Path | None:
 def _dlib_from_pkg_config() -> Path | None:
     if shutil.which("pkg-config") is None:
         return None
-    result = subprocess.run(
-        ["pkg-config", "--variable=includedir", "dlib-1"], capture_output=True, text=True
-    )
+    result = subprocess.run(["pkg-config", "--variable=includedir", "dlib-1"], capture_output=True, text=True)
     if result.returncode != 0:
         return None
     include = Path(result.stdout.strip())
@@ -77,8 +75,19 @@ def _dlib_from_sdist() -> Path:
     if not archive.is_file():
         _log(f"downloading dlib {DLIB_VERSION} source distribution (headers only)")
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "dlib",
-             "--no-build-isolation", "--dest", str(DEPS_DIR), f"dlib=={DLIB_VERSION}"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                "dlib",
+                "--no-build-isolation",
+                "--dest",
+                str(DEPS_DIR),
+                f"dlib=={DLIB_VERSION}",
+            ],
             check=True,
         )
     with tarfile.open(archive) as tar:
@@ -132,8 +141,7 @@ def choose_march() -> str | None:
 def make_extension() -> Pybind11Extension:
     include_dir, units_dir = find_dlib()
     march = choose_march()
-    compile_args = ["-O3", "-fopenmp", "-DDLIB_NO_GUI_SUPPORT", "-DNDEBUG",
-                    "-DDLIB_DISABLE_ASSERTS"]
+    compile_args = ["-O3", "-fopenmp", "-DDLIB_NO_GUI_SUPPORT", "-DNDEBUG", "-DDLIB_DISABLE_ASSERTS"]
     if march:
         compile_args.append(f"-march={march}")
     sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").glob("*.cpp"))

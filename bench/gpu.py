@@ -58,32 +58,91 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = "affectflow-bench-gpu/1"
 VARIANTS = {"plain": (False, 0.0), "AD": (True, 0.5)}  # (augment, dropout), as affectflow.train.VARIANTS
 # torch's own dependencies, which it imports lazily (sympy for symbolic shapes, triton on CUDA, ...).
-TORCH_DEPENDENCIES = {"sympy", "mpmath", "networkx", "jinja2", "markupsafe", "filelock", "fsspec", "triton",
-                      "typing_extensions", "cython_runtime", "setuptools", "pkg_resources"}
+TORCH_DEPENDENCIES = {
+    "sympy",
+    "mpmath",
+    "networkx",
+    "jinja2",
+    "markupsafe",
+    "filelock",
+    "fsspec",
+    "triton",
+    "typing_extensions",
+    "cython_runtime",
+    "setuptools",
+    "pkg_resources",
+}
 SECTIONS = ("paper_recipe", "cnn_train", "input_pipeline", "extract", "rnn_train", "rnn_infer", "workflow")
 # Modules the figures must not load beyond what torch itself imports (a bare GPU node may lack them,
 # or, for the extension and Snakemake, the figures must not depend on them).
-FORBIDDEN_MODULES = ("affectflow._native", "snakemake", "tqdm", "scipy", "h5py", "cv2", "yaml", "pandas",
-                     "matplotlib")
+FORBIDDEN_MODULES = ("affectflow._native", "snakemake", "tqdm", "scipy", "h5py", "cv2", "yaml", "pandas", "matplotlib")
 
 
 # ----------------------------------------------------------------------------- sizes
 
+
 def sizes(args, cuda: bool) -> dict:
     """Problem sizes and step counts: the paper's on CUDA; tiny counts on CPU; --quick shrinks everything."""
-    s = dict(chip_size=96, channels=[64, 128, 256], fc=300, batch_size=128, frames=20000,
-             extract_frames=15000, extract_batch=512, normalization="local-mean", throughput_lr=0.002,
-             recipe_steps=300, recipe_lrs=[0.01, 0.005, 0.002], recipe_clips=[0.0, 1.0], recipe_seeds=[0, 1, 2],
-             rnn_hidden=100, rnn_window=100, rnn_batch=128, rnn_frames=20000, rnn_infer_frames=15000,
-             rnn_infer_batch=512, warmup=10, steps=100, pipeline_steps=50, max_loop_s=25.0)
+    s = dict(
+        chip_size=96,
+        channels=[64, 128, 256],
+        fc=300,
+        batch_size=128,
+        frames=20000,
+        extract_frames=15000,
+        extract_batch=512,
+        normalization="local-mean",
+        throughput_lr=0.002,
+        recipe_steps=300,
+        recipe_lrs=[0.01, 0.005, 0.002],
+        recipe_clips=[0.0, 1.0],
+        recipe_seeds=[0, 1, 2],
+        rnn_hidden=100,
+        rnn_window=100,
+        rnn_batch=128,
+        rnn_frames=20000,
+        rnn_infer_frames=15000,
+        rnn_infer_batch=512,
+        warmup=10,
+        steps=100,
+        pipeline_steps=50,
+        max_loop_s=25.0,
+    )
     if not cuda:
-        s.update(frames=512, extract_frames=512, rnn_frames=2048, rnn_infer_frames=512,
-                 warmup=1, steps=2, pipeline_steps=2, max_loop_s=60.0, recipe_steps=3, recipe_lrs=[0.01],
-                 recipe_clips=[0.0], recipe_seeds=[0])
+        s.update(
+            frames=512,
+            extract_frames=512,
+            rnn_frames=2048,
+            rnn_infer_frames=512,
+            warmup=1,
+            steps=2,
+            pipeline_steps=2,
+            max_loop_s=60.0,
+            recipe_steps=3,
+            recipe_lrs=[0.01],
+            recipe_clips=[0.0],
+            recipe_seeds=[0],
+        )
     if args.quick:
-        s.update(chip_size=32, channels=[4, 8, 16], fc=32, batch_size=16, frames=256, extract_frames=256,
-                 extract_batch=64, rnn_hidden=16, rnn_window=10, rnn_batch=16, rnn_frames=512,
-                 rnn_infer_frames=256, rnn_infer_batch=64, warmup=1, steps=3, pipeline_steps=3, recipe_steps=3)
+        s.update(
+            chip_size=32,
+            channels=[4, 8, 16],
+            fc=32,
+            batch_size=16,
+            frames=256,
+            extract_frames=256,
+            extract_batch=64,
+            rnn_hidden=16,
+            rnn_window=10,
+            rnn_batch=16,
+            rnn_frames=512,
+            rnn_infer_frames=256,
+            rnn_infer_batch=64,
+            warmup=1,
+            steps=3,
+            pipeline_steps=3,
+            recipe_steps=3,
+        )
     if args.steps:
         s["steps"] = s["pipeline_steps"] = args.steps
     if args.warmup is not None:
@@ -93,6 +152,7 @@ def sizes(args, cuda: bool) -> dict:
 
 
 # ----------------------------------------------------------------------------- helpers
+
 
 def _sync(device) -> None:
     import torch
@@ -164,6 +224,7 @@ def _error_text(error: BaseException) -> str:
 
 # ----------------------------------------------------------------------------- data
 
+
 def synthetic_chips(n: int, size: int, seed: int = 0):
     """(uint8 chips [n,size,size], float32 labels [n] in [-1,1]) with some face-like structure.
 
@@ -200,13 +261,13 @@ def synthetic_chips(n: int, size: int, seed: int = 0):
     index = torch.randint(k, (n,), generator=g)
     chips = torch.empty(n, size, size, dtype=torch.uint8)
     for begin in range(0, n, 2048):
-        idx = index[begin: begin + 2048]
+        idx = index[begin : begin + 2048]
         m = len(idx)
         gain = 0.6 + 0.4 * torch.rand(m, 1, 1, generator=g)
         offset = 0.2 * torch.rand(m, 1, 1, generator=g)
         noise = 0.04 * torch.randn(m, size, size, generator=g)
         x = (templates[idx] * gain + offset + noise).clamp(0, 1)
-        chips[begin: begin + m] = (x * 255).round().to(torch.uint8)
+        chips[begin : begin + m] = (x * 255).round().to(torch.uint8)
     labels = (template_labels[index] + 0.1 * torch.randn(n, generator=g)).clamp(-1, 1)
     return chips, labels.float()
 
@@ -226,6 +287,7 @@ def synthetic_features(n: int, dim: int, seed: int = 1):
 
 # ----------------------------------------------------------------------------- sections
 
+
 class Bench:
     def __init__(self, args, device, result: dict, started: float) -> None:
         import torch
@@ -235,8 +297,14 @@ class Bench:
         self.s = sizes(args, self.cuda)
         self.started = started  # the run's start, for --budget-s
         self.result = result  # filled in place: main writes what there is if the run dies
-        result.update({"command": " ".join(["bench/gpu.py"] + sys.argv[1:]),
-                       "settings": dict(self.s, quick=bool(args.quick)), "sections": {}, "errors": {}})
+        result.update(
+            {
+                "command": " ".join(["bench/gpu.py"] + sys.argv[1:]),
+                "settings": dict(self.s, quick=bool(args.quick)),
+                "sections": {},
+                "errors": {},
+            }
+        )
         torch.manual_seed(0)
         chips, labels = synthetic_chips(self.s["frames"], self.s["chip_size"])
         self.chips_host = chips  # uint8 CPU tensor
@@ -260,7 +328,7 @@ class Bench:
 
         def batch(k: int):
             start = (k * batch_size) % span
-            return order[start: start + batch_size]
+            return order[start : start + batch_size]
 
         return batch
 
@@ -293,8 +361,11 @@ class Bench:
 
         torch.manual_seed(0)
         s = self.s
-        return FaceCNN(CNNConfig(chip_size=s["chip_size"], channels=tuple(s["channels"]), fc=s["fc"],
-                                 dropout=dropout)).to(self.device).train()
+        return (
+            FaceCNN(CNNConfig(chip_size=s["chip_size"], channels=tuple(s["channels"]), fc=s["fc"], dropout=dropout))
+            .to(self.device)
+            .train()
+        )
 
     def _cnn_step(self, variant: str, amp: bool | None, channels_last: bool):
         from affectflow.trainer import TrainSettings, cnn_optimizer, make_cnn_step
@@ -302,12 +373,23 @@ class Bench:
         augment, dropout = VARIANTS[variant]
         model = self._cnn_model(dropout)
         # The throughput rows train at throughput_lr: the paper's 0.01 diverges at this size (paper_recipe).
-        optimizer, scaler = cnn_optimizer(model, TrainSettings(epochs=1, batch_size=self.s["batch_size"],
-                                                               lr=self.s["throughput_lr"]), self.device)
+        optimizer, scaler = cnn_optimizer(
+            model, TrainSettings(epochs=1, batch_size=self.s["batch_size"], lr=self.s["throughput_lr"]), self.device
+        )
         if amp is False:
             scaler = None  # AMP off: plain fp32 SGD, no loss scaling
-        step = make_cnn_step(model, optimizer, scaler, self.train_x, self.train_y, augment, self.device,
-                             normalization=self.s["normalization"], amp=amp, channels_last=channels_last)
+        step = make_cnn_step(
+            model,
+            optimizer,
+            scaler,
+            self.train_x,
+            self.train_y,
+            augment,
+            self.device,
+            normalization=self.s["normalization"],
+            amp=amp,
+            channels_last=channels_last,
+        )
         return model, step
 
     def paper_recipe(self) -> None:
@@ -326,24 +408,48 @@ class Bench:
             for clip in s["recipe_clips"]:
                 for seed in s["recipe_seeds"]:
                     torch.manual_seed(seed)
-                    model = FaceCNN(CNNConfig(chip_size=s["chip_size"], channels=tuple(s["channels"]), fc=s["fc"],
-                                              init="paper")).to(self.device).train()
-                    optimizer, scaler = cnn_optimizer(model, TrainSettings(epochs=1, batch_size=s["batch_size"],
-                                                                           lr=lr), self.device)
-                    step = make_cnn_step(model, optimizer, scaler, self.train_x, self.train_y, False, self.device,
-                                         normalization=s["normalization"], clip_norm=clip or None)
+                    model = (
+                        FaceCNN(
+                            CNNConfig(chip_size=s["chip_size"], channels=tuple(s["channels"]), fc=s["fc"], init="paper")
+                        )
+                        .to(self.device)
+                        .train()
+                    )
+                    optimizer, scaler = cnn_optimizer(
+                        model, TrainSettings(epochs=1, batch_size=s["batch_size"], lr=lr), self.device
+                    )
+                    step = make_cnn_step(
+                        model,
+                        optimizer,
+                        scaler,
+                        self.train_x,
+                        self.train_y,
+                        False,
+                        self.device,
+                        normalization=s["normalization"],
+                        clip_norm=clip or None,
+                    )
                     losses = torch.stack([step(batch(k)).detach().float() for k in range(s["recipe_steps"])]).cpu()
                     head, tail = losses[:10], losses[-20:]
                     finite = bool(torch.isfinite(losses).all())
                     first_bad = None if finite else int((~torch.isfinite(losses)).nonzero()[0, 0])
-                    row = {"lr": lr, "clip_norm": clip, "seed": seed, "init_k": round(model.init_k, 3),
-                           "finite": finite, "first_nonfinite_step": first_bad,
-                           "first_loss_ratio": float(head.mean()) / variance,
-                           "last_loss_ratio": float(tail.mean()) / variance if finite else math.nan}
+                    row = {
+                        "lr": lr,
+                        "clip_norm": clip,
+                        "seed": seed,
+                        "init_k": round(model.init_k, 3),
+                        "finite": finite,
+                        "first_nonfinite_step": first_bad,
+                        "first_loss_ratio": float(head.mean()) / variance,
+                        "last_loss_ratio": float(tail.mean()) / variance if finite else math.nan,
+                    }
                     rows.append(row)
-                    print(f"   lr {lr:<6g} clip {clip:<4g} k {row['init_k']:.2f}  loss/var first "
-                          f"{row['first_loss_ratio']:10.4g}  last {row['last_loss_ratio']:8.4g}"
-                          + ("" if finite else f"  NON-FINITE from step {first_bad}"), flush=True)
+                    print(
+                        f"   lr {lr:<6g} clip {clip:<4g} k {row['init_k']:.2f}  loss/var first "
+                        f"{row['first_loss_ratio']:10.4g}  last {row['last_loss_ratio']:8.4g}"
+                        + ("" if finite else f"  NON-FINITE from step {first_bad}"),
+                        flush=True,
+                    )
                     del model, step, optimizer
 
     def cnn_train(self) -> None:
@@ -365,16 +471,24 @@ class Bench:
                     try:
                         reset_peak(self.device)
                         model, step = self._cnn_step(variant, amp, channels_last)
-                        done, seconds, loss = timed_loop(lambda k: step(batch(k)), s["warmup"], s["steps"],
-                                                         self.device, self.loop_cap())
-                        row.update(images_per_s=round(done * s["batch_size"] / seconds, 1),
-                                   ms_per_step=round(1e3 * seconds / done, 3), steps=done,
-                                   final_loss=float(loss.detach()), peak_memory_mib=peak_mib(self.device))
+                        done, seconds, loss = timed_loop(
+                            lambda k: step(batch(k)), s["warmup"], s["steps"], self.device, self.loop_cap()
+                        )
+                        row.update(
+                            images_per_s=round(done * s["batch_size"] / seconds, 1),
+                            ms_per_step=round(1e3 * seconds / done, 3),
+                            steps=done,
+                            final_loss=float(loss.detach()),
+                            peak_memory_mib=peak_mib(self.device),
+                        )
                         del model, step, loss
                     except Exception as error:  # noqa: BLE001
                         row["error"] = _error_text(error)
-                        print(f"!! cnn_train {variant} amp={amp} channels_last={channels_last}: "
-                              f"{row['error']}", file=sys.stderr, flush=True)
+                        print(
+                            f"!! cnn_train {variant} amp={amp} channels_last={channels_last}: {row['error']}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                     free_device(self.device)
                     self._print_cnn_row(row)
         self.result["cnn_train_ratios"] = cnn_ratios(rows)
@@ -384,10 +498,15 @@ class Bench:
             torch.backends.cudnn.benchmark = True
             try:
                 model, step = self._cnn_step("AD", True, True)
-                done, seconds, loss = timed_loop(lambda k: step(batch(k)), s["warmup"], s["steps"], self.device,
-                                                 self.loop_cap())
-                row.update(images_per_s=round(done * s["batch_size"] / seconds, 1),
-                           ms_per_step=round(1e3 * seconds / done, 3), steps=done, final_loss=float(loss.detach()))
+                done, seconds, loss = timed_loop(
+                    lambda k: step(batch(k)), s["warmup"], s["steps"], self.device, self.loop_cap()
+                )
+                row.update(
+                    images_per_s=round(done * s["batch_size"] / seconds, 1),
+                    ms_per_step=round(1e3 * seconds / done, 3),
+                    steps=done,
+                    final_loss=float(loss.detach()),
+                )
                 base = next((r for r in rows if r["variant"] == "AD" and r["amp"] and r["channels_last"]), {})
                 if base.get("images_per_s"):
                     row["ratio_vs_default"] = round(row["images_per_s"] / base["images_per_s"], 3)
@@ -397,13 +516,17 @@ class Bench:
             finally:
                 torch.backends.cudnn.benchmark = False
             self.result["cnn_train_cudnn_benchmark"] = row
-            print(f"   with torch.backends.cudnn.benchmark=True (AD, AMP, channels-last): "
-                  f"{row.get('images_per_s', row.get('error'))} images/s"
-                  + (f" ({row['ratio_vs_default']:.2f}x the default)" if "ratio_vs_default" in row else ""))
+            print(
+                f"   with torch.backends.cudnn.benchmark=True (AD, AMP, channels-last): "
+                f"{row.get('images_per_s', row.get('error'))} images/s"
+                + (f" ({row['ratio_vs_default']:.2f}x the default)" if "ratio_vs_default" in row else "")
+            )
         failed = [f"{r['variant']} amp={r['amp']} channels_last={r['channels_last']}" for r in rows if "error" in r]
         if failed:
-            raise RuntimeError(f"{len(failed)} of {len(rows)} combinations failed ({'; '.join(failed)}): "
-                               f"{next(r['error'] for r in rows if 'error' in r)}")
+            raise RuntimeError(
+                f"{len(failed)} of {len(rows)} combinations failed ({'; '.join(failed)}): "
+                f"{next(r['error'] for r in rows if 'error' in r)}"
+            )
 
     def _print_cnn_row(self, row: dict) -> None:
         if "skipped" in row:
@@ -411,11 +534,16 @@ class Bench:
         elif "error" in row:
             value = f"error: {row['error']}"
         else:
-            value = (f"{row['images_per_s']:10.1f} img/s  {row['ms_per_step']:8.2f} ms/step  loss "
-                     f"{row['final_loss']:.4f}" + (f"  peak {row['peak_memory_mib']:.0f} MiB"
-                                                   if row.get("peak_memory_mib") is not None else ""))
-        print(f"   {row['variant']:5s}  AMP {'on ' if row['amp'] else 'off'}  channels-last "
-              f"{'on ' if row['channels_last'] else 'off'}  {value}", flush=True)
+            value = (
+                f"{row['images_per_s']:10.1f} img/s  {row['ms_per_step']:8.2f} ms/step  loss "
+                f"{row['final_loss']:.4f}"
+                + (f"  peak {row['peak_memory_mib']:.0f} MiB" if row.get("peak_memory_mib") is not None else "")
+            )
+        print(
+            f"   {row['variant']:5s}  AMP {'on ' if row['amp'] else 'off'}  channels-last "
+            f"{'on ' if row['channels_last'] else 'off'}  {value}",
+            flush=True,
+        )
 
     # -- input pipeline share
 
@@ -439,38 +567,52 @@ class Bench:
 
         s = self.s
         batch = self.batches(s["batch_size"], len(self.train_x), seed=1)
-        out: dict = {"normalization": s["normalization"], "amp": "trainer default (on with CUDA)",
-                     "channels_last": True, "steps": s["pipeline_steps"]}
+        out: dict = {
+            "normalization": s["normalization"],
+            "amp": "trainer default (on with CUDA)",
+            "channels_last": True,
+            "steps": s["pipeline_steps"],
+        }
         self.result["input_pipeline"] = out
         for variant, (augment, _dropout) in VARIANTS.items():
             pipeline = self._pipeline(augment, s["normalization"], True)
-            n_pipe, t_pipe, _ = timed_loop(lambda k: pipeline(batch(k)), s["warmup"], s["pipeline_steps"],
-                                           self.device, self.loop_cap())
+            n_pipe, t_pipe, _ = timed_loop(
+                lambda k: pipeline(batch(k)), s["warmup"], s["pipeline_steps"], self.device, self.loop_cap()
+            )
             _model, step = self._cnn_step(variant, None, True)
-            n_step, t_step, _ = timed_loop(lambda k: step(batch(k)), s["warmup"], s["pipeline_steps"],
-                                           self.device, self.loop_cap())
+            n_step, t_step, _ = timed_loop(
+                lambda k: step(batch(k)), s["warmup"], s["pipeline_steps"], self.device, self.loop_cap()
+            )
             pipe_ms, step_ms = 1e3 * t_pipe / n_pipe, 1e3 * t_step / n_step
-            out[variant] = {"pipeline_ms": round(pipe_ms, 4), "step_ms": round(step_ms, 4),
-                            "share": round(pipe_ms / step_ms, 4)}
+            out[variant] = {
+                "pipeline_ms": round(pipe_ms, 4),
+                "step_ms": round(step_ms, 4),
+                "share": round(pipe_ms / step_ms, 4),
+            }
             _model = step = None  # free before the next variant
             free_device(self.device)
-            print(f"   {variant:5s}  gather+scale{'+augment' if augment else ''}+normalize "
-                  f"{pipe_ms:8.3f} ms   full step {step_ms:8.3f} ms   share {100 * pipe_ms / step_ms:5.1f} %",
-                  flush=True)
+            print(
+                f"   {variant:5s}  gather+scale{'+augment' if augment else ''}+normalize "
+                f"{pipe_ms:8.3f} ms   full step {step_ms:8.3f} ms   share {100 * pipe_ms / step_ms:5.1f} %",
+                flush=True,
+            )
         # Each normalization alone (augmentation on): what choosing another method would cost per batch.
         by_method = {}
         for method in METHODS:
             try:
                 pipeline = self._pipeline(True, method, True)
-                n, t, _ = timed_loop(lambda k: pipeline(batch(k)), s["warmup"], s["pipeline_steps"], self.device,
-                                     self.loop_cap())
+                n, t, _ = timed_loop(
+                    lambda k: pipeline(batch(k)), s["warmup"], s["pipeline_steps"], self.device, self.loop_cap()
+                )
                 by_method[method] = round(1e3 * t / n, 4)
             except Exception as error:  # noqa: BLE001
                 by_method[method] = f"error: {_error_text(error)}"
         out["pipeline_ms_by_normalization"] = by_method
-        print("   gather+scale+augment+normalize by method: "
-              + ", ".join(f"{m} {v:.3f} ms" if isinstance(v, float) else f"{m} {v}" for m, v in by_method.items()),
-              flush=True)
+        print(
+            "   gather+scale+augment+normalize by method: "
+            + ", ".join(f"{m} {v:.3f} ms" if isinstance(v, float) else f"{m} {v}" for m, v in by_method.items()),
+            flush=True,
+        )
 
     # -- extraction
 
@@ -493,12 +635,17 @@ class Bench:
             _sync(self.device)
             seconds = time.perf_counter() - started
             if features.shape != (n, s["fc"]) or predictions.shape != (n,):
-                raise AssertionError(f"extract_features returned {features.shape} / {predictions.shape}, "
-                                     f"expected ({n}, {s['fc']}) / ({n},)")
+                raise AssertionError(
+                    f"extract_features returned {features.shape} / {predictions.shape}, "
+                    f"expected ({n}, {s['fc']}) / ({n},)"
+                )
             out[f"{source}_frames_per_s"] = round(n / seconds, 1)
             out[f"{source}_seconds"] = round(seconds, 4)
-            print(f"   extract_features from {source.replace('_', ' '):13s} {n / seconds:12.1f} frames/s "
-                  f"({n} frames, batch {s['extract_batch']})", flush=True)
+            print(
+                f"   extract_features from {source.replace('_', ' '):13s} {n / seconds:12.1f} frames/s "
+                f"({n} frames, batch {s['extract_batch']})",
+                flush=True,
+            )
         out["peak_memory_mib"] = peak_mib(self.device)
         del model
 
@@ -529,8 +676,9 @@ class Bench:
         settings = TrainSettings(epochs=1, batch_size=s["rnn_batch"], clip_norm=1.0)
         # fit_rnn's step (its closure is not exposed): windows gathered on the device, MSE at every
         # step, gradient-norm clipping at 1.0 (the CLI default), SGD with the trainer's settings.
-        optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                                    weight_decay=settings.weight_decay)
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+        )
         window = s["rnn_window"]
         steps = torch.arange(window, device=self.device)
         starts = torch.arange(len(features) - window + 1, device=self.device)
@@ -547,13 +695,24 @@ class Bench:
 
         done, seconds, loss = timed_loop(step, s["warmup"], s["steps"], self.device, self.loop_cap())
         self.result["rnn_train"] = {
-            "windows_per_s": round(done * s["rnn_batch"] / seconds, 1), "ms_per_step": round(1e3 * seconds / done, 4),
-            "steps": done, "final_loss": float(loss.detach()), "hidden": s["rnn_hidden"], "window": window,
-            "batch_size": s["rnn_batch"], "input_size": s["rnn_input"], "cell": "rnn tanh, 1 layer",
-            "clip_norm": settings.clip_norm, "peak_memory_mib": peak_mib(self.device)}
+            "windows_per_s": round(done * s["rnn_batch"] / seconds, 1),
+            "ms_per_step": round(1e3 * seconds / done, 4),
+            "steps": done,
+            "final_loss": float(loss.detach()),
+            "hidden": s["rnn_hidden"],
+            "window": window,
+            "batch_size": s["rnn_batch"],
+            "input_size": s["rnn_input"],
+            "cell": "rnn tanh, 1 layer",
+            "clip_norm": settings.clip_norm,
+            "peak_memory_mib": peak_mib(self.device),
+        }
         r = self.result["rnn_train"]
-        print(f"   RNN training   {r['windows_per_s']:12.1f} windows/s  {r['ms_per_step']:8.3f} ms/step  "
-              f"(h={r['hidden']}, W={window}, batch {r['batch_size']}, {r['input_size']}-d inputs)", flush=True)
+        print(
+            f"   RNN training   {r['windows_per_s']:12.1f} windows/s  {r['ms_per_step']:8.3f} ms/step  "
+            f"(h={r['hidden']}, W={window}, batch {r['batch_size']}, {r['input_size']}-d inputs)",
+            flush=True,
+        )
 
     def rnn_infer(self) -> None:
         import torch
@@ -566,8 +725,9 @@ class Bench:
         n = min(s["rnn_infer_frames"], len(features))
         features = features[:n]
         with torch.no_grad():
-            rnn_window_predictions(model, features[: 2 * s["rnn_infer_batch"]], s["rnn_window"],
-                                   batch_size=s["rnn_infer_batch"])
+            rnn_window_predictions(
+                model, features[: 2 * s["rnn_infer_batch"]], s["rnn_window"], batch_size=s["rnn_infer_batch"]
+            )
             _sync(self.device)
             started = time.perf_counter()
             predictions = rnn_window_predictions(model, features, s["rnn_window"], batch_size=s["rnn_infer_batch"])
@@ -575,11 +735,19 @@ class Bench:
             seconds = time.perf_counter() - started
         if predictions.shape != (n,):
             raise AssertionError(f"rnn_window_predictions returned {predictions.shape}, expected ({n},)")
-        self.result["rnn_infer"] = {"windows_per_s": round(n / seconds, 1), "windows": n,
-                                    "batch_size": s["rnn_infer_batch"], "window": s["rnn_window"],
-                                    "hidden": s["rnn_hidden"], "peak_memory_mib": peak_mib(self.device)}
-        print(f"   RNN inference  {n / seconds:12.1f} windows/s  ({n} windows of {s['rnn_window']} frames, "
-              f"batch {s['rnn_infer_batch']}, rnn_window_predictions)", flush=True)
+        self.result["rnn_infer"] = {
+            "windows_per_s": round(n / seconds, 1),
+            "windows": n,
+            "batch_size": s["rnn_infer_batch"],
+            "window": s["rnn_window"],
+            "hidden": s["rnn_hidden"],
+            "peak_memory_mib": peak_mib(self.device),
+        }
+        print(
+            f"   RNN inference  {n / seconds:12.1f} windows/s  ({n} windows of {s['rnn_window']} frames, "
+            f"batch {s['rnn_infer_batch']}, rnn_window_predictions)",
+            flush=True,
+        )
 
 
 def cnn_ratios(rows: list[dict]) -> list[dict]:
@@ -590,13 +758,15 @@ def cnn_ratios(rows: list[dict]) -> list[dict]:
         for cl in (False, True):
             on, off = by.get((variant, True, cl)), by.get((variant, False, cl))
             if on and off:
-                ratios.append({"compare": "amp on/off", "variant": variant, "channels_last": cl,
-                               "ratio": round(on / off, 3)})
+                ratios.append(
+                    {"compare": "amp on/off", "variant": variant, "channels_last": cl, "ratio": round(on / off, 3)}
+                )
         for amp in (False, True):
             on, off = by.get((variant, amp, True)), by.get((variant, amp, False))
             if on and off:
-                ratios.append({"compare": "channels_last on/off", "variant": variant, "amp": amp,
-                               "ratio": round(on / off, 3)})
+                ratios.append(
+                    {"compare": "channels_last on/off", "variant": variant, "amp": amp, "ratio": round(on / off, 3)}
+                )
     for amp in (False, True):
         for cl in (False, True):
             ad, plain = by.get(("AD", amp, cl)), by.get(("plain", amp, cl))
@@ -607,27 +777,48 @@ def cnn_ratios(rows: list[dict]) -> list[dict]:
 
 # ----------------------------------------------------------------------------- environment
 
+
 def environment(device) -> dict:
     import numpy as np
     import torch
 
-    env = {"device_type": device.type, "torch": torch.__version__, "cuda": torch.version.cuda,
-           "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-           "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform(),
-           "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-           "cudnn_benchmark": torch.backends.cudnn.benchmark,
-           "tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "tf32_cudnn": torch.backends.cudnn.allow_tf32}
+    env = {
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+    }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        env.update(name=props.name, capability=f"{props.major}.{props.minor}",
-                   total_memory_gib=round(props.total_memory / 2**30, 2),
-                   multiprocessors=props.multi_processor_count, device_count=torch.cuda.device_count())
+        env.update(
+            name=props.name,
+            capability=f"{props.major}.{props.minor}",
+            total_memory_gib=round(props.total_memory / 2**30, 2),
+            multiprocessors=props.multi_processor_count,
+            device_count=torch.cuda.device_count(),
+        )
         smi = shutil.which("nvidia-smi")
         if smi:
             try:
-                line = subprocess.run([smi, "--query-gpu=driver_version,clocks.max.sm,power.limit",
-                                       "--format=csv,noheader", f"--id={device.index or 0}"],
-                                      capture_output=True, text=True, timeout=15).stdout.strip()
+                line = subprocess.run(
+                    [
+                        smi,
+                        "--query-gpu=driver_version,clocks.max.sm,power.limit",
+                        "--format=csv,noheader",
+                        f"--id={device.index or 0}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=15,
+                ).stdout.strip()
                 env["nvidia_smi"] = line
             except Exception as error:  # noqa: BLE001
                 env["nvidia_smi"] = f"error: {_error_text(error)}"
@@ -645,14 +836,20 @@ def third_party_modules(names=None) -> list[str]:
 
 # ----------------------------------------------------------------------------- workflow
 
+
 def workflow_availability() -> tuple[bool, str]:
     """(can run, reason): snakemake and affectflow._native importable, checked without importing them here."""
     import importlib.util
 
     if importlib.util.find_spec("snakemake") is None:
         return False, "snakemake is not installed"
-    probe = subprocess.run([sys.executable, "-c", "import affectflow._native"], capture_output=True, text=True,
-                           env=_workflow_env(None), timeout=120)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import affectflow._native"],
+        capture_output=True,
+        text=True,
+        env=_workflow_env(None),
+        timeout=120,
+    )
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["?"])[-1]
         return False, f"the C++ extension affectflow._native is not importable ({last[:200]})"
@@ -686,13 +883,32 @@ def run_workflow(device_name: str, cores: int, timeout: float) -> dict:
             shim.write_text(f"#!{sys.executable}\nimport sys\nfrom affectflow.cli import main\nsys.exit(main())\n")
             shim.chmod(0o755)
             out["affectflow_shim"] = True
-        command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                   "--cores", str(cores), "--configfile", str(REPO / "config" / "tiny.yaml"),
-                   "--config", f"device={device_name}"]
+        command = [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--cores",
+            str(cores),
+            "--configfile",
+            str(REPO / "config" / "tiny.yaml"),
+            "--config",
+            f"device={device_name}",
+        ]
         out["command"] = "snakemake " + " ".join(command[3:])
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         try:
             log, _ = process.communicate(timeout=timeout)
             out["returncode"] = process.returncode
@@ -711,7 +927,8 @@ def run_workflow(device_name: str, cores: int, timeout: float) -> dict:
             out["log_tail"] = (log or "")[-3000:]
         runs = {}
         for run_json in sorted(workdir.glob("results/*/*/seed*/run.json")) + sorted(
-                workdir.glob("results/rnn/*/*/run.json")):
+            workdir.glob("results/rnn/*/*/run.json")
+        ):
             try:
                 runs[str(run_json.parent.relative_to(workdir))] = json.loads(run_json.read_text()).get("device")
             except Exception:  # noqa: BLE001
@@ -723,65 +940,89 @@ def run_workflow(device_name: str, cores: int, timeout: float) -> dict:
 
 # ----------------------------------------------------------------------------- report
 
+
 def print_summary(result: dict) -> None:
     env = result["environment"]
     print()
-    print(f"== affectflow GPU check ({result['label']} figures): {env.get('name')}; torch {env['torch']}, "
-          f"CUDA {env['cuda']}, cuDNN {env['cudnn']}; total {result['total_s']:.0f} s")
+    print(
+        f"== affectflow GPU check ({result['label']} figures): {env.get('name')}; torch {env['torch']}, "
+        f"CUDA {env['cuda']}, cuDNN {env['cudnn']}; total {result['total_s']:.0f} s"
+    )
     s = result["settings"]
     recipe = result.get("paper_recipe") or []
     if recipe:
-        print(f"\nPaper recipe (CNN {'/'.join(map(str, s['channels']))} FC {s['fc']}, authors' init, "
-              f"{s['normalization']}, SGD momentum 0.9, batch {s['batch_size']}, {s['recipe_steps']} steps): "
-              "training loss / label variance")
+        print(
+            f"\nPaper recipe (CNN {'/'.join(map(str, s['channels']))} FC {s['fc']}, authors' init, "
+            f"{s['normalization']}, SGD momentum 0.9, batch {s['batch_size']}, {s['recipe_steps']} steps): "
+            "training loss / label variance"
+        )
         print("| lr | clip | k | first 10 steps | last 20 steps | finite |\n|---:|---:|---:|---:|---:|---|")
         for r in recipe:
-            print(f"| {r['lr']:g} | {r['clip_norm']:g} | {r['init_k']:.2f} | {r['first_loss_ratio']:.4g} | "
-                  f"{r['last_loss_ratio']:.4g} | {'yes' if r['finite'] else 'no, from step ' + str(r['first_nonfinite_step'])} |")
+            finite = "yes" if r["finite"] else f"no, from step {r['first_nonfinite_step']}"
+            print(
+                f"| {r['lr']:g} | {r['clip_norm']:g} | {r['init_k']:.2f} | {r['first_loss_ratio']:.4g} | "
+                f"{r['last_loss_ratio']:.4g} | {finite} |"
+            )
     rows = result.get("cnn_train") or []
     if rows:
-        print(f"\nCNN training, images/s (CNN {'/'.join(map(str, s['channels']))} FC {s['fc']} at "
-              f"{s['chip_size']}x{s['chip_size']}, batch {s['batch_size']}, {s['frames']} uint8 chips on the device, "
-              f"{s['normalization']}, lr {s['throughput_lr']:g}; AD = augmentation + dropout 0.5)")
+        print(
+            f"\nCNN training, images/s (CNN {'/'.join(map(str, s['channels']))} FC {s['fc']} at "
+            f"{s['chip_size']}x{s['chip_size']}, batch {s['batch_size']}, {s['frames']} uint8 chips on the device, "
+            f"{s['normalization']}, lr {s['throughput_lr']:g}; AD = augmentation + dropout 0.5)"
+        )
         print("| variant | AMP | channels-last | images/s | ms/step | peak MiB |\n|---|---|---|---:|---:|---:|")
         for r in rows:
-            print(f"| {r['variant']} | {'on' if r['amp'] else 'off'} | {'on' if r['channels_last'] else 'off'} | "
-                  f"{r.get('images_per_s', r.get('error', r.get('skipped', 'n/a')))} | {r.get('ms_per_step', '')} | "
-                  f"{r.get('peak_memory_mib') if r.get('peak_memory_mib') is not None else ''} |")
+            print(
+                f"| {r['variant']} | {'on' if r['amp'] else 'off'} | {'on' if r['channels_last'] else 'off'} | "
+                f"{r.get('images_per_s', r.get('error', r.get('skipped', 'n/a')))} | {r.get('ms_per_step', '')} | "
+                f"{r.get('peak_memory_mib') if r.get('peak_memory_mib') is not None else ''} |"
+            )
         for q in result.get("cnn_train_ratios", []):
-            fixed = ", ".join(f"{k.replace('_', '-')} {'on' if v else 'off'}" for k, v in q.items()
-                              if k in ("amp", "channels_last"))
+            fixed = ", ".join(
+                f"{k.replace('_', '-')} {'on' if v else 'off'}" for k, v in q.items() if k in ("amp", "channels_last")
+            )
             print(f"   ratio {q['compare']:21s} {q.get('variant', ''):5s} ({fixed}): {q['ratio']:.2f}x")
         if "cnn_train_cudnn_benchmark" in result:
             r = result["cnn_train_cudnn_benchmark"]
-            print(f"   cudnn.benchmark=True (AD, AMP, channels-last): {r.get('images_per_s', r.get('error'))} images/s"
-                  + (f", {r['ratio_vs_default']:.2f}x the default" if "ratio_vs_default" in r else ""))
+            print(
+                f"   cudnn.benchmark=True (AD, AMP, channels-last): {r.get('images_per_s', r.get('error'))} images/s"
+                + (f", {r['ratio_vs_default']:.2f}x the default" if "ratio_vs_default" in r else "")
+            )
     p = result.get("input_pipeline")
     if p:
-        print("\nInput pipeline share of the training step (gather + scale + [augment] + normalize alone vs "
-              "the full step, same batches, AMP default, channels-last)")
+        print(
+            "\nInput pipeline share of the training step (gather + scale + [augment] + normalize alone vs "
+            "the full step, same batches, AMP default, channels-last)"
+        )
         for variant in VARIANTS:
             if variant in p:
                 v = p[variant]
-                print(f"   {variant:5s} pipeline {v['pipeline_ms']:.3f} ms / step {v['step_ms']:.3f} ms = "
-                      f"{100 * v['share']:.1f} %")
+                print(
+                    f"   {variant:5s} pipeline {v['pipeline_ms']:.3f} ms / step {v['step_ms']:.3f} ms = "
+                    f"{100 * v['share']:.1f} %"
+                )
     e = result.get("extract")
     if e and "host_numpy_frames_per_s" in e:
-        print(f"\nFeature extraction (extract_features, batch {e['batch_size']}): "
-              f"{e['host_numpy_frames_per_s']} frames/s from host numpy, "
-              f"{e.get('device_tensor_frames_per_s')} frames/s from a device tensor")
+        print(
+            f"\nFeature extraction (extract_features, batch {e['batch_size']}): "
+            f"{e['host_numpy_frames_per_s']} frames/s from host numpy, "
+            f"{e.get('device_tensor_frames_per_s')} frames/s from a device tensor"
+        )
     if result.get("rnn_train"):
         r = result["rnn_train"]
-        print(f"RNN training (h={r['hidden']}, W={r['window']}, batch {r['batch_size']}): "
-              f"{r['windows_per_s']} windows/s")
+        print(
+            f"RNN training (h={r['hidden']}, W={r['window']}, batch {r['batch_size']}): {r['windows_per_s']} windows/s"
+        )
     if result.get("rnn_infer"):
         r = result["rnn_infer"]
         print(f"RNN inference (rnn_window_predictions, batch {r['batch_size']}): {r['windows_per_s']} windows/s")
     w = result.get("workflow") or {}
     if w.get("wall_s") is not None:
-        print(f"Workflow (tiny config, --cores {w['cores']}, device={w['device']}): {w['wall_s']} s, "
-              f"{'ok' if w['ok'] else 'FAILED' + (' (timed out)' if w.get('timed_out') else '')}"
-              f"; training devices {w.get('training_devices')}")
+        print(
+            f"Workflow (tiny config, --cores {w['cores']}, device={w['device']}): {w['wall_s']} s, "
+            f"{'ok' if w['ok'] else 'FAILED' + (' (timed out)' if w.get('timed_out') else '')}"
+            f"; training devices {w.get('training_devices')}"
+        )
     mem = result["peak_memory"]
     print(f"Peak memory: device {mem['device_mib']} MiB, host RSS {mem['host_rss_mib']} MiB")
     print("\nSections:")
@@ -802,18 +1043,27 @@ def write_json(path: Path, data: dict) -> None:
 
 # ----------------------------------------------------------------------------- main
 
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="write every figure as JSON to this file")
-    parser.add_argument("--allow-cpu", action="store_true",
-                        help="without CUDA, run every section on the CPU with tiny step counts (figures labelled CPU)")
+    parser.add_argument(
+        "--allow-cpu",
+        action="store_true",
+        help="without CUDA, run every section on the CPU with tiny step counts (figures labelled CPU)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny networks and data (for tests)")
     parser.add_argument("--skip-workflow", action="store_true", help="do not run the tiny Snakemake workflow")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per loop (default 100 on CUDA, 2 on CPU)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="warm-up steps per loop (default 10 on CUDA, 1 on CPU)")
-    parser.add_argument("--budget-s", type=float, default=450.0,
-                        help="wall-time budget of the whole run; the workflow gets what is left (default 450)")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="warm-up steps per loop (default 10 on CUDA, 1 on CPU)"
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=450.0,
+        help="wall-time budget of the whole run; the workflow gets what is left (default 450)",
+    )
     parser.add_argument("--workflow-timeout", type=float, default=300.0, help="cap on the workflow's wall time (s)")
     parser.add_argument("--workflow-cores", type=int, default=4)
     return parser.parse_args(argv)
@@ -826,6 +1076,7 @@ def main(argv=None) -> int:
     try:
         import numpy  # noqa: F401
         import torch
+
         baseline_modules = set(sys.modules)
     except ImportError as error:
         print(f"no CUDA device: torch/numpy not importable ({error})", file=sys.stderr)
@@ -835,8 +1086,11 @@ def main(argv=None) -> int:
     elif args.allow_cpu:
         device = torch.device("cpu")
     else:
-        print(f"no CUDA device: torch {torch.__version__} (CUDA build {torch.version.cuda}) reports "
-              "torch.cuda.is_available() == False; pass --allow-cpu to run the sections on the CPU", file=sys.stderr)
+        print(
+            f"no CUDA device: torch {torch.__version__} (CUDA build {torch.version.cuda}) reports "
+            "torch.cuda.is_available() == False; pass --allow-cpu to run the sections on the CPU",
+            file=sys.stderr,
+        )
         return 2
 
     sys.path.insert(0, str(REPO / "src"))  # as PYTHONPATH=src, in case it was left out
@@ -852,21 +1106,27 @@ def main(argv=None) -> int:
         partial["partial"] = True
         partial["total_s"] = round(time.perf_counter() - started, 2)
         write_json(args.out, partial)
-        print(f"!! bench/gpu.py stopped early: {_error_text(error)}; what was measured is in {args.out}",
-              file=sys.stderr)
+        print(
+            f"!! bench/gpu.py stopped early: {_error_text(error)}; what was measured is in {args.out}", file=sys.stderr
+        )
         return 1
 
 
 def run(args, device, started: float, baseline_modules: set, result: dict) -> int:
     env = environment(device)
     result["environment"] = env
-    print(f"bench/gpu.py on {env['name']}: torch {env['torch']}, CUDA {env['cuda']}, cuDNN {env['cudnn']}"
-          + ("" if device.type == "cuda" else "  [CPU: tiny step counts, not GPU figures]"), flush=True)
+    print(
+        f"bench/gpu.py on {env['name']}: torch {env['torch']}, CUDA {env['cuda']}, cuDNN {env['cudnn']}"
+        + ("" if device.type == "cuda" else "  [CPU: tiny step counts, not GPU figures]"),
+        flush=True,
+    )
     bench = Bench(args, device, result, started)
     s = bench.s
-    print(f"   data: {s['frames']} synthetic uint8 chips {s['chip_size']}x{s['chip_size']} on the device "
-          f"({time.perf_counter() - started:.1f} s); {s['warmup']} warm-up + {s['steps']} timed steps per loop",
-          flush=True)
+    print(
+        f"   data: {s['frames']} synthetic uint8 chips {s['chip_size']}x{s['chip_size']} on the device "
+        f"({time.perf_counter() - started:.1f} s); {s['warmup']} warm-up + {s['steps']} timed steps per loop",
+        flush=True,
+    )
 
     print(f"Paper recipe at paper size ({s['recipe_steps']} steps per row):", flush=True)
     bench.run_section("paper_recipe", bench.paper_recipe)
@@ -883,7 +1143,8 @@ def run(args, device, started: float, baseline_modules: set, result: dict) -> in
     result["peak_memory"] = {
         "device_mib": round(max(a for a, _ in PEAKS), 1) if PEAKS else None,  # allocated by tensors
         "device_reserved_mib": round(max(r for _, r in PEAKS), 1) if PEAKS else None,  # by the caching allocator
-        "host_rss_mib": host_rss_mib()}
+        "host_rss_mib": host_rss_mib(),
+    }
     # What the figures needed beyond torch and numpy (torch itself pulls in tqdm etc. when present).
     added = set(sys.modules) - baseline_modules
     before = set(third_party_modules(baseline_modules)) | {"affectflow"} | TORCH_DEPENDENCIES
@@ -909,8 +1170,13 @@ def run(args, device, started: float, baseline_modules: set, result: dict) -> in
                 print(f"Workflow (tiny config, up to {min(left, args.workflow_timeout):.0f} s):", flush=True)
                 w = run_workflow(device.type, args.workflow_cores, min(left, args.workflow_timeout))
                 result["workflow"] = w
-                result["sections"]["workflow"] = "ran" if w["ok"] else (
-                    "error: " + ("timed out" if w.get("timed_out") else f"snakemake exit status {w['returncode']}"))
+                result["sections"]["workflow"] = (
+                    "ran"
+                    if w["ok"]
+                    else (
+                        "error: " + ("timed out" if w.get("timed_out") else f"snakemake exit status {w['returncode']}")
+                    )
+                )
                 print(f"   {w['wall_s']} s, {'ok' if w['ok'] else 'FAILED'}", flush=True)
         except Exception as error:  # noqa: BLE001
             result["sections"]["workflow"] = f"error: {_error_text(error)}"

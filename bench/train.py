@@ -73,7 +73,7 @@ def run_ours(args, chips: np.ndarray, labels: np.ndarray, device) -> float:
 
     def batch(k):
         start = (k * args.batch_size) % (len(train_x) - args.batch_size + 1)
-        return order[start: start + args.batch_size]
+        return order[start : start + args.batch_size]
 
     for k in range(args.warmup):
         step(batch(k))
@@ -89,8 +89,9 @@ def run_naive(args, chips: np.ndarray, labels: np.ndarray, device) -> float:
     model = make_model(args, device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-5)
     dataset = NaiveDataset(list(chips), labels, seed=0)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                                         num_workers=args.workers)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.workers
+    )
     batches = iter(loader)
 
     def step():
@@ -146,8 +147,10 @@ def main() -> None:
     labels = rng.uniform(-1, 1, frames).astype(np.float32)
     torch.set_num_threads(torch.get_num_threads())
     name = torch.cuda.get_device_name(device) if cuda else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device {name}; CNN {args.channels} fc {args.fc} at {args.chip_size}x{args.chip_size}, "
-          f"batch {args.batch_size}, {args.steps} timed steps, {frames} frames, augmentation A")
+    print(
+        f"device {name}; CNN {args.channels} fc {args.fc} at {args.chip_size}x{args.chip_size}, "
+        f"batch {args.batch_size}, {args.steps} timed steps, {frames} frames, augmentation A"
+    )
     naive = run_naive(args, chips, labels, device)
     print(f"naive DataLoader + CPU augmentation, fp32: {naive:10.1f} images/s")
     ours = run_ours(args, chips, labels, device)

@@ -62,23 +62,90 @@ def model_and_videos(tmp_path_factory):
     from affectflow.synth import synthesize_corpus
 
     root = tmp_path_factory.mktemp("annotate")
-    corpus_dir = synthesize_corpus(root / "corpus", seed=1, subjects=(1, 1, 0), seconds=3.0, fps=25.0,
-                                   size=(320, 240), workers=1, progress=False)
+    corpus_dir = synthesize_corpus(
+        root / "corpus", seed=1, subjects=(1, 1, 0), seconds=3.0, fps=25.0, size=(320, 240), workers=1, progress=False
+    )
     corpus = open_corpus(corpus_dir)
     faces = [root / "faces" / f"{r.subject}.h5" for r in corpus.recordings]
     features = [root / "features" / f"{r.subject}.h5" for r in corpus.recordings]
     for recording, face_file in zip(corpus.recordings, faces):
-        assert main(["align", str(recording.video), "-o", str(face_file), "--chip-size", "32", "--threads", "1",
-                     "--quiet"]) == 0
-    assert main(["train-cnn", "--corpus", str(corpus_dir), "--faces", *map(str, faces), "--variant", "plain",
-                 "--seed", "0", "--out", str(root / "cnn"), "--epochs", "1", "--channels", "4,8,8", "--fc", "8",
-                 "--device", "cpu", "--batch-size", "32"]) == 0
+        assert (
+            main(
+                ["align", str(recording.video), "-o", str(face_file), "--chip-size", "32", "--threads", "1", "--quiet"]
+            )
+            == 0
+        )
+    assert (
+        main(
+            [
+                "train-cnn",
+                "--corpus",
+                str(corpus_dir),
+                "--faces",
+                *map(str, faces),
+                "--variant",
+                "plain",
+                "--seed",
+                "0",
+                "--out",
+                str(root / "cnn"),
+                "--epochs",
+                "1",
+                "--channels",
+                "4,8,8",
+                "--fc",
+                "8",
+                "--device",
+                "cpu",
+                "--batch-size",
+                "32",
+            ]
+        )
+        == 0
+    )
     for face_file, feature_file in zip(faces, features):
-        assert main(["extract", "--model", str(root / "cnn" / "model.pt"), "--faces", str(face_file),
-                     "-o", str(feature_file), "--device", "cpu"]) == 0
-    assert main(["train-rnn", "--corpus", str(corpus_dir), "--cnn", str(root / "cnn" / "model.pt"),
-                 "--features", *map(str, features), "--seed", "0", "--out", str(root / "rnn"), "--window", "10",
-                 "--hidden", "6", "--epochs", "1", "--device", "cpu"]) == 0
+        assert (
+            main(
+                [
+                    "extract",
+                    "--model",
+                    str(root / "cnn" / "model.pt"),
+                    "--faces",
+                    str(face_file),
+                    "-o",
+                    str(feature_file),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
+    assert (
+        main(
+            [
+                "train-rnn",
+                "--corpus",
+                str(corpus_dir),
+                "--cnn",
+                str(root / "cnn" / "model.pt"),
+                "--features",
+                *map(str, features),
+                "--seed",
+                "0",
+                "--out",
+                str(root / "rnn"),
+                "--window",
+                "10",
+                "--hidden",
+                "6",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     videos = root / "videos"
     videos.mkdir()
     shutil.copy(corpus.recording("train_1").video, videos / "first.mp4")
@@ -90,9 +157,26 @@ def model_and_videos(tmp_path_factory):
 
 def annotate(workdir: Path, videos: Path, model: Path, *extra: str) -> subprocess.CompletedProcess:
     config = f"annotate={{videos: {videos}, models: [{model}]}}"
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                           "--cores", "2", "annotate", "--config", config, *extra],
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--cores",
+            "2",
+            "annotate",
+            "--config",
+            config,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def read_table(path: Path) -> list[dict]:
@@ -116,8 +200,9 @@ def test_video_ids_of_a_folder_and_a_sheet(tmp_path):
 def test_summary_lists_failures_with_their_logged_reason(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "logs").mkdir()
-    (tmp_path / "a" / "ok.json").write_text(json.dumps({"id": "ok", "status": "ok", "frames": 10,
-                                                        "dimensions": ["valence"], "valence_mean": 0.1}))
+    (tmp_path / "a" / "ok.json").write_text(
+        json.dumps({"id": "ok", "status": "ok", "frames": 10, "dimensions": ["valence"], "valence_mean": 0.1})
+    )
     (tmp_path / "logs" / "bad.log").write_text("align bad.mp4: 100%\naffectflow align: error: bad.mp4: no face\n")
     rows = write_summary(["ok", "bad", "never"], tmp_path / "a", [tmp_path / "logs"], tmp_path / "s.tsv")
     assert [r["status"] for r in rows] == ["ok", "failed", "failed"]
@@ -174,8 +259,9 @@ def test_annotate_a_folder_one_row_per_frame_and_a_faceless_video_fails_alone(mo
     finally:
         (videos / "third.mp4").unlink()
     assert result.returncode != 0
-    aligned = sorted(p.stem for p in (work / "logs" / "annotate" / "align").glob("*.log")
-                     if p.stat().st_mtime >= rerun_started)
+    aligned = sorted(
+        p.stem for p in (work / "logs" / "annotate" / "align").glob("*.log") if p.stat().st_mtime >= rerun_started
+    )
     assert aligned == ["empty_room", "third"]
     assert len(read_table(out / "third.csv")) == decoded_frames(videos / "first.mp4")
     assert "third" in {row["id"] for row in read_table_tsv(out / "summary.tsv")}

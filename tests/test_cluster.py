@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_annotate import decoded_frames, model_and_videos  # noqa: F401 (a fixture)
+import test_annotate
 from workflow_helpers import REPO, finite_numbers_in_tsv, tool_env
 
 CLUSTER_DIR = REPO / "tests" / "cluster"
@@ -33,11 +33,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 def _why_no_cluster() -> str | None:
     if os.name != "posix" or os.geteuid() != 0:
         return "SKIPPED LOUDLY: the SLURM cluster test needs root (slurmd launches the jobs); run `make test` as root"
-    missing = [tool for tool in SLURM_TOOLS if shutil.which(tool) is None
-               and not Path("/usr/sbin", tool).exists()]
+    missing = [tool for tool in SLURM_TOOLS if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists()]
     if missing:
-        how = "`make apt` (apt-get install munge slurmctld slurmd slurm-client)" if shutil.which("apt-get") \
+        how = (
+            "`make apt` (apt-get install munge slurmctld slurmd slurm-client)"
+            if shutil.which("apt-get")
             else "a Debian-like system with apt (none here)"
+        )
         return f"SKIPPED LOUDLY: SLURM/munge tools missing ({', '.join(missing)}); install them with {how}"
     return None
 
@@ -52,8 +54,9 @@ def slurm_cluster(tmp_path_factory):
     env = tool_env()
     env["PATH"] = f"{env['PATH']}{os.pathsep}/usr/sbin{os.pathsep}/sbin"
     try:
-        started = subprocess.run(["bash", str(CLUSTER_DIR / "start.sh"), str(state)], env=env,
-                                 capture_output=True, text=True, timeout=120)
+        started = subprocess.run(
+            ["bash", str(CLUSTER_DIR / "start.sh"), str(state)], env=env, capture_output=True, text=True, timeout=120
+        )
         if started.returncode == 3:
             pytest.skip(f"SKIPPED LOUDLY: cannot set up the test cluster here: {started.stderr.strip()}")
         assert started.returncode == 0, f"cluster did not start:\n{started.stdout}\n{started.stderr}"
@@ -77,8 +80,9 @@ def site_profile(directory: Path, cpus: int, memory_mb: int) -> Path:
         if "mem_mb" in resources:
             resources["mem_mb"] = min(resources["mem_mb"], memory_mb)
     profile["set-threads"] = {rule: min(threads, cpus) for rule, threads in profile["set-threads"].items()}
-    profile.update({"jobs": 4, "retries": 0, "latency-wait": 5, "keep-going": False,
-                    "seconds-between-status-checks": 3})
+    profile.update(
+        {"jobs": 4, "retries": 0, "latency-wait": 5, "keep-going": False, "seconds-between-status-checks": 3}
+    )
     directory.mkdir(parents=True)
     (directory / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return directory
@@ -86,8 +90,14 @@ def site_profile(directory: Path, cpus: int, memory_mb: int) -> Path:
 
 def slurm_jobs(env) -> list[dict[str, str]]:
     """Every job the controller knows (MinJobAge keeps finished ones): id, partition, state, comment."""
-    listed = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%P|%T|%k"], env=env,
-                            capture_output=True, text=True, timeout=30, check=True)
+    listed = subprocess.run(
+        ["squeue", "--states=all", "-h", "-o", "%i|%P|%T|%k"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     jobs = []
     for line in listed.stdout.splitlines():
         job_id, partition, state, comment = line.split("|", 3)
@@ -97,8 +107,11 @@ def slurm_jobs(env) -> list[dict[str, str]]:
 
 def submitted_rules(comment: str) -> set[str]:
     """Rules named by the plugin's job comment: `rule_NAME[_wildcards_...]`, or a group's rules."""
-    return {rule for rule in ("synth_corpus", "align", "train_cnn", "extract", "evaluate", "train_rnn",
-                              "tables", "figures") if f"rule_{rule}" in comment}
+    return {
+        rule
+        for rule in ("synth_corpus", "align", "train_cnn", "extract", "evaluate", "train_rnn", "tables", "figures")
+        if f"rule_{rule}" in comment
+    }
 
 
 def test_tiny_workflow_runs_through_slurm_with_gpu_rules_on_the_gpu_partition(slurm_cluster, tmp_path):
@@ -109,15 +122,32 @@ def test_tiny_workflow_runs_through_slurm_with_gpu_rules_on_the_gpu_partition(sl
     before = {job["id"] for job in slurm_jobs(env)}
 
     started = time.monotonic()
-    command = ["timeout", "-k", "20", str(WORKFLOW_TIMEOUT_S),
-               sys.executable, "-m", "snakemake",
-               "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-               "--profile", str(profile), "--slurm-status-command", "squeue", "--slurm-no-account",
-               "--slurm-init-seconds-before-status-checks", "5",
-               "--configfile", str(REPO / "config" / "tiny.yaml")]
+    command = [
+        "timeout",
+        "-k",
+        "20",
+        str(WORKFLOW_TIMEOUT_S),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--profile",
+        str(profile),
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-no-account",
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+        "--configfile",
+        str(REPO / "config" / "tiny.yaml"),
+    ]
     # Its own session, so that an interrupted test takes Snakemake (and `timeout`) down with it.
-    process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = process.communicate(timeout=WORKFLOW_TIMEOUT_S + 60)
     finally:
@@ -134,8 +164,9 @@ def test_tiny_workflow_runs_through_slurm_with_gpu_rules_on_the_gpu_partition(sl
     for job in jobs:
         rules_by_partition.setdefault(job["partition"], set()).update(submitted_rules(job["comment"]))
     assert rules_by_partition.get("gpu") == GPU_RULES, rules_by_partition
-    assert {"synth_corpus", "align", "evaluate", "tables", "figures"} <= \
-        rules_by_partition.get("cpu", set()), rules_by_partition
+    assert {"synth_corpus", "align", "evaluate", "tables", "figures"} <= rules_by_partition.get("cpu", set()), (
+        rules_by_partition
+    )
     assert not GPU_RULES & rules_by_partition.get("cpu", set()), rules_by_partition
     # The 4 extractions (AD: 2 train + 1 dev subject; plain: the dev subject) went as one
     # GPU job per CNN run.
@@ -147,6 +178,10 @@ def test_tiny_workflow_runs_through_slurm_with_gpu_rules_on_the_gpu_partition(sl
     print(f"SLURM workflow: {len(jobs)} sbatch jobs in {elapsed:.0f} s")
 
 
+model_and_videos = test_annotate.model_and_videos  # the fixture: a tiny trained model and four videos
+decoded_frames = test_annotate.decoded_frames
+
+
 def test_annotate_a_folder_through_slurm(slurm_cluster, model_and_videos, tmp_path):
     """`snakemake annotate` through the SLURM profile: alignments on the CPU partition, each video's
     annotation a GPU job, the faceless video failing alone and listed in the summary."""
@@ -156,13 +191,38 @@ def test_annotate_a_folder_through_slurm(slurm_cluster, model_and_videos, tmp_pa
     workdir.mkdir()
     profile = site_profile(tmp_path / "profile", cpus=os.cpu_count() or 1, memory_mb=1000)
     before = {job["id"] for job in slurm_jobs(env)}
-    command = ["timeout", "-k", "20", str(WORKFLOW_TIMEOUT_S), sys.executable, "-m", "snakemake",
-               "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--profile", str(profile),
-               "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
-               "annotate", "--config", f"annotate={{videos: {videos}, models: [{model}]}}"]
+    command = [
+        "timeout",
+        "-k",
+        "20",
+        str(WORKFLOW_TIMEOUT_S),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--profile",
+        str(profile),
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+        "annotate",
+        "--config",
+        f"annotate={{videos: {videos}, models: [{model}]}}",
+    ]
     started = time.monotonic()
-    run = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True,
-                         timeout=WORKFLOW_TIMEOUT_S + 60, start_new_session=True)
+    run = subprocess.run(
+        command,
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WORKFLOW_TIMEOUT_S + 60,
+        start_new_session=True,
+    )
     elapsed = time.monotonic() - started
     assert run.returncode != 0, "the faceless video should have failed its job"
     jobs = [job for job in slurm_jobs(env) if job["id"] not in before]
@@ -176,5 +236,7 @@ def test_annotate_a_folder_through_slurm(slurm_cluster, model_and_videos, tmp_pa
             assert sum(1 for _ in fh) - 1 == decoded_frames(videos / f"{name}.mp4")
     summary = (out / "summary.tsv").read_text()
     assert "empty_room\tfailed" in summary and "no face" in summary
-    print(f"SLURM annotate: {len(jobs)} sbatch jobs ({len(aligns)} alignments, {len(predictions)} GPU jobs) "
-          f"in {elapsed:.0f} s")
+    print(
+        f"SLURM annotate: {len(jobs)} sbatch jobs ({len(aligns)} alignments, {len(predictions)} GPU jobs) "
+        f"in {elapsed:.0f} s"
+    )

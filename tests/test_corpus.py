@@ -220,7 +220,7 @@ def test_duplicate_subjects(tmp_path, capsys):
     expect_cli_error(capsys, ["corpus", "list", str(root)], "duplicate subject name 'train_1'")
     write_video(tmp_path / "a.mp4", 10)
     sheet = tmp_path / "subjects.tsv"
-    sheet.write_text("subject\tpartition\tvideo\tvalence\tarousal\n" "a\ttest\ta.mp4\t\t\n" "a\ttest\ta.mp4\t\t\n")
+    sheet.write_text("subject\tpartition\tvideo\tvalence\tarousal\na\ttest\ta.mp4\t\t\na\ttest\ta.mp4\t\t\n")
     expect_cli_error(capsys, ["corpus", "list", str(sheet)], str(sheet), "line 3", "duplicate subject name 'a'")
 
 

@@ -15,28 +15,104 @@ from affectflow.corpus import open_corpus, read_labels
 from affectflow.inference import FEATURES_CNN_ATTR
 from affectflow.testing.faces import write_face_corpus
 
-KEYS = {"model", "kind", "partition", "dimension", "selection", "fill_policy", "label_rows", "frames",
-        "concatenated", "per_recording_mean", "per_recording", "settings"}
+KEYS = {
+    "model",
+    "kind",
+    "partition",
+    "dimension",
+    "selection",
+    "fill_policy",
+    "label_rows",
+    "frames",
+    "concatenated",
+    "per_recording_mean",
+    "per_recording",
+    "settings",
+}
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     """A tiny CNN (2 epochs), its features for every subject, and an RNN on them (2 epochs)."""
     root = tmp_path_factory.mktemp("evaluate")
-    subjects = write_face_corpus(root / "corpus", root / "faces", train=2, dev=2, seconds=6.0, size=32,
-                                 noise=0.7, seed=1)
-    assert main(["train-cnn", "--corpus", str(root / "corpus"),
-                 "--faces", *[str(root / "faces" / f"{s}.h5") for s in subjects],
-                 "--variant", "plain",
-                 "--seed", "0", "--out", str(root / "cnn"), "--epochs", "2", "--channels", "4,8,8", "--fc", "12",
-                 "--device", "cpu", "--batch-size", "32", "--label-shift", "0.4"]) == 0
+    subjects = write_face_corpus(
+        root / "corpus", root / "faces", train=2, dev=2, seconds=6.0, size=32, noise=0.7, seed=1
+    )
+    assert (
+        main(
+            [
+                "train-cnn",
+                "--corpus",
+                str(root / "corpus"),
+                "--faces",
+                *[str(root / "faces" / f"{s}.h5") for s in subjects],
+                "--variant",
+                "plain",
+                "--seed",
+                "0",
+                "--out",
+                str(root / "cnn"),
+                "--epochs",
+                "2",
+                "--channels",
+                "4,8,8",
+                "--fc",
+                "12",
+                "--device",
+                "cpu",
+                "--batch-size",
+                "32",
+                "--label-shift",
+                "0.4",
+            ]
+        )
+        == 0
+    )
     for subject in subjects:
-        assert main(["extract", "--model", str(root / "cnn" / "model.pt"), "--faces", str(root / "faces" / f"{subject}.h5"),
-                     "-o", str(root / "features" / f"{subject}.h5"), "--device", "cpu"]) == 0
-    assert main(["train-rnn", "--corpus", str(root / "corpus"), "--cnn", str(root / "cnn" / "model.pt"),
-                 "--features", *[str(root / "features" / f"{s}.h5") for s in subjects], "--seed", "0",
-                 "--out", str(root / "rnn"), "--window", "8", "--window-stride", "2", "--hidden", "6",
-                 "--epochs", "2", "--device", "cpu"]) == 0
+        assert (
+            main(
+                [
+                    "extract",
+                    "--model",
+                    str(root / "cnn" / "model.pt"),
+                    "--faces",
+                    str(root / "faces" / f"{subject}.h5"),
+                    "-o",
+                    str(root / "features" / f"{subject}.h5"),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
+    assert (
+        main(
+            [
+                "train-rnn",
+                "--corpus",
+                str(root / "corpus"),
+                "--cnn",
+                str(root / "cnn" / "model.pt"),
+                "--features",
+                *[str(root / "features" / f"{s}.h5") for s in subjects],
+                "--seed",
+                "0",
+                "--out",
+                str(root / "rnn"),
+                "--window",
+                "8",
+                "--window-stride",
+                "2",
+                "--hidden",
+                "6",
+                "--epochs",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return root
 
 
@@ -49,9 +125,28 @@ def read_csv(path):
 def evaluate(root, kind, tmp_path, features_dir=None):
     out = tmp_path / f"{kind}.json"
     features = [str((features_dir or root / "features") / f"{s}.h5") for s in ("dev_1", "dev_2")]
-    assert main(["evaluate", "--corpus", str(root / "corpus"), "--model", str(root / kind / "model.pt"),
-                 "--features", *features, "--partition", "dev", "--predictions-dir",
-                 str(tmp_path / kind), "-o", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--corpus",
+                str(root / "corpus"),
+                "--model",
+                str(root / kind / "model.pt"),
+                "--features",
+                *features,
+                "--partition",
+                "dev",
+                "--predictions-dir",
+                str(tmp_path / kind),
+                "-o",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return json.loads(out.read_text())
 
 
@@ -82,7 +177,8 @@ def test_cnn_metrics_match_direct_computation(pipeline, tmp_path):
     expected = metrics.scores(np.concatenate(preds), np.concatenate(golds))
     assert result["concatenated"] == pytest.approx(expected, abs=1e-5)
     assert result["per_recording_mean"]["ccc"] == pytest.approx(
-        np.mean([result["per_recording"][s]["ccc"] for s in ("dev_1", "dev_2")]))
+        np.mean([result["per_recording"][s]["ccc"] for s in ("dev_1", "dev_2")])
+    )
     assert result["label_rows"] == result["frames"] == len(np.concatenate(golds))
     assert result["settings"]["label_shift"] == 0.4
 
@@ -94,11 +190,13 @@ def test_rnn_metrics_from_its_csvs(pipeline, tmp_path):
     for subject in ("dev_1", "dev_2"):
         trace = read_csv(tmp_path / "rnn" / f"{subject}.csv")
         assert result["per_recording"][subject]["ccc"] == pytest.approx(
-            metrics.ccc(trace["prediction"], trace["gold"]), abs=1e-5)
+            metrics.ccc(trace["prediction"], trace["gold"]), abs=1e-5
+        )
         preds.append(trace["prediction"])
         golds.append(trace["gold"])
     assert result["concatenated"]["rmse"] == pytest.approx(
-        metrics.rmse(np.concatenate(preds), np.concatenate(golds)), abs=1e-5)
+        metrics.rmse(np.concatenate(preds), np.concatenate(golds)), abs=1e-5
+    )
 
 
 @pytest.mark.parametrize("fps, dropped", [(25.0, slice(50, 70)), (30.0, slice(0, 0)), (30.0, slice(90, 120))])
@@ -140,8 +238,19 @@ def test_every_gold_row_is_scored_whatever_the_frame_rate_or_dropped_frames(pipe
 
 
 def evaluate_args(pipeline, tmp_path, model, features):
-    return ["evaluate", "--corpus", str(pipeline / "corpus"), "--model", str(model), "--features", *features,
-            "--predictions-dir", str(tmp_path / "p"), "-o", str(tmp_path / "m.json")]
+    return [
+        "evaluate",
+        "--corpus",
+        str(pipeline / "corpus"),
+        "--model",
+        str(model),
+        "--features",
+        *features,
+        "--predictions-dir",
+        str(tmp_path / "p"),
+        "-o",
+        str(tmp_path / "m.json"),
+    ]
 
 
 def test_not_a_model_is_a_named_error(pipeline, tmp_path, capsys):

@@ -21,12 +21,16 @@ def test_streamed_predictions_equal_whole_recording_predictions(feature_norm, wi
     rnn = FrameRNN(RNNConfig(input_size=6, hidden=5)).eval()
     rng = np.random.default_rng(0)
     chips = rng.integers(0, 255, (700, 32, 32), dtype=np.uint8)
-    settings = {"feature_norm": feature_norm, "feature_prior": feature_prior([rng.normal(size=(50, 6))]),
-                "window": window, "normalization": "local-mean"}
+    settings = {
+        "feature_norm": feature_norm,
+        "feature_prior": feature_prior([rng.normal(size=(50, 6))]),
+        "window": window,
+        "normalization": "local-mean",
+    }
     pipeline = Pipeline(None, "rnn", cnn, rnn, settings, {})
     whole = pipeline.predict_chips(chips)
     stream = PipelineStream(pipeline)
-    parts = [stream.push(chips[begin: begin + size]) for begin, size in CHUNKS]
+    parts = [stream.push(chips[begin : begin + size]) for begin, size in CHUNKS]
     if feature_norm == "recording-transductive":
         assert sum(len(p) for p in parts) == 0  # it needs every frame before it predicts any
     streamed = np.concatenate(parts + [stream.finish()])
@@ -40,6 +44,6 @@ def test_chunked_fill_equals_whole_recording_fill():
     found = rng.random(40) < 0.4
     found[:5] = False
     fill = ChunkFill()
-    chunked = np.concatenate([fill(values[b: b + 7], found[b: b + 7]) for b in range(0, 40, 7)])
+    chunked = np.concatenate([fill(values[b : b + 7], found[b : b + 7]) for b in range(0, 40, 7)])
     np.testing.assert_array_equal(chunked, apply_fill(values, found))
     assert not chunked[:5].any()  # blank before the first face: no frame borrows from the future

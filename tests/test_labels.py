@@ -53,8 +53,9 @@ def test_non_grid_shifts_leave_no_frame_in_the_span_unlabelled(shift):
     inside = inside_span(frame_times, shifted_times)
     assert inside.sum() > 7400
     assert not np.isnan(matched[inside]).any()  # the nearest-label matcher lost 12-15 % here
-    np.testing.assert_allclose(matched[inside], np.interp(frame_times[inside] + shift, LABEL_TIMES, LABEL_VALUES),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        matched[inside], np.interp(frame_times[inside] + shift, LABEL_TIMES, LABEL_VALUES), atol=1e-6
+    )
     # Past the end of the shifted labels: the frames within half a step hold the last label, the rest are
     # NaN (1e-9 s: a frame exactly half a step out must not fall to float rounding either way).
     beyond = frame_times - shifted_times[-1]
@@ -77,8 +78,10 @@ def test_dropped_frames_keep_their_labels_aligned_by_time():
     np.testing.assert_array_equal(matched, np.delete(LABEL_VALUES[:7500], np.arange(100, 110)))
     # The same at 30 fps: a frame keeps the label of its own time, not of its index.
     frames_30 = np.delete(np.arange(9000) / 30.0, np.arange(300, 345))
-    np.testing.assert_array_equal(labels_for_frames(LABEL_TIMES, LABEL_VALUES, frames_30),
-                                  expected_interpolation(LABEL_TIMES, LABEL_VALUES, frames_30))
+    np.testing.assert_array_equal(
+        labels_for_frames(LABEL_TIMES, LABEL_VALUES, frames_30),
+        expected_interpolation(LABEL_TIMES, LABEL_VALUES, frames_30),
+    )
 
 
 def test_edges_hold_within_half_a_step_and_are_nan_beyond():
@@ -103,10 +106,12 @@ def test_frame_labels_with_a_shift_reads_the_label_at_t_plus_shift(tmp_path):
     inside = frame_times + 1.02 <= LABEL_TIMES[-1]
     assert not np.isnan(labels[inside]).any()
     # ARFF values are written with 6 decimals.
-    np.testing.assert_allclose(labels[inside], np.interp(frame_times[inside] + 1.02, LABEL_TIMES, LABEL_VALUES),
-                               atol=2e-6)
-    np.testing.assert_array_equal(recording.frame_labels("valence", frame_times), frame_labels(recording, "valence",
-                                                                                               frame_times))
+    np.testing.assert_allclose(
+        labels[inside], np.interp(frame_times[inside] + 1.02, LABEL_TIMES, LABEL_VALUES), atol=2e-6
+    )
+    np.testing.assert_array_equal(
+        recording.frame_labels("valence", frame_times), frame_labels(recording, "valence", frame_times)
+    )
 
 
 # --------------------------------------------------------------------------- predictions on the gold rows
@@ -128,8 +133,10 @@ def test_predictions_are_placed_at_t_plus_shift_and_held_causally_at_the_label_t
     assert np.all(on_labels[LABEL_TIMES < 0.5] == predictions[0])
     # Without a shift, frames on the label grid are taken exactly.
     grid = np.arange(7500) / 25.0
-    np.testing.assert_array_equal(predictions_on_label_times(grid, np.cos(grid).astype(np.float32), LABEL_TIMES)[:7500],
-                                  np.cos(grid).astype(np.float32))
+    np.testing.assert_array_equal(
+        predictions_on_label_times(grid, np.cos(grid).astype(np.float32), LABEL_TIMES)[:7500],
+        np.cos(grid).astype(np.float32),
+    )
 
 
 def test_predictions_need_increasing_frame_times():
@@ -143,16 +150,18 @@ def test_predictions_need_increasing_frame_times():
 def test_shift_predictions_is_the_label_time_placement_at_the_frame_times():
     times = np.arange(50) / 30.0
     predictions = np.random.default_rng(0).normal(size=50).astype(np.float32)
-    np.testing.assert_array_equal(shift_predictions(times, predictions, 0.3),
-                                  predictions_on_label_times(times, predictions, times, 0.3))
+    np.testing.assert_array_equal(
+        shift_predictions(times, predictions, 0.3), predictions_on_label_times(times, predictions, times, 0.3)
+    )
     np.testing.assert_array_equal(shift_predictions(times, predictions, 0.0), predictions)
 
 
 # --------------------------------------------------------------------------- fit_label_shift
 
 
-def delayed_recordings(folder: Path, delay: float, subjects: int = 3, seconds: float = 60.0, fps: float = 25.0,
-                       seed: int = 0):
+def delayed_recordings(
+    folder: Path, delay: float, subjects: int = 3, seconds: float = 60.0, fps: float = 25.0, seed: int = 0
+):
     """Descriptors that show a latent trace now, and a gold standard that shows it `delay` s later.
 
     The expression moves every subject's descriptor along one direction; each subject also gets
@@ -189,8 +198,9 @@ def test_fit_label_shift_finds_the_delay_despite_identity_offsets(tmp_path):
     assert result["criterion"] == "mean per-recording correlation"
     assert len(result["score"]) == len(result["candidates"]) == 21
     # One subject alone: its halves hold each other out.
-    single = fit_label_shift(descriptors[:1], times[:1], recordings[:1], "valence",
-                             candidates=np.arange(0.0, 4.01, 0.2))
+    single = fit_label_shift(
+        descriptors[:1], times[:1], recordings[:1], "valence", candidates=np.arange(0.0, 4.01, 0.2)
+    )
     assert single["shift"] == pytest.approx(1.6)
 
 
@@ -217,14 +227,16 @@ def test_label_shift_auto_recovers_the_synthetic_corpus_delay(tmp_path):
     from affectflow.synth import read_metadata, synthesize_corpus
 
     # Seed 6: the fit is within 0.33 s on 13 of seeds 0-13 (this seed: 0.02 s off); seed 8 misses by 0.9 s.
-    root = synthesize_corpus(tmp_path / "corpus", seed=6, subjects=(3, 0, 0), seconds=48.0, size=(320, 240),
-                             workers=2, progress=False)
+    root = synthesize_corpus(
+        tmp_path / "corpus", seed=6, subjects=(3, 0, 0), seconds=48.0, size=(320, 240), workers=2, progress=False
+    )
     corpus = open_corpus(root)
     train = corpus.subjects("train")
     descriptors, times = [], []
     for subject in train:
-        track = align_video(corpus.recording(subject).video, chip_size=48, normalization="gcn", threads=2,
-                            progress=False)
+        track = align_video(
+            corpus.recording(subject).video, chip_size=48, normalization="gcn", threads=2, progress=False
+        )
         found = track.found
         descriptors.append(descriptor_from_chips(np.asarray(track.normalized[found], np.float32)))
         times.append(track.time[found])

@@ -5,8 +5,16 @@ import torch
 from torch.nn import functional as F
 
 from affectflow.augment import augment_batch
-from affectflow.models import (CNNConfig, FaceCNN, FrameRNN, RNNConfig, quadrant_pool, rnn_hidden_sizes, save_model,
-                               weights_sha256)
+from affectflow.models import (
+    CNNConfig,
+    FaceCNN,
+    FrameRNN,
+    RNNConfig,
+    quadrant_pool,
+    rnn_hidden_sizes,
+    save_model,
+    weights_sha256,
+)
 
 
 def n_params(model):
@@ -53,8 +61,13 @@ def test_paper_initialization_statistics():
         k = model.init_k
         ks.append(k)
         if seed < 3:
-            for layer, fan_in in ((model.conv1, 25), (model.conv2, 64 * 25), (model.conv3, 128 * 25),
-                                  (model.fc, 1024), (model.out, 300)):
+            for layer, fan_in in (
+                (model.conv1, 25),
+                (model.conv2, 64 * 25),
+                (model.conv3, 128 * 25),
+                (model.fc, 1024),
+                (model.out, 300),
+            ):
                 w = layer.weight.detach()
                 assert float(w.mean()) == pytest.approx(0.0, abs=4 * k / fan_in**0.5 / w.numel() ** 0.5 + 1e-6)
                 # the output layer has only 300 weights: a wider tolerance on its spread
@@ -96,9 +109,16 @@ def test_quadrant_pooling_on_crafted_input():
     assert torch.equal(quadrant_pool(random_maps), F.max_pool2d(random_maps, 12, 12).flatten(1))
 
 
-@pytest.mark.parametrize("cell,nonlinearity,layers,sizes", [
-    ("rnn", "tanh", 1, [100]), ("rnn", "relu", 2, [100, 100]), ("rnn", "tanh", 3, [100, 100, 50]),
-    ("lstm", "tanh", 1, [100]), ("gru", "tanh", 3, [100, 100, 50])])
+@pytest.mark.parametrize(
+    "cell,nonlinearity,layers,sizes",
+    [
+        ("rnn", "tanh", 1, [100]),
+        ("rnn", "relu", 2, [100, 100]),
+        ("rnn", "tanh", 3, [100, 100, 50]),
+        ("lstm", "tanh", 1, [100]),
+        ("gru", "tanh", 3, [100, 100, 50]),
+    ],
+)
 def test_rnn_shapes_and_sizes(cell, nonlinearity, layers, sizes):
     model = FrameRNN(RNNConfig(input_size=300, cell=cell, nonlinearity=nonlinearity, hidden=100, layers=layers))
     assert model.config.hidden_sizes == sizes
@@ -126,8 +146,13 @@ def test_model_file_rebuilds_alone(tmp_path):
     from affectflow.inference import load_pipeline
 
     model = FaceCNN(CNNConfig(chip_size=32, channels=(4, 8, 8), fc=12))
-    settings = {"dimension": "arousal", "label_shift": 0.5, "normalization": "local-mean",
-                "faces": {"chip_size": 32}, "affectflow_version": "test"}
+    settings = {
+        "dimension": "arousal",
+        "label_shift": 0.5,
+        "normalization": "local-mean",
+        "faces": {"chip_size": 32},
+        "affectflow_version": "test",
+    }
     save_model(tmp_path / "model.pt", model, "cnn", settings)
     loaded = load_pipeline(tmp_path / "model.pt")
     x = torch.randn(2, 1, 32, 32)

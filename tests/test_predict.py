@@ -22,29 +22,136 @@ def trained(tmp_path_factory):
     from affectflow.synth import synthesize_corpus
 
     root = tmp_path_factory.mktemp("predict")
-    corpus_dir = synthesize_corpus(root / "corpus", seed=0, subjects=(1, 1, 0), seconds=4.0, fps=25.0,
-                                   size=(320, 240), workers=1, progress=False)
+    corpus_dir = synthesize_corpus(
+        root / "corpus", seed=0, subjects=(1, 1, 0), seconds=4.0, fps=25.0, size=(320, 240), workers=1, progress=False
+    )
     corpus = open_corpus(corpus_dir)
     faces = [str(root / "faces" / f"{r.subject}.h5") for r in corpus.recordings]
     features = [str(root / "features" / f"{r.subject}.h5") for r in corpus.recordings]
     for recording in corpus.recordings:
-        assert main(["align", str(recording.video), "-o", str(root / "faces" / f"{recording.subject}.h5"),
-                     "--chip-size", "32", "--threads", "1", "--normalization", "gcn"]) == 0
-    assert main(["train-cnn", "--corpus", str(corpus_dir), "--faces", *faces, "--variant", "A",
-                 "--seed", "0", "--out", str(root / "cnn"), "--epochs", "2", "--channels", "4,8,8", "--fc", "10",
-                 "--device", "cpu", "--batch-size", "32", "--normalization", "local-mean"]) == 0
+        assert (
+            main(
+                [
+                    "align",
+                    str(recording.video),
+                    "-o",
+                    str(root / "faces" / f"{recording.subject}.h5"),
+                    "--chip-size",
+                    "32",
+                    "--threads",
+                    "1",
+                    "--normalization",
+                    "gcn",
+                ]
+            )
+            == 0
+        )
+    assert (
+        main(
+            [
+                "train-cnn",
+                "--corpus",
+                str(corpus_dir),
+                "--faces",
+                *faces,
+                "--variant",
+                "A",
+                "--seed",
+                "0",
+                "--out",
+                str(root / "cnn"),
+                "--epochs",
+                "2",
+                "--channels",
+                "4,8,8",
+                "--fc",
+                "10",
+                "--device",
+                "cpu",
+                "--batch-size",
+                "32",
+                "--normalization",
+                "local-mean",
+            ]
+        )
+        == 0
+    )
     for recording in corpus.recordings:
         face_file = root / "faces" / f"{recording.subject}.h5"
-        assert main(["extract", "--model", str(root / "cnn" / "model.pt"), "--faces", str(face_file),
-                     "-o", str(root / "features" / f"{recording.subject}.h5"), "--device", "cpu"]) == 0
-    assert main(["train-rnn", "--corpus", str(corpus_dir), "--cnn", str(root / "cnn" / "model.pt"),
-                 "--features", *features, "--seed", "0",
-                 "--out", str(root / "rnn"), "--window", "10", "--window-stride", "2", "--hidden", "8",
-                 "--epochs", "2", "--device", "cpu"]) == 0
-    assert main(["train-rnn", "--corpus", str(corpus_dir), "--cnn", str(root / "cnn" / "model.pt"),
-                 "--features", *features, "--seed", "0",
-                 "--out", str(root / "rnn_arousal"), "--window", "10", "--window-stride", "2", "--hidden", "8",
-                 "--epochs", "1", "--device", "cpu", "--dimension", "arousal"]) == 0
+        assert (
+            main(
+                [
+                    "extract",
+                    "--model",
+                    str(root / "cnn" / "model.pt"),
+                    "--faces",
+                    str(face_file),
+                    "-o",
+                    str(root / "features" / f"{recording.subject}.h5"),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
+    assert (
+        main(
+            [
+                "train-rnn",
+                "--corpus",
+                str(corpus_dir),
+                "--cnn",
+                str(root / "cnn" / "model.pt"),
+                "--features",
+                *features,
+                "--seed",
+                "0",
+                "--out",
+                str(root / "rnn"),
+                "--window",
+                "10",
+                "--window-stride",
+                "2",
+                "--hidden",
+                "8",
+                "--epochs",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train-rnn",
+                "--corpus",
+                str(corpus_dir),
+                "--cnn",
+                str(root / "cnn" / "model.pt"),
+                "--features",
+                *features,
+                "--seed",
+                "0",
+                "--out",
+                str(root / "rnn_arousal"),
+                "--window",
+                "10",
+                "--window-stride",
+                "2",
+                "--hidden",
+                "8",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--dimension",
+                "arousal",
+            ]
+        )
+        == 0
+    )
     return root, corpus
 
 
@@ -61,8 +168,23 @@ def test_cnn_run_records_the_alignment_and_normalization_settings(trained):
 def test_predict_writes_one_row_per_frame_and_a_plot(trained, tmp_path):
     root, corpus = trained
     video = corpus.recording("dev_1").video
-    assert main(["predict", str(video), "--model", str(root / "rnn"), "-o", str(tmp_path / "trace.csv"),
-                 "--plot", str(tmp_path / "trace.png"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(video),
+                "--model",
+                str(root / "rnn"),
+                "-o",
+                str(tmp_path / "trace.csv"),
+                "--plot",
+                str(tmp_path / "trace.png"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     times, _, _ = read_video(video, gray=True)
     with open(tmp_path / "trace.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -77,8 +199,23 @@ def test_predict_writes_one_row_per_frame_and_a_plot(trained, tmp_path):
 def test_predict_valence_and_arousal_columns(trained, tmp_path):
     root, corpus = trained
     video = corpus.recording("dev_1").video
-    assert main(["predict", str(video), "--model", str(root / "rnn"), "--model", str(root / "rnn_arousal"),
-                 "-o", str(tmp_path / "trace.csv"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(video),
+                "--model",
+                str(root / "rnn"),
+                "--model",
+                str(root / "rnn_arousal"),
+                "-o",
+                str(tmp_path / "trace.csv"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     with open(tmp_path / "trace.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["time", "valence", "arousal"] and len(rows) == len(read_video(video, gray=True)[0])
@@ -96,8 +233,21 @@ def test_predict_after_copying_the_model_file_alone(trained, tmp_path):
     away, a copy of model.pt in an empty folder predicts the same trace."""
     root, corpus = trained
     video = corpus.recording("dev_1").video
-    assert main(["predict", str(video), "--model", str(root / "rnn" / "model.pt"), "-o", str(tmp_path / "a.csv"),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(video),
+                "--model",
+                str(root / "rnn" / "model.pt"),
+                "-o",
+                str(tmp_path / "a.csv"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     shutil.copy(root / "rnn" / "model.pt", elsewhere / "model.pt")
@@ -105,8 +255,21 @@ def test_predict_after_copying_the_model_file_alone(trained, tmp_path):
     for path in moved:
         path.rename(path.with_name(path.name + ".away"))
     try:
-        assert main(["predict", str(video), "--model", str(elsewhere / "model.pt"), "-o", str(tmp_path / "b.csv"),
-                     "--device", "cpu"]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    str(video),
+                    "--model",
+                    str(elsewhere / "model.pt"),
+                    "-o",
+                    str(tmp_path / "b.csv"),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
     finally:
         for path in moved:
             path.with_name(path.name + ".away").rename(path)
@@ -119,11 +282,43 @@ def test_predict_equals_evaluate_on_a_dev_video(trained, tmp_path, kind):
     model file) give the same per-frame predictions: one inference path."""
     root, corpus = trained
     video = corpus.recording("dev_1").video
-    assert main(["predict", str(video), "--model", str(root / kind / "model.pt"), "-o", str(tmp_path / "p.csv"),
-                 "--device", "cpu"]) == 0
-    assert main(["evaluate", "--corpus", str(root / "corpus"), "--model", str(root / kind / "model.pt"),
-                 "--features", str(root / "features" / "dev_1.h5"), "--partition", "dev",
-                 "--predictions-dir", str(tmp_path / "e"), "-o", str(tmp_path / "m.json"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(video),
+                "--model",
+                str(root / kind / "model.pt"),
+                "-o",
+                str(tmp_path / "p.csv"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                "--corpus",
+                str(root / "corpus"),
+                "--model",
+                str(root / kind / "model.pt"),
+                "--features",
+                str(root / "features" / "dev_1.h5"),
+                "--partition",
+                "dev",
+                "--predictions-dir",
+                str(tmp_path / "e"),
+                "-o",
+                str(tmp_path / "m.json"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     predicted, evaluated = read_trace(tmp_path / "p.csv"), read_trace(tmp_path / "e" / "dev_1.csv")
     # evaluate scores the gold rows (one every 40 ms from t = 0, like the 25 fps frames, plus one at the end)
     frames = len(predicted["time"])
@@ -135,8 +330,12 @@ def test_predict_equals_evaluate_on_a_dev_video(trained, tmp_path, kind):
 def test_predict_with_a_cnn_model_file(trained, tmp_path):
     root, corpus = trained
     video = corpus.recording("dev_1").video
-    assert main(["predict", str(video), "--model", str(root / "cnn"), "-o", str(tmp_path / "trace.csv"),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            ["predict", str(video), "--model", str(root / "cnn"), "-o", str(tmp_path / "trace.csv"), "--device", "cpu"]
+        )
+        == 0
+    )
     assert list(read_trace(tmp_path / "trace.csv")) == ["time", "valence"]
 
 
@@ -148,8 +347,16 @@ def test_an_older_model_file_is_a_clear_error(trained, tmp_path, capsys):
     payload = torch.load(root / "rnn" / "model.pt", weights_only=False)
     old = {k: v for k, v in payload.items() if k not in ("format", "pipeline")}
     torch.save(old, tmp_path / "model.pt")
-    code = main(["predict", str(corpus.recording("dev_1").video), "--model", str(tmp_path / "model.pt"),
-                 "-o", str(tmp_path / "trace.csv")])
+    code = main(
+        [
+            "predict",
+            str(corpus.recording("dev_1").video),
+            "--model",
+            str(tmp_path / "model.pt"),
+            "-o",
+            str(tmp_path / "trace.csv"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "older affectflow" in err and "window" in err and "feature_prior" in err
     assert not (tmp_path / "trace.csv").exists()

@@ -18,7 +18,7 @@ from affectflow.cli import main
 from workflow_helpers import REPO, tool_env
 
 SOURCE = REPO / "profiles" / "slurm" / "config.yaml"
-GPU_RULES = ("train_cnn", "extract", "train_rnn")
+GPU_RULES = ("train_cnn", "extract", "train_rnn", "annotate_video")
 
 
 class Terminal(io.StringIO):

@@ -36,8 +36,21 @@ def face_files(face_corpus):
 
 
 def train_cnn(face_corpus, out, *extra):
-    return main(["train-cnn", "--corpus", str(face_corpus / "corpus"), "--faces", *face_files(face_corpus),
-                 "--seed", "0", "--out", str(out), *TINY_CNN, *extra])
+    return main(
+        [
+            "train-cnn",
+            "--corpus",
+            str(face_corpus / "corpus"),
+            "--faces",
+            *face_files(face_corpus),
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            *TINY_CNN,
+            *extra,
+        ]
+    )
 
 
 def feature_files(folder):
@@ -49,8 +62,18 @@ def label_free_cnn_file(path, fc):
     from affectflow.models import CNNConfig, FaceCNN, save_model
 
     model = FaceCNN(CNNConfig(chip_size=32, channels=(4, 8, 8), fc=fc))
-    save_model(path, model, "cnn", {"dimension": "valence", "label_shift": 0.0, "normalization": "local-mean",
-                                    "faces": {"chip_size": 32}, "affectflow_version": "test"})
+    save_model(
+        path,
+        model,
+        "cnn",
+        {
+            "dimension": "valence",
+            "label_shift": 0.0,
+            "normalization": "local-mean",
+            "faces": {"chip_size": 32},
+            "affectflow_version": "test",
+        },
+    )
     return model
 
 
@@ -100,7 +123,7 @@ def test_prediction_at_t_does_not_depend_on_later_frames(feature_norm, causal):
     features = rng.normal(0.5, 1.0, (120, 6)).astype(np.float32)
     changed = features.copy()
     t = 70
-    changed[t + 1:] += rng.normal(2.0, 3.0, changed[t + 1:].shape).astype(np.float32)
+    changed[t + 1 :] += rng.normal(2.0, 3.0, changed[t + 1 :].shape).astype(np.float32)
 
     def predict(f):
         with torch.no_grad():
@@ -108,7 +131,7 @@ def test_prediction_at_t_does_not_depend_on_later_frames(feature_norm, causal):
 
     before, after = predict(features), predict(changed)
     assert np.array_equal(before[: t + 1], after[: t + 1]) == causal
-    assert not np.allclose(before[t + 1:], after[t + 1:])
+    assert not np.allclose(before[t + 1 :], after[t + 1 :])
 
 
 def test_shift_predictions_moves_frames_later():
@@ -154,31 +177,106 @@ def test_kill_and_resume_gives_identical_weights(face_corpus, tmp_path):
 
 def test_resume_with_other_settings_is_an_error(face_corpus, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        train_cnn(face_corpus, tmp_path / "run", "--variant", "plain", "--epochs", "2", "--stop-after-epochs", "1",
-                  "--frame-stride", "4")
-    code = main(["train-cnn", "--corpus", str(face_corpus / "corpus"), "--faces", *face_files(face_corpus),
-                 "--seed", "0", "--out", str(tmp_path / "run"), "--channels", "4,8,16", "--fc", "16",
-                 "--device", "cpu", "--variant", "plain", "--epochs", "2", "--resume"])
+        train_cnn(
+            face_corpus,
+            tmp_path / "run",
+            "--variant",
+            "plain",
+            "--epochs",
+            "2",
+            "--stop-after-epochs",
+            "1",
+            "--frame-stride",
+            "4",
+        )
+    code = main(
+        [
+            "train-cnn",
+            "--corpus",
+            str(face_corpus / "corpus"),
+            "--faces",
+            *face_files(face_corpus),
+            "--seed",
+            "0",
+            "--out",
+            str(tmp_path / "run"),
+            "--channels",
+            "4,8,16",
+            "--fc",
+            "16",
+            "--device",
+            "cpu",
+            "--variant",
+            "plain",
+            "--epochs",
+            "2",
+            "--resume",
+        ]
+    )
     assert code == 2
     assert "different model settings" in capsys.readouterr().err
-    code = main(["train-cnn", "--corpus", str(face_corpus / "corpus"), "--faces", *face_files(face_corpus),
-                 "--seed", "0", "--out", str(tmp_path / "run"), *TINY_CNN, "--variant", "A", "--epochs", "2",
-                 "--frame-stride", "4", "--resume"])
+    code = main(
+        [
+            "train-cnn",
+            "--corpus",
+            str(face_corpus / "corpus"),
+            "--faces",
+            *face_files(face_corpus),
+            "--seed",
+            "0",
+            "--out",
+            str(tmp_path / "run"),
+            *TINY_CNN,
+            "--variant",
+            "A",
+            "--epochs",
+            "2",
+            "--frame-stride",
+            "4",
+            "--resume",
+        ]
+    )
     assert code == 2
     assert "different variant" in capsys.readouterr().err
 
 
 def test_validation_selection_holds_out_a_training_subject(face_corpus, tmp_path):
-    assert train_cnn(face_corpus, tmp_path / "run", "--variant", "D", "--epochs", "1", "--frame-stride", "4",
-                     "--selection", "validation") == 0
+    assert (
+        train_cnn(
+            face_corpus,
+            tmp_path / "run",
+            "--variant",
+            "D",
+            "--epochs",
+            "1",
+            "--frame-stride",
+            "4",
+            "--selection",
+            "validation",
+        )
+        == 0
+    )
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["train_subjects"] == ["train_1"] and run["validation_subjects"] == ["train_2"]
     assert "val_ccc" in history(tmp_path / "run")[0]
 
 
 def test_time_budget_stops_after_the_epoch_that_passes_it(face_corpus, tmp_path):
-    assert train_cnn(face_corpus, tmp_path / "run", "--variant", "A", "--epochs", "5", "--frame-stride", "4",
-                     "--max-minutes", "0") == 0
+    assert (
+        train_cnn(
+            face_corpus,
+            tmp_path / "run",
+            "--variant",
+            "A",
+            "--epochs",
+            "5",
+            "--frame-stride",
+            "4",
+            "--max-minutes",
+            "0",
+        )
+        == 0
+    )
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["epochs_run"] == 1 and "time budget" in run["stopped"]
     assert (tmp_path / "run" / "model.pt").is_file()
@@ -188,13 +286,19 @@ def test_label_shift_auto_recovers_the_annotation_delay(tmp_path):
     from affectflow.corpus import open_corpus
     from affectflow.dataset import descriptor_from_chips, load_faces
 
-    write_face_corpus(tmp_path / "c", tmp_path / "f", train=2, dev=0, seconds=20.0, size=24, noise=0.3,
-                      delay_s=1.6, seed=3)
+    write_face_corpus(
+        tmp_path / "c", tmp_path / "f", train=2, dev=0, seconds=20.0, size=24, noise=0.3, delay_s=1.6, seed=3
+    )
     corpus = open_corpus(tmp_path / "c")
     train = corpus.subjects("train")
     faces = [load_faces(tmp_path / "f" / f"{s}.h5", s) for s in train]
-    result = fit_label_shift([descriptor_from_chips(f.data) for f in faces], [f.time for f in faces],
-                             [corpus.recording(s) for s in train], "valence", candidates=np.arange(0, 3.01, 0.4))
+    result = fit_label_shift(
+        [descriptor_from_chips(f.data) for f in faces],
+        [f.time for f in faces],
+        [corpus.recording(s) for s in train],
+        "valence",
+        candidates=np.arange(0, 3.01, 0.4),
+    )
     assert result["shift"] == pytest.approx(1.6)
 
 
@@ -202,18 +306,61 @@ def test_extract_and_train_rnn(face_corpus, tmp_path):
     assert train_cnn(face_corpus, tmp_path / "cnn", "--variant", "plain", "--epochs", "1", "--frame-stride", "4") == 0
     for subject in ("train_1", "train_2", "dev_1"):
         faces = face_corpus / "faces" / f"{subject}.h5"
-        assert main(["extract", "--model", str(tmp_path / "cnn" / "model.pt"), "--faces", str(faces),
-                     "-o", str(tmp_path / "features" / f"{subject}.h5"), "--device", "cpu"]) == 0
+        assert (
+            main(
+                [
+                    "extract",
+                    "--model",
+                    str(tmp_path / "cnn" / "model.pt"),
+                    "--faces",
+                    str(faces),
+                    "-o",
+                    str(tmp_path / "features" / f"{subject}.h5"),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
     with h5py.File(tmp_path / "features" / "dev_1.h5") as h5:
         assert h5["features"].shape == (200, 16) and h5["features"].dtype == np.float32
         assert h5["prediction"].shape == (200,) and h5["found"].shape == (200,) and h5["time"].shape == (200,)
         assert h5.attrs["subject"] == "dev_1" and h5.attrs["model"] == str((tmp_path / "cnn" / "model.pt").resolve())
         assert not h5["found"][()].all()  # the fixture loses the face for a while: rows stay
-    assert main(["train-rnn", "--corpus", str(face_corpus / "corpus"), "--cnn", str(tmp_path / "cnn" / "model.pt"),
-                 "--features", *feature_files(tmp_path / "features"),
-                 "--seed", "0", "--out", str(tmp_path / "rnn"), "--window", "10", "--window-stride", "3",
-                 "--hidden", "8", "--layers", "3", "--nonlinearity", "relu", "--epochs", "2", "--device", "cpu",
-                 "--eval-stride", "4"]) == 0
+    assert (
+        main(
+            [
+                "train-rnn",
+                "--corpus",
+                str(face_corpus / "corpus"),
+                "--cnn",
+                str(tmp_path / "cnn" / "model.pt"),
+                "--features",
+                *feature_files(tmp_path / "features"),
+                "--seed",
+                "0",
+                "--out",
+                str(tmp_path / "rnn"),
+                "--window",
+                "10",
+                "--window-stride",
+                "3",
+                "--hidden",
+                "8",
+                "--layers",
+                "3",
+                "--nonlinearity",
+                "relu",
+                "--epochs",
+                "2",
+                "--device",
+                "cpu",
+                "--eval-stride",
+                "4",
+            ]
+        )
+        == 0
+    )
     run = json.loads((tmp_path / "rnn" / "run.json").read_text())
     assert run["kind"] == "rnn" and run["hidden_sizes"] == [8, 8, 4] and run["feature_norm"] == "causal"
     assert len(run["feature_prior"]["mean"]) == 16 and run["feature_prior"]["frames"] > 0
@@ -248,14 +395,29 @@ def test_masked_losses_ignore_missing_labels():
     keep = torch.isfinite(target)
     assert float(masked_loss(pred, target, "mse")) == pytest.approx(float(((pred - target)[keep] ** 2).mean()))
     assert float(masked_loss(pred, target, "ccc")) == pytest.approx(
-        1 - ccc(pred[keep].numpy(), target[keep].numpy()), abs=1e-6)
+        1 - ccc(pred[keep].numpy(), target[keep].numpy()), abs=1e-6
+    )
 
 
 def test_label_shift_option_through_the_cli(tmp_path, capsys):
-    write_face_corpus(tmp_path / "corpus", tmp_path / "faces", train=2, dev=1, seconds=24.0, size=24, noise=0.3,
-                      delay_s=1.6, seed=3)
-    assert train_cnn(tmp_path, tmp_path / "run", "--variant", "plain", "--epochs", "1", "--frame-stride", "4",
-                     "--label-shift", "auto") == 0
+    write_face_corpus(
+        tmp_path / "corpus", tmp_path / "faces", train=2, dev=1, seconds=24.0, size=24, noise=0.3, delay_s=1.6, seed=3
+    )
+    assert (
+        train_cnn(
+            tmp_path,
+            tmp_path / "run",
+            "--variant",
+            "plain",
+            "--epochs",
+            "1",
+            "--frame-stride",
+            "4",
+            "--label-shift",
+            "auto",
+        )
+        == 0
+    )
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["label_shift_mode"].startswith("auto") and run["label_shift"] in run["label_shift_fit"]["candidates"]
     assert run["label_shift"] == pytest.approx(1.6, abs=0.4)
@@ -265,8 +427,7 @@ def test_label_shift_option_through_the_cli(tmp_path, capsys):
 
 def test_label_shift_auto_refuses_too_short_recordings(face_corpus, tmp_path, capsys):
     """8 s recordings leave too few frames labelled under every candidate shift up to 6 s: a clear refusal."""
-    assert train_cnn(face_corpus, tmp_path / "run", "--variant", "plain", "--epochs", "1",
-                     "--label-shift", "auto") == 2
+    assert train_cnn(face_corpus, tmp_path / "run", "--variant", "plain", "--epochs", "1", "--label-shift", "auto") == 2
     assert "shift" in capsys.readouterr().err
     assert not (tmp_path / "run" / "model.pt").exists()
 
@@ -298,11 +459,40 @@ def write_label_features(face_corpus, out_dir, rng):
 @pytest.mark.parametrize("feature_norm", ["causal", "train", "recording-transductive"])
 def test_relu_rnn_stays_finite_and_learns_with_a_dead_training_feature(face_corpus, tmp_path, feature_norm):
     write_label_features(face_corpus, tmp_path / "features", np.random.default_rng(0))
-    assert main(["train-rnn", "--corpus", str(face_corpus / "corpus"), "--cnn", str(tmp_path / "cnn.pt"),
-                 "--features", *feature_files(tmp_path / "features"),
-                 "--seed", "0", "--out", str(tmp_path / "rnn"), "--window", "20", "--window-stride", "2",
-                 "--hidden", "16", "--nonlinearity", "relu", "--epochs", "10", "--batch-size", "16", "--device", "cpu",
-                 "--feature-norm", feature_norm]) == 0
+    assert (
+        main(
+            [
+                "train-rnn",
+                "--corpus",
+                str(face_corpus / "corpus"),
+                "--cnn",
+                str(tmp_path / "cnn.pt"),
+                "--features",
+                *feature_files(tmp_path / "features"),
+                "--seed",
+                "0",
+                "--out",
+                str(tmp_path / "rnn"),
+                "--window",
+                "20",
+                "--window-stride",
+                "2",
+                "--hidden",
+                "16",
+                "--nonlinearity",
+                "relu",
+                "--epochs",
+                "10",
+                "--batch-size",
+                "16",
+                "--device",
+                "cpu",
+                "--feature-norm",
+                feature_norm,
+            ]
+        )
+        == 0
+    )
     rows = history(tmp_path / "rnn")
     assert all(np.isfinite(float(r[k])) for r in rows for k in ("train_loss", "dev_rmse", "dev_ccc"))
     assert float(rows[-1]["train_loss"]) < 0.7 * float(rows[0]["train_loss"])
@@ -317,9 +507,35 @@ def test_rnn_training_windows_include_the_recordings_first_frames(face_corpus, t
     write_label_features(face_corpus, tmp_path / "features", np.random.default_rng(1))
     with h5py.File(tmp_path / "features" / "train_1.h5") as h5:
         frames = len(h5["time"])
-    assert main(["train-rnn", "--corpus", str(face_corpus / "corpus"), "--cnn", str(tmp_path / "cnn.pt"),
-                 "--features", *feature_files(tmp_path / "features"),
-                 "--seed", "0", "--out", str(tmp_path / "rnn"), "--window", str(frames + 50), "--window-stride", "20",
-                 "--hidden", "8", "--epochs", "2", "--batch-size", "4", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train-rnn",
+                "--corpus",
+                str(face_corpus / "corpus"),
+                "--cnn",
+                str(tmp_path / "cnn.pt"),
+                "--features",
+                *feature_files(tmp_path / "features"),
+                "--seed",
+                "0",
+                "--out",
+                str(tmp_path / "rnn"),
+                "--window",
+                str(frames + 50),
+                "--window-stride",
+                "20",
+                "--hidden",
+                "8",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "4",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     rows = history(tmp_path / "rnn")
     assert len(rows) == 2 and all(np.isfinite(float(r["train_loss"])) for r in rows)

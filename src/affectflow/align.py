@@ -314,8 +314,12 @@ def summary_line(track, video: Path) -> str:
 def _cmd_align(args) -> int:
     from .faces import face_writer
 
-    options = {"landmarks": args.landmarks, "chip_size": args.chip_size, "detect_every": args.detect_every,
-               "tracking": not args.no_tracking}
+    options = {
+        "landmarks": args.landmarks,
+        "chip_size": args.chip_size,
+        "detect_every": args.detect_every,
+        "tracking": not args.no_tracking,
+    }
     if args.like is not None:
         # the model's training faces' settings, as `predict` aligns (affectflow.inference)
         from .inference import load_pipeline

@@ -23,17 +23,35 @@ import numpy as np
 
 CHUNK_FRAMES = 2048
 CSV_COLUMNS = ("frame", "time", "found", "source", "score")
-SUMMARY_COLUMNS = ("id", "status", "video", "frames", "duration_s", "fps", "found_percent", "align_s", "predict_s",
-                   "error")
+SUMMARY_COLUMNS = (
+    "id",
+    "status",
+    "video",
+    "frames",
+    "duration_s",
+    "fps",
+    "found_percent",
+    "align_s",
+    "predict_s",
+    "error",
+)
 
 
 def add_commands(subparsers) -> None:
-    p = subparsers.add_parser("annotate", help="per-frame valence/arousal table of one aligned video",
-                              description="Write ANNOTATIONS.csv (frame, time, found, source, score, one column "
-                                          "per model) for every frame of a face file, and a JSON summary.")
+    p = subparsers.add_parser(
+        "annotate",
+        help="per-frame valence/arousal table of one aligned video",
+        description="Write ANNOTATIONS.csv (frame, time, found, source, score, one column "
+        "per model) for every frame of a face file, and a JSON summary.",
+    )
     p.add_argument("--faces", required=True, type=Path, help="the video's face file (affectflow align)")
-    p.add_argument("--model", required=True, type=Path, action="append",
-                   help="model file, one per dimension (repeat: e.g. valence and arousal)")
+    p.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        action="append",
+        help="model file, one per dimension (repeat: e.g. valence and arousal)",
+    )
     p.add_argument("-o", "--output", required=True, type=Path, help="ANNOTATIONS.csv")
     p.add_argument("--summary", type=Path, default=None, help="SUMMARY.json (default: beside the CSV)")
     p.add_argument("--plot", type=Path, default=None, help="a PNG of the traces")
@@ -41,12 +59,20 @@ def add_commands(subparsers) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.set_defaults(handler=_annotate_command)
 
-    p = subparsers.add_parser("annotate-summary", help="gather per-video annotation summaries into one TSV",
-                              description="One row per video id: its JSON summary, or the error its log ends with.")
+    p = subparsers.add_parser(
+        "annotate-summary",
+        help="gather per-video annotation summaries into one TSV",
+        description="One row per video id: its JSON summary, or the error its log ends with.",
+    )
     p.add_argument("--ids", required=True, nargs="+", help="every video id of the folder")
     p.add_argument("--annotations", required=True, type=Path, help="folder of {id}.json summaries")
-    p.add_argument("--logs", required=True, type=Path, nargs="+",
-                   help="folders of the per-video logs ({id}.log), searched in order for a failure's reason")
+    p.add_argument(
+        "--logs",
+        required=True,
+        type=Path,
+        nargs="+",
+        help="folders of the per-video logs ({id}.log), searched in order for a failure's reason",
+    )
     p.add_argument("--dimensions", nargs="*", default=None, help="dimension columns (default: from the summaries)")
     p.add_argument("-o", "--output", required=True, type=Path, help="summary.tsv")
     p.set_defaults(handler=_summary_command)
@@ -66,8 +92,11 @@ def list_videos(source: str | Path) -> dict[str, Path]:
     source = Path(source)
     entries: list[tuple[str | None, Path]] = []
     if source.is_dir():
-        entries = [(None, p) for p in sorted(source.iterdir())
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES]
+        entries = [
+            (None, p)
+            for p in sorted(source.iterdir())
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES
+        ]
         if not entries:
             raise fail(source, f"no videos ({', '.join(VIDEO_SUFFIXES)}) in this folder")
     elif source.is_file():
@@ -79,8 +108,9 @@ def list_videos(source: str | Path) -> dict[str, Path]:
                 if not (row.get("video") or "").strip():
                     continue
                 path = Path(row["video"].strip())
-                entries.append(((row.get("id") or "").strip() or None, path if path.is_absolute()
-                                else source.parent / path))
+                entries.append(
+                    ((row.get("id") or "").strip() or None, path if path.is_absolute() else source.parent / path)
+                )
         if not entries:
             raise fail(source, "the video sheet lists no video")
     else:
@@ -112,12 +142,18 @@ def _faces_chunks(path: Path, chunk: int = CHUNK_FRAMES):
         total = len(h5["time"])
         for begin in range(0, total, chunk):
             end = min(begin + chunk, total)
-            yield (h5["time"][begin:end].astype(np.float64), h5["chips"][begin:end], h5["found"][begin:end].astype(bool),
-                   h5["source"][begin:end], h5["score"][begin:end].astype(np.float64))
+            yield (
+                h5["time"][begin:end].astype(np.float64),
+                h5["chips"][begin:end],
+                h5["found"][begin:end].astype(bool),
+                h5["source"][begin:end],
+                h5["score"][begin:end].astype(np.float64),
+            )
 
 
-def annotate_faces(faces_path: Path, model_files: list[Path], output: Path, device_name: str = "auto",
-                   progress: bool = True) -> dict:
+def annotate_faces(
+    faces_path: Path, model_files: list[Path], output: Path, device_name: str = "auto", progress: bool = True
+) -> dict:
     """Write the annotations CSV of a face file; returns the summary (without wall times of other stages)."""
     import h5py
     from tqdm import tqdm
@@ -150,8 +186,11 @@ def annotate_faces(faces_path: Path, model_files: list[Path], output: Path, devi
     sums = np.zeros(len(streams)), np.zeros(len(streams))
     counts = {"frames": 0, "found": 0}
     first_time = last_time = None
-    with atomic_path(output) as tmp, open(tmp, "w") as fh, \
-            tqdm(total=total, unit="frame", desc=f"annotate {Path(faces_path).stem}", disable=not progress) as bar:
+    with (
+        atomic_path(output) as tmp,
+        open(tmp, "w") as fh,
+        tqdm(total=total, unit="frame", desc=f"annotate {Path(faces_path).stem}", disable=not progress) as bar,
+    ):
         fh.write(",".join(CSV_COLUMNS + tuple(dimensions)) + "\n")
 
         def flush(final: bool = False) -> None:
@@ -189,11 +228,17 @@ def annotate_faces(faces_path: Path, model_files: list[Path], output: Path, devi
     if counts["found"] == 0:
         raise fail(faces_path, f"no face found in any of its {frames} frames")
     fps = float(attrs.get("fps") or 0.0)
-    summary = {"frames": frames, "duration_s": round(frames / fps if fps else float(last_time - first_time), 3),
-               "fps": round(fps, 3), "found_percent": round(100.0 * counts["found"] / frames, 2),
-               "align_s": round(float(attrs.get("align_seconds", math.nan)), 2),
-               "predict_s": round(time.perf_counter() - started, 2), "video": str(attrs.get("source", "")),
-               "dimensions": dimensions, "models": [str(p.path) for p in pipelines]}
+    summary = {
+        "frames": frames,
+        "duration_s": round(frames / fps if fps else float(last_time - first_time), 3),
+        "fps": round(fps, 3),
+        "found_percent": round(100.0 * counts["found"] / frames, 2),
+        "align_s": round(float(attrs.get("align_seconds", math.nan)), 2),
+        "predict_s": round(time.perf_counter() - started, 2),
+        "video": str(attrs.get("source", "")),
+        "dimensions": dimensions,
+        "models": [str(p.path) for p in pipelines],
+    }
     for k, dimension in enumerate(dimensions):
         mean = sums[0][k] / frames
         summary[f"{dimension}_mean"] = round(mean, 6)
@@ -220,8 +265,9 @@ def _write_rows(fh, first_frame: int, times, found, source, score, columns, name
     for i in range(len(times)):
         detected_score = "" if not np.isfinite(score[i]) else f"{score[i]:.4f}"
         values = ",".join(f"{float(c[i]):.6f}" for c in columns)
-        fh.write(f"{first_frame + i},{times[i]:.6f},{int(found[i])},{names[int(source[i])]},{detected_score},"
-                 f"{values}\n")
+        fh.write(
+            f"{first_frame + i},{times[i]:.6f},{int(found[i])},{names[int(source[i])]},{detected_score},{values}\n"
+        )
 
 
 def _annotate_command(args) -> int:
@@ -234,8 +280,10 @@ def _annotate_command(args) -> int:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if args.plot is not None:
         _plot(args.output, args.plot, summary)
-    print(f"{args.output}: {summary['frames']} frames, found {summary['found_percent']} %, "
-          + ", ".join(f"{d} mean {summary[f'{d}_mean']:.3f} sd {summary[f'{d}_sd']:.3f}" for d in summary["dimensions"]))
+    print(
+        f"{args.output}: {summary['frames']} frames, found {summary['found_percent']} %, "
+        + ", ".join(f"{d} mean {summary[f'{d}_mean']:.3f} sd {summary[f'{d}_sd']:.3f}" for d in summary["dimensions"])
+    )
     return 0
 
 
@@ -250,8 +298,12 @@ def _plot(csv_path: Path, png: Path, summary: dict) -> None:
             times.append(float(row["time"]))
             for d in traces:
                 traces[d].append(float(row[d]))
-    plot_traces(png, np.asarray(times), {d: np.asarray(v) for d, v in traces.items()},
-                f"{summary['id']}: {', '.join(traces)} ({summary['found_percent']} % of frames with a face)")
+    plot_traces(
+        png,
+        np.asarray(times),
+        {d: np.asarray(v) for d, v in traces.items()},
+        f"{summary['id']}: {', '.join(traces)} ({summary['found_percent']} % of frames with a face)",
+    )
 
 
 def failure_reason(video_id: str, log_dirs: list[Path]) -> str:
@@ -265,8 +317,9 @@ def failure_reason(video_id: str, log_dirs: list[Path]) -> str:
     return "no output and no error in its logs (not run yet, or interrupted)"
 
 
-def write_summary(ids: list[str], annotations: Path, log_dirs: list[Path], output: Path,
-                  dimensions: list[str] | None = None) -> list[dict]:
+def write_summary(
+    ids: list[str], annotations: Path, log_dirs: list[Path], output: Path, dimensions: list[str] | None = None
+) -> list[dict]:
     from .io import atomic_path
 
     rows = []
@@ -295,6 +348,8 @@ def _cell(value) -> str:
 def _summary_command(args) -> int:
     rows = write_summary(args.ids, args.annotations, args.logs, args.output, args.dimensions)
     failed = [r for r in rows if r["status"] != "ok"]
-    print(f"{args.output}: {len(rows) - len(failed)} videos annotated, {len(failed)} failed"
-          + "".join(f"\n  {r['id']}: {r['error']}" for r in failed))
+    print(
+        f"{args.output}: {len(rows) - len(failed)} videos annotated, {len(failed)} failed"
+        + "".join(f"\n  {r['id']}: {r['error']}" for r in failed)
+    )
     return 0

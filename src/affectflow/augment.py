@@ -46,8 +46,9 @@ def augment_geometry(x: torch.Tensor) -> torch.Tensor:
     shift = _uniform(2 * n, -1.0, 1.0, x).view(n, 2) * (1.0 - scale).abs()[:, None]
     # theta maps output (crop) coordinates to input (chip) coordinates
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-    theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
-                         torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)
+    theta = torch.stack(
+        [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 

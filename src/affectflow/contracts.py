@@ -43,8 +43,12 @@ METRICS = ("rmse", "cc", "ccc")  # RMSE, Pearson CC, concordance correlation coe
 # ---- models
 MODEL_KINDS = ("cnn", "rnn")
 # The paper's single-frame CNN variants: (augmentation, dropout on the FC layer's input).
-CNN_VARIANTS: Mapping[str, tuple[bool, float]] = {"plain": (False, 0.0), "D": (False, 0.5), "A": (True, 0.0),
-                                                  "AD": (True, 0.5)}
+CNN_VARIANTS: Mapping[str, tuple[bool, float]] = {
+    "plain": (False, 0.0),
+    "D": (False, 0.5),
+    "A": (True, 0.0),
+    "AD": (True, 0.5),
+}
 CNN_LABELS = {"plain": "CNN", "D": "CNN+D", "A": "CNN+A", "AD": "CNN+AD"}
 # Model choice by CCC on dev (the paper) or on a held-out training subject.
 SELECTIONS = ("dev", "validation")

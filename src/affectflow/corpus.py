@@ -245,7 +245,7 @@ def read_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         first = int(np.argmax(outside))
         raise fail(
             path,
-            f"{int(outside.sum())} label value(s) outside [-1, 1] " f"(first at t={times[first]:g}: {values[first]:g})",
+            f"{int(outside.sum())} label value(s) outside [-1, 1] (first at t={times[first]:g}: {values[first]:g})",
         )
     return times, values.astype(np.float32)
 

@@ -75,6 +75,7 @@ class ChunkFill:
 
 # ----------------------------------------------------------------------------- labels
 
+
 def read_gold(recording, dimension: str) -> tuple[np.ndarray, np.ndarray]:
     """A recording's gold standard of `dimension`: (row times float64 [N], values float32 [N])."""
     from . import corpus
@@ -94,12 +95,14 @@ def frame_labels(recording, dimension: str, frame_times: np.ndarray, shift: floa
     from . import corpus
 
     label_times, label_values = read_gold(recording, dimension)
-    return corpus.labels_for_frames(np.asarray(label_times) - shift, label_values,
-                                    np.asarray(frame_times, dtype=np.float64))
+    return corpus.labels_for_frames(
+        np.asarray(label_times) - shift, label_values, np.asarray(frame_times, dtype=np.float64)
+    )
 
 
-def predictions_on_label_times(frame_times: np.ndarray, predictions: np.ndarray, label_times: np.ndarray,
-                               shift: float = 0.0) -> np.ndarray:
+def predictions_on_label_times(
+    frame_times: np.ndarray, predictions: np.ndarray, label_times: np.ndarray, shift: float = 0.0
+) -> np.ndarray:
     """Per-frame predictions on the gold standard's clock: one value per label time (float32 [N]).
 
     The prediction of frame t belongs at time t + shift (annotators lag the face by `shift` s).
@@ -148,8 +151,14 @@ MIN_SHIFT_FIT_FRAMES = 10  # per held-out part: fewer frames give no meaningful 
 MIN_SHIFT_FIT_COVERAGE = 0.5
 
 
-def fit_label_shift(descriptors: list[np.ndarray], times: list[np.ndarray], recordings: list,
-                    dimension: str, candidates=DEFAULT_SHIFT_CANDIDATES, ridge: float = 0.5) -> dict:
+def fit_label_shift(
+    descriptors: list[np.ndarray],
+    times: list[np.ndarray],
+    recordings: list,
+    dimension: str,
+    candidates=DEFAULT_SHIFT_CANDIDATES,
+    ridge: float = 0.5,
+) -> dict:
     """Pick the annotation delay (seconds) that best fits on TRAINING subjects only.
 
     For every candidate shift s the target of frame t is the label at t + s. Every candidate is
@@ -189,8 +198,9 @@ def fit_label_shift(descriptors: list[np.ndarray], times: list[np.ndarray], reco
         label_times, label_values = read_gold(recording, dimension)  # once per recording, not per candidate
         frame_times = np.asarray(frame_times, np.float64)
         descriptor = np.asarray(descriptor, np.float64).reshape(len(frame_times), -1)
-        labels = np.stack([corpus.labels_for_frames(label_times - s, label_values, frame_times) for s in shifts],
-                          axis=1).astype(np.float64)
+        labels = np.stack(
+            [corpus.labels_for_frames(label_times - s, label_values, frame_times) for s in shifts], axis=1
+        ).astype(np.float64)
         common = np.isfinite(labels).all(axis=1) & np.isfinite(descriptor).all(axis=1)
         if common.mean() < MIN_SHIFT_FIT_COVERAGE:
             uncovered.append(f"{recording.subject} ({common.sum()} of {len(common)} frames)")
@@ -199,7 +209,8 @@ def fit_label_shift(descriptors: list[np.ndarray], times: list[np.ndarray], reco
         raise AffectflowError(
             f"--label-shift auto: the candidate shifts {min(candidates):g}..{max(candidates):g} s leave less than "
             f"{MIN_SHIFT_FIT_COVERAGE:.0%} of the frames labelled under every shift in {', '.join(uncovered)}; "
-            f"the recordings are too short for that range: set --label-shift to a number of seconds")
+            f"the recordings are too short for that range: set --label-shift to a number of seconds"
+        )
     if len(parts) == 1:  # one recording: its halves hold each other out
         name, x, y = parts[0]
         half = len(x) // 2
@@ -209,7 +220,8 @@ def fit_label_shift(descriptors: list[np.ndarray], times: list[np.ndarray], reco
         raise AffectflowError(
             f"--label-shift auto: {', '.join(short)} has fewer than {MIN_SHIFT_FIT_FRAMES} frames with a label "
             f"under every candidate shift {min(candidates):g}..{max(candidates):g} s; the recordings are too "
-            f"short for that range (narrow it or set the shift)")
+            f"short for that range (narrow it or set the shift)"
+        )
     # The 1e-6 keeps a column that is constant in one recording at 0 rather than NaN.
     parts = [(name, (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6), y - y.mean(axis=0)) for name, x, y in parts]
 
@@ -227,20 +239,28 @@ def fit_label_shift(descriptors: list[np.ndarray], times: list[np.ndarray], reco
         counts = finite.sum(axis=0)
         score = np.where(counts > 0, np.where(finite, correlations, 0.0).sum(axis=0) / np.maximum(counts, 1), np.nan)
     if not np.isfinite(score).any():
-        raise AffectflowError(f"--label-shift auto: no candidate shift gives a defined correlation on {subjects} "
-                              f"(constant descriptors or labels)")
+        raise AffectflowError(
+            f"--label-shift auto: no candidate shift gives a defined correlation on {subjects} "
+            f"(constant descriptors or labels)"
+        )
     best = int(np.nanargmax(score))
     if best in (int(np.argmin(shifts)), int(np.argmax(shifts))):
         raise AffectflowError(
             f"--label-shift auto: the best shift, {candidates[best]:g} s, is at the edge of the candidate range "
             f"{min(candidates):g}..{max(candidates):g} s (fit on {subjects}, {dimension}); the delay may lie "
-            f"beyond it: widen the range or set --label-shift to a number of seconds")
-    return {"shift": candidates[best], "candidates": candidates,
-            "score": [float(s) if np.isfinite(s) else None for s in score], "criterion": SHIFT_CRITERION,
-            "frames": int(sum(len(x) for _, x, _ in parts))}
+            f"beyond it: widen the range or set --label-shift to a number of seconds"
+        )
+    return {
+        "shift": candidates[best],
+        "candidates": candidates,
+        "score": [float(s) if np.isfinite(s) else None for s in score],
+        "criterion": SHIFT_CRITERION,
+        "frames": int(sum(len(x) for _, x, _ in parts)),
+    }
 
 
 # ----------------------------------------------------------------------------- per-subject data
+
 
 @dataclass
 class SubjectFrames:
@@ -270,8 +290,12 @@ def load_features(path: Path, subject: str) -> SubjectFrames:
             missing = [k for k in ("features", "found", "time") if k not in h5]
             if missing:
                 raise fail(path, f"not an affectflow feature file: missing {missing}")
-            return SubjectFrames(subject, h5["time"][()].astype(np.float64), h5["found"][()].astype(bool),
-                                 h5["features"][()].astype(np.float32))
+            return SubjectFrames(
+                subject,
+                h5["time"][()].astype(np.float64),
+                h5["found"][()].astype(bool),
+                h5["features"][()].astype(np.float32),
+            )
     except OSError as error:
         raise fail(path, f"unreadable HDF5 file ({error})") from None
 
@@ -328,13 +352,13 @@ class CausalStandardizer:
         features = np.asarray(features)
         out = np.empty(features.shape, np.float32)
         for begin in range(0, len(features), self.BLOCK):
-            x = features[begin: begin + self.BLOCK].astype(np.float64)
+            x = features[begin : begin + self.BLOCK].astype(np.float64)
             count = self.count + np.arange(1, len(x) + 1, dtype=np.float64)[:, None]
             total = self.total + np.cumsum(x, 0)
             total_sq = self.total_sq + np.cumsum(x**2, 0)
             mean = total / count
             std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
-            out[begin: begin + len(x)] = (x - mean) / (std + 1e-3)
+            out[begin : begin + len(x)] = (x - mean) / (std + 1e-3)
             self.count, self.total, self.total_sq = float(count[-1, 0]), total[-1], total_sq[-1]
         return out
 

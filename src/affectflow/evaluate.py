@@ -21,15 +21,22 @@ from .contracts import PARTITIONS
 
 
 def add_commands(subparsers) -> None:
-    p = subparsers.add_parser("evaluate", help="score a CNN or RNN run on a partition",
-                              description="Write PREDICTIONS_DIR/{subject}.csv (time,prediction,gold) and "
-                                          "METRICS.json (RMSE, CC, CCC concatenated and per recording).")
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score a CNN or RNN run on a partition",
+        description="Write PREDICTIONS_DIR/{subject}.csv (time,prediction,gold) and "
+        "METRICS.json (RMSE, CC, CCC concatenated and per recording).",
+    )
     p.add_argument("--corpus", required=True, type=Path)
     p.add_argument("--model", required=True, type=Path, help="CNN or RNN model file (a run dir means its model.pt)")
-    p.add_argument("--features", required=True, type=Path, nargs="+",
-                   help="feature files {subject}.h5 of the subjects to score (made by the model's CNN)")
-    p.add_argument("--partition", default="dev", choices=PARTITIONS,
-                   help="the partition the subjects must belong to")
+    p.add_argument(
+        "--features",
+        required=True,
+        type=Path,
+        nargs="+",
+        help="feature files {subject}.h5 of the subjects to score (made by the model's CNN)",
+    )
+    p.add_argument("--partition", default="dev", choices=PARTITIONS, help="the partition the subjects must belong to")
     p.add_argument("--predictions-dir", required=True, type=Path)
     p.add_argument("-o", "--output", required=True, type=Path)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -47,8 +54,14 @@ def write_trace_csv(path: Path, times, columns: dict) -> None:
                 fh.write(f"{t:.3f}," + ",".join(f"{float(columns[n][i]):.6f}" for n in names) + "\n")
 
 
-def evaluate_run(corpus_path: Path, model_path: Path, feature_files: list[Path], partition: str,
-                 predictions_dir: Path, device_name: str = "auto") -> dict:
+def evaluate_run(
+    corpus_path: Path,
+    model_path: Path,
+    feature_files: list[Path],
+    partition: str,
+    predictions_dir: Path,
+    device_name: str = "auto",
+) -> dict:
     import numpy as np
 
     from .corpus import open_corpus
@@ -85,19 +98,28 @@ def evaluate_run(corpus_path: Path, model_path: Path, feature_files: list[Path],
     pred_all, gold_all = np.concatenate(preds), np.concatenate(golds)
     label_rows = int(np.sum(np.isfinite(gold_all)))
     run = pipeline.run_info
-    return {"model": str(pipeline.path), "kind": pipeline.kind, "partition": partition, "dimension": dimension,
-            "selection": run.get("selection", "dev"), "fill_policy": run.get("fill_policy", FILL_POLICY),
-            "label_shift": shift,
-            # Scored at the gold rows' times: `frames` is kept as an alias of `label_rows` for older readers.
-            "label_rows": label_rows, "frames": label_rows, "concatenated": scores(pred_all, gold_all),
-            "per_recording_mean": mean_scores(per_recording), "per_recording": per_recording, "settings": run}
+    return {
+        "model": str(pipeline.path),
+        "kind": pipeline.kind,
+        "partition": partition,
+        "dimension": dimension,
+        "selection": run.get("selection", "dev"),
+        "fill_policy": run.get("fill_policy", FILL_POLICY),
+        "label_shift": shift,
+        # Scored at the gold rows' times: `frames` is kept as an alias of `label_rows` for older readers.
+        "label_rows": label_rows,
+        "frames": label_rows,
+        "concatenated": scores(pred_all, gold_all),
+        "per_recording_mean": mean_scores(per_recording),
+        "per_recording": per_recording,
+        "settings": run,
+    }
 
 
 def _evaluate_command(args) -> int:
     from .io import atomic_path
 
-    result = evaluate_run(args.corpus, args.model, args.features, args.partition, args.predictions_dir,
-                          args.device)
+    result = evaluate_run(args.corpus, args.model, args.features, args.partition, args.predictions_dir, args.device)
     with atomic_path(args.output) as tmp:
         # NaN scores (e.g. CC of a constant prediction) are written as JSON null
         tmp.write_text(json.dumps(_nan_to_none(result), indent=2, sort_keys=True) + "\n")

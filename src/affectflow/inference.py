@@ -30,8 +30,18 @@ from .models import CNNConfig, FaceCNN, FrameRNN, RNNConfig, config_dict, weight
 MODEL_FORMAT = "affectflow-model/2"
 PIPELINE_KEYS = {
     "cnn": ("dimension", "label_shift", "normalization", "faces", "weights_sha256", "affectflow_version"),
-    "rnn": ("dimension", "label_shift", "normalization", "faces", "weights_sha256", "affectflow_version",
-            "window", "feature_norm", "feature_prior", "cnn"),
+    "rnn": (
+        "dimension",
+        "label_shift",
+        "normalization",
+        "faces",
+        "weights_sha256",
+        "affectflow_version",
+        "window",
+        "feature_norm",
+        "feature_prior",
+        "cnn",
+    ),
 }
 # The feature file's attribute naming the CNN whose features it holds (its weights' SHA-256).
 FEATURES_CNN_ATTR = "cnn_sha256"
@@ -84,8 +94,9 @@ class Pipeline:
     def cnn_outputs(self, chips, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
         """Filled raw uint8 chips [T,S,S] -> (CNN features float32 [T,fc], CNN prediction float32 [T])."""
         if np.shape(chips)[1] != self.cnn.config.chip_size:
-            raise fail(self.path, f"chips of size {np.shape(chips)[1]} for a CNN of chip size "
-                                  f"{self.cnn.config.chip_size}")
+            raise fail(
+                self.path, f"chips of size {np.shape(chips)[1]} for a CNN of chip size {self.cnn.config.chip_size}"
+            )
         return extract_features(self.cnn, chips, self.normalization, batch_size)
 
     def rnn_predictions(self, features: np.ndarray) -> np.ndarray:
@@ -96,8 +107,7 @@ class Pipeline:
         device = next(self.rnn.parameters()).device
         inputs = rnn_inputs(features, self.settings["feature_norm"], self.settings["feature_prior"])
         with torch.no_grad():
-            return rnn_window_predictions(self.rnn, torch.from_numpy(inputs).to(device),
-                                          int(self.settings["window"]))
+            return rnn_window_predictions(self.rnn, torch.from_numpy(inputs).to(device), int(self.settings["window"]))
 
     def predict_chips(self, chips) -> np.ndarray:
         """Filled raw chips of one recording -> raw per-frame predictions float32 [T]."""
@@ -160,11 +170,11 @@ class PipelineStream:
         x = torch.from_numpy(np.ascontiguousarray(inputs, np.float32)).to(next(rnn.parameters()).device)
         context = edge_pad(x[:1], window)[:-1] if self.tail is None else self.tail
         joined = torch.cat([context, x])
-        self.tail = joined[len(joined) - (window - 1):] if window > 1 else joined[:0]
+        self.tail = joined[len(joined) - (window - 1) :] if window > 1 else joined[:0]
         with torch.no_grad():
             # rnn_window_predictions edge-pads the joined sequence again; its first W-1 rows are the
             # context, whose windows are discarded: the windows of the chunk's frames see the true past.
-            return rnn_window_predictions(rnn, joined, window)[len(context):]
+            return rnn_window_predictions(rnn, joined, window)[len(context) :]
 
 
 def load_pipeline(path: Path, device: str | torch.device = "cpu") -> Pipeline:
@@ -176,9 +186,12 @@ def load_pipeline(path: Path, device: str | torch.device = "cpu") -> Pipeline:
         raise fail(path, "not an affectflow model file")
     settings = payload.get("pipeline")
     if payload.get("format") != MODEL_FORMAT or not isinstance(settings, dict):
-        raise fail(path, f"model file written by an older affectflow (format {payload.get('format', 1)}, not "
-                         f"{MODEL_FORMAT}): it lacks {', '.join(PIPELINE_KEYS[kind])}; retrain it "
-                         f"(`affectflow train-{kind}`) with this version")
+        raise fail(
+            path,
+            f"model file written by an older affectflow (format {payload.get('format', 1)}, not "
+            f"{MODEL_FORMAT}): it lacks {', '.join(PIPELINE_KEYS[kind])}; retrain it "
+            f"(`affectflow train-{kind}`) with this version",
+        )
     missing = [key for key in PIPELINE_KEYS[kind] if key not in settings]
     if missing:
         raise fail(path, f"model file lacks {', '.join(missing)}")
@@ -191,17 +204,25 @@ def load_pipeline(path: Path, device: str | torch.device = "cpu") -> Pipeline:
         if weights_sha256(cnn) != embedded["weights_sha256"]:
             raise fail(path, "the embedded CNN's weights do not match their recorded SHA-256 (corrupt file)")
         rnn = _rebuild(FrameRNN(RNNConfig(**payload["config"])), payload["state_dict"], path)
-    return Pipeline(path, kind, cnn.to(device).eval(), None if rnn is None else rnn.to(device).eval(), settings,
-                    payload.get("extra", {}))
+    return Pipeline(
+        path,
+        kind,
+        cnn.to(device).eval(),
+        None if rnn is None else rnn.to(device).eval(),
+        settings,
+        payload.get("extra", {}),
+    )
 
 
 def cnn_embedding(pipeline: Pipeline) -> dict:
     """What an RNN model file keeps of the CNN it was trained on (its `pipeline.cnn`)."""
     if pipeline.kind != "cnn":
         raise fail(pipeline.path, "an RNN is trained on the features of a CNN model file, not of an RNN")
-    return {"config": config_dict(pipeline.cnn.config),
-            "state_dict": {k: v.detach().cpu() for k, v in pipeline.cnn.state_dict().items()},
-            "weights_sha256": pipeline.settings["weights_sha256"]}
+    return {
+        "config": config_dict(pipeline.cnn.config),
+        "state_dict": {k: v.detach().cpu() for k, v in pipeline.cnn.state_dict().items()},
+        "weights_sha256": pipeline.settings["weights_sha256"],
+    }
 
 
 def _read_payload(path: Path) -> dict:
@@ -232,8 +253,7 @@ def check_feature_file(path: Path, cnn_sha256: str) -> None:
     with h5py.File(path, "r") as h5:
         made_by = h5.attrs.get(FEATURES_CNN_ATTR)
     if made_by is None:
-        raise fail(path, f"feature file without {FEATURES_CNN_ATTR} (written by an older affectflow): "
-                         "extract it again")
+        raise fail(path, f"feature file without {FEATURES_CNN_ATTR} (written by an older affectflow): extract it again")
     if (made_by.decode() if isinstance(made_by, bytes) else str(made_by)) != cnn_sha256:
         raise fail(path, "features were extracted by a different CNN than the model's")
 
@@ -249,7 +269,7 @@ def extract_features(model: FaceCNN, chips, normalization: str, batch_size: int 
     feats, preds = [], []
     with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
         for begin in range(0, len(chips), batch_size):
-            x = chips_to_inputs(chips[begin: begin + batch_size].to(device), normalization)
+            x = chips_to_inputs(chips[begin : begin + batch_size].to(device), normalization)
             f = model.features(x.contiguous(memory_format=torch.channels_last))
             feats.append(f.float().cpu())
             preds.append(model.out(f).squeeze(1).float().cpu())

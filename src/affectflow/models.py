@@ -79,8 +79,11 @@ class FaceCNN(nn.Module):
         self.dropout = nn.Dropout(self.config.dropout)
         self.fc = nn.Linear(4 * c3, self.config.fc)
         self.out = nn.Linear(self.config.fc, 1)
-        self.init_k = paper_init(self, HE_K if self.config.init == "he" else None) \
-            if self.config.init in ("paper", "he") else None
+        self.init_k = (
+            paper_init(self, HE_K if self.config.init == "he" else None)
+            if self.config.init in ("paper", "he")
+            else None
+        )
         nn.init.constant_(self.fc.bias, 1.0)  # the authors' init: ReLU units start active
         nn.init.zeros_(self.out.bias)
 
@@ -228,8 +231,13 @@ def save_model(path, model: nn.Module, kind: str, pipeline: dict, extra: dict | 
     from .inference import MODEL_FORMAT
     from .io import atomic_path
 
-    payload = {"format": MODEL_FORMAT, "kind": kind, "config": config_dict(model.config),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-               "pipeline": {**pipeline, "weights_sha256": weights_sha256(model)}, "extra": extra or {}}
+    payload = {
+        "format": MODEL_FORMAT,
+        "kind": kind,
+        "config": config_dict(model.config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "pipeline": {**pipeline, "weights_sha256": weights_sha256(model)},
+        "extra": extra or {},
+    }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

@@ -16,22 +16,33 @@ from pathlib import Path
 
 
 def add_commands(subparsers) -> None:
-    p = subparsers.add_parser("predict", help="predict a valence/arousal trace for a video",
-                              description="Align, normalize, CNN, RNN: write a CSV trace (time, one column per "
-                                          "dimension) at the video's frame times and optionally a PNG plot.")
+    p = subparsers.add_parser(
+        "predict",
+        help="predict a valence/arousal trace for a video",
+        description="Align, normalize, CNN, RNN: write a CSV trace (time, one column per "
+        "dimension) at the video's frame times and optionally a PNG plot.",
+    )
     p.add_argument("video", type=Path)
-    p.add_argument("--model", required=True, type=Path, action="append",
-                   help="model file (an RNN's, or a CNN's; a run dir means its model.pt); repeat for more "
-                        "dimensions (e.g. a valence and an arousal model: one CSV column each)")
+    p.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        action="append",
+        help="model file (an RNN's, or a CNN's; a run dir means its model.pt); repeat for more "
+        "dimensions (e.g. a valence and an arousal model: one CSV column each)",
+    )
     p.add_argument("-o", "--output", required=True, type=Path, help="TRACE.csv")
     p.add_argument("--plot", type=Path, default=None, help="TRACE.png")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None, help="alignment threads")
     p.set_defaults(handler=_predict_command)
 
-    p = subparsers.add_parser("extract", help="frozen CNN -> per-frame features of one subject",
-                              description="Write FEATURES.h5: features [T,fc], prediction [T], found [T], time [T] "
-                                          "(face-lost frames filled by the fill policy).")
+    p = subparsers.add_parser(
+        "extract",
+        help="frozen CNN -> per-frame features of one subject",
+        description="Write FEATURES.h5: features [T,fc], prediction [T], found [T], time [T] "
+        "(face-lost frames filled by the fill policy).",
+    )
     p.add_argument("--model", required=True, type=Path, help="CNN model file (a run dir means its model.pt)")
     p.add_argument("--faces", required=True, type=Path)
     p.add_argument("-o", "--output", required=True, type=Path)
@@ -40,8 +51,9 @@ def add_commands(subparsers) -> None:
     p.set_defaults(handler=_extract_command)
 
 
-def predict_video(video: Path, model_files: list[Path], device_name: str = "auto", threads: int | None = None,
-                  progress: bool = True) -> tuple:
+def predict_video(
+    video: Path, model_files: list[Path], device_name: str = "auto", threads: int | None = None, progress: bool = True
+) -> tuple:
     """(frame times float64 [T], {dimension: trace float32 [T]}) for a video, one trace per model file.
 
     The video is aligned once per distinct alignment setting of the models' CNNs.
@@ -105,8 +117,7 @@ def _extract_command(args) -> int:
     from .inference import load_pipeline, write_feature_file
     from .trainer import resolve_device
 
-    write_feature_file(args.output, load_pipeline(args.model, resolve_device(args.device)), args.faces,
-                       args.batch_size)
+    write_feature_file(args.output, load_pipeline(args.model, resolve_device(args.device)), args.faces, args.batch_size)
     return 0
 
 

@@ -52,14 +52,16 @@ PAPER_CCC = {
 }
 FEATURE_NORM_CAPTIONS = {
     "causal": "RNN inputs standardized causally: frame t by running statistics of its recording's frames "
-              "<= t (started from the training set's), no labels; no prediction uses a later frame.",
+    "<= t (started from the training set's), no labels; no prediction uses a later frame.",
     "train": "RNN inputs standardized with the training set's statistics; no prediction uses a later frame.",
     "recording-transductive": "TRANSDUCTIVE: RNN inputs standardized by each recording's statistics over ALL "
-                              "its frames, so a prediction at t depends on frames after t (the CNN rows do not "
-                              "get this help).",
+    "its frames, so a prediction at t depends on frames after t (the CNN rows do not "
+    "get this help).",
 }
-SELECTION_TEXT = {"dev": "the dev partition itself (the paper's protocol)",
-                  "validation": "a held-out training subject (dev never seen)"}
+SELECTION_TEXT = {
+    "dev": "the dev partition itself (the paper's protocol)",
+    "validation": "a held-out training subject (dev never seen)",
+}
 PAPER_LABELS = {
     **{cnn_row_key(variant): cnn_label(variant) for variant in CNN_LABELS},
     rnn_row_key({"nonlinearity": "tanh"}): "CNN+RNN (tanh)",
@@ -74,8 +76,9 @@ def add_commands(subparsers) -> None:
         help="write the paper's Tables 1-5 (markdown and TSV) from metrics files",
         description="Write DIR/table{1..5}.md and .tsv: RMSE, CC, CCC per model (mean +- sd over seeds).",
     )
-    tables.add_argument("--layout", required=True,
-                        help="JSON layout (rows and their metrics files per table), or @FILE")
+    tables.add_argument(
+        "--layout", required=True, help="JSON layout (rows and their metrics files per table), or @FILE"
+    )
     tables.add_argument("--out-dir", required=True, type=Path)
     tables.set_defaults(handler=_run_tables)
 
@@ -83,14 +86,21 @@ def add_commands(subparsers) -> None:
         "figures",
         help="draw Figure 3 (predicted vs gold trace) and training curves",
         description="Figure 3: predictions of several models against the gold standard for one "
-                    "subject (CSV files time,prediction,gold); training curves from history.tsv files.",
+        "subject (CSV files time,prediction,gold); training curves from history.tsv files.",
     )
-    figures.add_argument("--trace", nargs=2, action="append", metavar=("LABEL", "CSV"), required=True,
-                         help="a model's prediction CSV for the subject (repeatable)")
+    figures.add_argument(
+        "--trace",
+        nargs=2,
+        action="append",
+        metavar=("LABEL", "CSV"),
+        required=True,
+        help="a model's prediction CSV for the subject (repeatable)",
+    )
     figures.add_argument("--histories", nargs="+", type=Path, required=True, help="history.tsv files")
     figures.add_argument("--figure3", required=True, type=Path, help="output PNG of Figure 3")
-    figures.add_argument("--smoothness", type=Path, default=None,
-                         help="output JSON: mean |first difference| of each trace of Figure 3")
+    figures.add_argument(
+        "--smoothness", type=Path, default=None, help="output JSON: mean |first difference| of each trace of Figure 3"
+    )
     figures.add_argument("--curves", required=True, type=Path, help="output PNG of the training curves")
     figures.set_defaults(handler=_run_figures)
 
@@ -143,7 +153,9 @@ class Row:
     cells: dict[str, Cell]  # rmse, cc, ccc, ccc_rec
     seeds: int
     paper_ccc: float | None
-    selected: dict[str, Cell] = field(default_factory=dict)  # CCC of the same model chosen by another selection (e.g. validation)
+    selected: dict[str, Cell] = field(
+        default_factory=dict
+    )  # CCC of the same model chosen by another selection (e.g. validation)
 
 
 def build_row(spec: dict) -> Row:
@@ -153,8 +165,10 @@ def build_row(spec: dict) -> Row:
     # training loss at its lowest over the training labels' variance: ~1 means the model collapsed to the mean
     cells["loss_ratio"] = aggregate([(r.get("settings") or {}).get("train_loss_to_label_variance") for r in runs])
     key = spec.get("key", "")
-    selected = {selection: aggregate([read_metrics(Path(p))["concatenated"].get("ccc") for p in paths])
-                for selection, paths in (spec.get("selected") or {}).items()}
+    selected = {
+        selection: aggregate([read_metrics(Path(p))["concatenated"].get("ccc") for p in paths])
+        for selection, paths in (spec.get("selected") or {}).items()
+    }
     return Row(spec["label"], key, "ours", cells, len(runs), PAPER_CCC.get(key), selected)
 
 
@@ -180,41 +194,63 @@ def render_markdown(number: str, rows: list[Row], layout: dict, comparison: bool
     if layout.get("rnn_features") and any(r.key.startswith("rnn:") for r in rows):
         base = layout.get("rnn_base") or {}
         base_text = ", ".join(f"{k}={v}" for k, v in base.items())
-        lines.append(f"CNN+RNN rows: frozen {layout['rnn_features']} features; other settings as the base ({base_text}).")
+        lines.append(
+            f"CNN+RNN rows: frozen {layout['rnn_features']} features; other settings as the base ({base_text})."
+        )
         lines.append(FEATURE_NORM_CAPTIONS.get(layout.get("rnn_feature_norm", "causal"), ""))
     if layout.get("cnn_normalization"):
-        lines.append(f"CNN inputs: raw chips, augmented for variants A/AD, then normalized with "
-                     f"`{layout['cnn_normalization']}` on every batch, at extraction too.")
+        lines.append(
+            f"CNN inputs: raw chips, augmented for variants A/AD, then normalized with "
+            f"`{layout['cnn_normalization']}` on every batch, at extraction too."
+        )
     if layout.get("selection"):
-        lines.append(f"Models (epochs) selected by CCC on {SELECTION_TEXT.get(layout['selection'], layout['selection'])}.")
+        lines.append(
+            f"Models (epochs) selected by CCC on {SELECTION_TEXT.get(layout['selection'], layout['selection'])}."
+        )
     extra = sorted({s for r in rows for s in (r.selected or {})})
     for selection in extra:
-        lines.append(f"Column 'CCC, selected on {selection}': the same model trained again (first seed) with its "
-                     f"epoch chosen on {SELECTION_TEXT.get(selection, selection)} instead"
-                     + (", on the training subjects less the held-out one" if selection == "validation" else "")
-                     + ": the gap to CCC shows how optimistic choosing on the scored partition is.")
+        lines.append(
+            f"Column 'CCC, selected on {selection}': the same model trained again (first seed) with its "
+            f"epoch chosen on {SELECTION_TEXT.get(selection, selection)} instead"
+            + (", on the training subjects less the held-out one" if selection == "validation" else "")
+            + ": the gap to CCC shows how optimistic choosing on the scored partition is."
+        )
     lines.append("")
     if comparison:
-        lines += ["| Model | Source | RMSE | CC | CCC | CCC per recording | Seeds |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [
+            "| Model | Source | RMSE | CC | CCC | CCC per recording | Seeds |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
         for r in rows:
-            lines.append(f"| {r.label} | {r.source} | {r.cells['rmse'].text()} | {r.cells['cc'].text()} | "
-                         f"{r.cells['ccc'].text()} | {r.cells['ccc_rec'].text()} | {r.seeds or '-'} |")
-        lines += ["", "Rows marked *quoted* are copied from the paper (real RECOLA videos, full-size "
-                  "models), not computed here; only their CCC is quoted."]
+            lines.append(
+                f"| {r.label} | {r.source} | {r.cells['rmse'].text()} | {r.cells['cc'].text()} | "
+                f"{r.cells['ccc'].text()} | {r.cells['ccc_rec'].text()} | {r.seeds or '-'} |"
+            )
+        lines += [
+            "",
+            "Rows marked *quoted* are copied from the paper (real RECOLA videos, full-size "
+            "models), not computed here; only their CCC is quoted.",
+        ]
     else:
         extra_head = "".join(f" CCC, selected on {s} |" for s in extra)
-        lines += [f"| Model | RMSE | CC | CCC | CCC per recording | Seeds |{extra_head} Train loss / label var. "
-                  "| Paper CCC (quoted) |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(extra) + " ---: | ---: |"]
+        lines += [
+            f"| Model | RMSE | CC | CCC | CCC per recording | Seeds |{extra_head} Train loss / label var. "
+            "| Paper CCC (quoted) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(extra) + " ---: | ---: |",
+        ]
         for r in rows:
             paper = f"{r.paper_ccc:.3f}" if r.paper_ccc is not None else ""
             extra_cells = "".join(f" {(r.selected or {}).get(s, Cell(math.nan, None, 0)).text()} |" for s in extra)
-            lines.append(f"| {r.label} | {r.cells['rmse'].text()} | {r.cells['cc'].text()} | "
-                         f"{r.cells['ccc'].text()} | {r.cells['ccc_rec'].text()} | {r.seeds} |{extra_cells} "
-                         f"{r.cells['loss_ratio'].text(2)} | {paper} |")
-        lines += ["", "Train loss / label var.: the lowest training loss over the variance of the training "
-                  "labels (a model that only learned the mean stays near 1)."]
+            lines.append(
+                f"| {r.label} | {r.cells['rmse'].text()} | {r.cells['cc'].text()} | "
+                f"{r.cells['ccc'].text()} | {r.cells['ccc_rec'].text()} | {r.seeds} |{extra_cells} "
+                f"{r.cells['loss_ratio'].text(2)} | {paper} |"
+            )
+        lines += [
+            "",
+            "Train loss / label var.: the lowest training loss over the variance of the training "
+            "labels (a model that only learned the mean stays near 1).",
+        ]
         if any(r.paper_ccc is not None for r in rows):
             lines += ["", f"Paper CCC: quoted from {PAPER_SOURCE}, not computed here."]
     return "\n".join(lines) + "\n"
@@ -258,8 +294,9 @@ def parse_layout(text: str) -> dict:
     if not isinstance(tables, dict) or not tables:
         raise fail(source, "layout has no 'tables' mapping")
     for number, rows in tables.items():
-        if not isinstance(rows, list) or not all(isinstance(r, dict) and "label" in r and r.get("metrics")
-                                                 for r in rows):
+        if not isinstance(rows, list) or not all(
+            isinstance(r, dict) and "label" in r and r.get("metrics") for r in rows
+        ):
             raise fail(source, f"table {number}: rows need a label and a non-empty metrics list")
     return layout
 
@@ -313,9 +350,9 @@ def read_history(path: Path) -> dict[str, list[float]]:
     header = lines[0].split("\t")
     columns: dict[str, list[float]] = {name: [] for name in header}
     for line in lines[1:]:
-        for name, field in zip(header, line.split("\t")):
+        for name, cell in zip(header, line.split("\t")):
             try:
-                columns[name].append(float(field))
+                columns[name].append(float(cell))
             except ValueError:
                 columns[name].append(math.nan)
     return columns
@@ -405,8 +442,9 @@ def trace_smoothness(traces: list[tuple[str, Path]]) -> dict:
         result["traces"][label] = float(np.nanmean(np.abs(np.diff(prediction))))
         result.setdefault("gold", float(np.nanmean(np.abs(np.diff(gold)))))
     first = result["traces"][traces[0][0]]
-    result["ratio_to_first"] = {label: (value / first if first > 0 else math.nan)
-                                for label, value in result["traces"].items()}
+    result["ratio_to_first"] = {
+        label: (value / first if first > 0 else math.nan) for label, value in result["traces"].items()
+    }
     return result
 
 
@@ -417,8 +455,10 @@ def _run_figures(args: argparse.Namespace) -> int:
         with atomic_path(args.smoothness) as tmp:
             tmp.write_text(json.dumps(smoothness, indent=2) + "\n")
         for label, value in smoothness["traces"].items():
-            print(f"Figure 3 smoothness, {smoothness['subject']}: {label}: mean |first difference| {value:.4f} "
-                  f"({smoothness['ratio_to_first'][label]:.2f}x the first trace)")
+            print(
+                f"Figure 3 smoothness, {smoothness['subject']}: {label}: mean |first difference| {value:.4f} "
+                f"({smoothness['ratio_to_first'][label]:.2f}x the first trace)"
+            )
     draw_curves(args.histories, args.curves)
     print(args.figure3)
     print(args.curves)

@@ -30,47 +30,82 @@ DEFAULT_CNN_NORMALIZATION = "local-mean"
 
 
 def add_commands(subparsers) -> None:
-    p = subparsers.add_parser("train-cnn", help="train the single-frame CNN on the training subjects' faces",
-                              description="Train the paper's CNN (variants plain, D, A, AD) on normalized face "
-                                          "chips; writes RUN_DIR/model.pt, history.tsv, run.json, checkpoint.pt.")
+    p = subparsers.add_parser(
+        "train-cnn",
+        help="train the single-frame CNN on the training subjects' faces",
+        description="Train the paper's CNN (variants plain, D, A, AD) on normalized face "
+        "chips; writes RUN_DIR/model.pt, history.tsv, run.json, checkpoint.pt.",
+    )
     p.add_argument("--corpus", required=True, type=Path)
-    p.add_argument("--faces", required=True, type=Path, nargs="+",
-                   help="face files {subject}.h5 of the training and dev subjects to use")
+    p.add_argument(
+        "--faces",
+        required=True,
+        type=Path,
+        nargs="+",
+        help="face files {subject}.h5 of the training and dev subjects to use",
+    )
     p.add_argument("--variant", required=True, choices=sorted(CNN_VARIANTS))
     p.add_argument("--channels", default="64,128,256", help="conv channels (paper: 64,128,256)")
     p.add_argument("--fc", type=int, default=300, help="feature layer width (paper: 300)")
     p.add_argument("--frame-stride", type=int, default=1, help="train on every k-th found frame")
-    p.add_argument("--normalization", choices=METHODS, default=DEFAULT_CNN_NORMALIZATION,
-                   help="chip normalization after augmentation, on the device (local-mean: the authors' "
-                        "Normer3 as it ran; see affectflow.normalize)")
-    p.add_argument("--clip-norm", type=float, default=0.0,
-                   help="gradient-norm clipping (0, the paper: none)")
-    p.add_argument("--init", default="paper", choices=INITS,
-                   help="weight initialization: 'paper' (the authors': k ~ U(0.2, 1.2) per model), 'he' (k = sqrt 2) "
-                        "or 'pytorch' (PyTorch's default); see affectflow.models")
+    p.add_argument(
+        "--normalization",
+        choices=METHODS,
+        default=DEFAULT_CNN_NORMALIZATION,
+        help="chip normalization after augmentation, on the device (local-mean: the authors' "
+        "Normer3 as it ran; see affectflow.normalize)",
+    )
+    p.add_argument("--clip-norm", type=float, default=0.0, help="gradient-norm clipping (0, the paper: none)")
+    p.add_argument(
+        "--init",
+        default="paper",
+        choices=INITS,
+        help="weight initialization: 'paper' (the authors': k ~ U(0.2, 1.2) per model), 'he' (k = sqrt 2) "
+        "or 'pytorch' (PyTorch's default); see affectflow.models",
+    )
     _common_training(p, epochs=30)
     p.set_defaults(handler=_train_cnn_command)
 
-    p = subparsers.add_parser("train-rnn", help="train the RNN on frozen CNN features",
-                              description="Train an RNN over windows of W frames of CNN features "
-                                          "(a regression output at every step, the last one is the prediction).")
+    p = subparsers.add_parser(
+        "train-rnn",
+        help="train the RNN on frozen CNN features",
+        description="Train an RNN over windows of W frames of CNN features "
+        "(a regression output at every step, the last one is the prediction).",
+    )
     p.add_argument("--corpus", required=True, type=Path)
-    p.add_argument("--cnn", required=True, type=Path,
-                   help="the CNN model file that extracted the features (embedded in the RNN's model file)")
-    p.add_argument("--features", required=True, type=Path, nargs="+",
-                   help="feature files {subject}.h5 of the training and dev subjects to use")
+    p.add_argument(
+        "--cnn",
+        required=True,
+        type=Path,
+        help="the CNN model file that extracted the features (embedded in the RNN's model file)",
+    )
+    p.add_argument(
+        "--features",
+        required=True,
+        type=Path,
+        nargs="+",
+        help="feature files {subject}.h5 of the training and dev subjects to use",
+    )
     p.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn")
     p.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh")
     p.add_argument("--hidden", type=int, default=100)
     p.add_argument("--layers", type=int, choices=(1, 2, 3), default=1)
-    p.add_argument("--recurrent-init", choices=RECURRENT_INITS, default="pytorch",
-                   help="Elman recurrent weights: PyTorch's default or the identity (IRNN, Le et al. 2015)")
+    p.add_argument(
+        "--recurrent-init",
+        choices=RECURRENT_INITS,
+        default="pytorch",
+        help="Elman recurrent weights: PyTorch's default or the identity (IRNN, Le et al. 2015)",
+    )
     p.add_argument("--window", type=int, default=100)
     p.add_argument("--window-stride", type=int, default=1, help="training windows start every k frames")
     p.add_argument("--loss", choices=("mse", "ccc"), default="mse")
-    p.add_argument("--feature-norm", choices=FEATURE_NORMS, default=DEFAULT_FEATURE_NORM,
-                   help="RNN inputs: causal running statistics per recording (default), training-set "
-                        "statistics, or whole-recording statistics (transductive: uses frames after t)")
+    p.add_argument(
+        "--feature-norm",
+        choices=FEATURE_NORMS,
+        default=DEFAULT_FEATURE_NORM,
+        help="RNN inputs: causal running statistics per recording (default), training-set "
+        "statistics, or whole-recording statistics (transductive: uses frames after t)",
+    )
     p.add_argument("--clip-norm", type=float, default=1.0, help="gradient-norm clipping (0 disables)")
     _common_training(p, epochs=30)
     p.set_defaults(handler=_train_rnn_command)
@@ -81,20 +116,29 @@ def _common_training(p: argparse.ArgumentParser, epochs: int) -> None:
     p.add_argument("--out", required=True, type=Path, help="run dir")
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--dimension", default="valence")
-    p.add_argument("--selection", choices=SELECTIONS, default="dev",
-                   help="model choice by CCC on dev (as the paper) or on held-out training subjects")
+    p.add_argument(
+        "--selection",
+        choices=SELECTIONS,
+        default="dev",
+        help="model choice by CCC on dev (as the paper) or on held-out training subjects",
+    )
     p.add_argument("--label-shift", default="0", help="annotation delay in seconds, or 'auto' (fit on train)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch passing this budget")
-    p.add_argument("--eval-stride", type=int, default=1,
-                   help="score every k-th frame for per-epoch model selection (evaluate scores all)")
+    p.add_argument(
+        "--eval-stride",
+        type=int,
+        default=1,
+        help="score every k-th frame for per-epoch model selection (evaluate scores all)",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
     p.add_argument("--stop-after-epochs", type=int, default=None, help=argparse.SUPPRESS)  # kill simulation
 
 
 # ----------------------------------------------------------------------------- shared data plumbing
+
 
 def _splits(corpus, selection: str, corpus_path: Path, files: list[Path]):
     """(train subjects, dev subjects, validation subjects) of the given files ({subject}.h5), in
@@ -130,8 +174,11 @@ def _resolve_shift(text: str, fit) -> tuple[float, dict | None]:
 
 
 def _label_info(shift: float, fit: dict | None) -> dict:
-    return {"label_shift": shift, "label_shift_mode": "auto (fit on training subjects)" if fit else "fixed",
-            "label_shift_fit": fit}
+    return {
+        "label_shift": shift,
+        "label_shift_mode": "auto (fit on training subjects)" if fit else "fixed",
+        "label_shift_fit": fit,
+    }
 
 
 def _run_info(args, extra: dict) -> dict:
@@ -149,8 +196,7 @@ def _run_info(args, extra: dict) -> dict:
     return settings
 
 
-def _eval_sets(args, corpus, train, dev, validation, frames, holdout, device, every: int = 1,
-               frame_wise: bool = False):
+def _eval_sets(args, corpus, train, dev, validation, frames, holdout, device, every: int = 1, frame_wise: bool = False):
     """The recordings scored each epoch: dev (if labelled) and the validation split.
 
     `frames[subject]` has .data (model inputs on every frame) and .time; `holdout` = (data,
@@ -167,10 +213,12 @@ def _eval_sets(args, corpus, train, dev, validation, frames, holdout, device, ev
     input_every = every if frame_wise else 1
 
     def eval_set(name, subjects):
-        return EvalSet(name, [torch.from_numpy(frames[s].data[::input_every]).to(device) for s in subjects],
-                       [frames[s].time[::every] for s in subjects],
-                       [frame_labels(corpus.recording(s), args.dimension, frames[s].time)[::every]
-                        for s in subjects])
+        return EvalSet(
+            name,
+            [torch.from_numpy(frames[s].data[::input_every]).to(device) for s in subjects],
+            [frames[s].time[::every] for s in subjects],
+            [frame_labels(corpus.recording(s), args.dimension, frames[s].time)[::every] for s in subjects],
+        )
 
     sets = []
     dev_labeled = [s for s in dev if args.dimension in corpus.recording(s).labels]
@@ -180,8 +228,9 @@ def _eval_sets(args, corpus, train, dev, validation, frames, holdout, device, ev
         sets.append(eval_set("val", validation))
     elif holdout is not None:
         data, times, gold = holdout
-        sets.append(EvalSet("val", [torch.from_numpy(data[::input_every]).to(device)], [times[::every]],
-                            [gold[::every]]))
+        sets.append(
+            EvalSet("val", [torch.from_numpy(data[::input_every]).to(device)], [times[::every]], [gold[::every]])
+        )
     selection_set = "dev" if args.selection == "dev" else "val"
     if selection_set not in {e.name for e in sets}:
         raise fail(args.corpus, f"no labelled {args.selection} data for model selection")
@@ -190,6 +239,7 @@ def _eval_sets(args, corpus, train, dev, validation, frames, holdout, device, ev
 
 
 # ----------------------------------------------------------------------------- train-cnn
+
 
 def _train_cnn_command(args) -> int:
     import numpy as np
@@ -219,10 +269,12 @@ def _train_cnn_command(args) -> int:
     chip_size = sizes.pop()
 
     def fit():
-        return fit_label_shift([descriptor_from_chips(faces[s].data[faces[s].found].astype(np.float32) / 255)
-                                for s in train],
-                               [faces[s].time[faces[s].found] for s in train],
-                               [corpus.recording(s) for s in train], args.dimension)
+        return fit_label_shift(
+            [descriptor_from_chips(faces[s].data[faces[s].found].astype(np.float32) / 255) for s in train],
+            [faces[s].time[faces[s].found] for s in train],
+            [corpus.recording(s) for s in train],
+            args.dimension,
+        )
 
     shift, shift_fit = _resolve_shift(args.label_shift, fit)
 
@@ -244,27 +296,51 @@ def _train_cnn_command(args) -> int:
     if len(train_x) == 0:
         raise fail(face_files[train[0]], "no training frame with a face and a label")
 
-    eval_sets, selection_set, subject_info = _eval_sets(args, corpus, train, dev, validation, faces, holdout,
-                                                        device, max(1, args.eval_stride), frame_wise=True)
+    eval_sets, selection_set, subject_info = _eval_sets(
+        args, corpus, train, dev, validation, faces, holdout, device, max(1, args.eval_stride), frame_wise=True
+    )
     try:
         config = CNNConfig(chip_size=chip_size, channels=channels, fc=args.fc, dropout=dropout, init=args.init)
     except ValueError as error:
         raise fail(face_files[train[0]], str(error)) from None
     model = FaceCNN(config)
-    info = _run_info(args, {
-        **subject_info, "augment": augment, "dropout": dropout, "train_frames": int(len(train_x)),
-        "device": str(device), "init_k": model.init_k,
-        "train_label_variance": float(train_y.float().var(unbiased=False)),
-        "faces": {"chip_size": chip_size, **{k: _plain(h5_attrs(face_files[train[0]]).get(k))
-                                             for k in FACE_SETTINGS}},
-        **_label_info(shift, shift_fit)})
-    info["pipeline"] = {"dimension": args.dimension, "label_shift": shift, "normalization": args.normalization,
-                        "faces": info["faces"], "affectflow_version": info["affectflow_version"]}
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, label_shift=shift,
-                             selection=selection_set, max_minutes=args.max_minutes,
-                             clip_norm=args.clip_norm or None, stop_after_epochs=args.stop_after_epochs)
-    fit_cnn(model, train_x, train_y, eval_sets, settings, args.out, augment, args.normalization, args.resume, info,
-            device)
+    info = _run_info(
+        args,
+        {
+            **subject_info,
+            "augment": augment,
+            "dropout": dropout,
+            "train_frames": int(len(train_x)),
+            "device": str(device),
+            "init_k": model.init_k,
+            "train_label_variance": float(train_y.float().var(unbiased=False)),
+            "faces": {
+                "chip_size": chip_size,
+                **{k: _plain(h5_attrs(face_files[train[0]]).get(k)) for k in FACE_SETTINGS},
+            },
+            **_label_info(shift, shift_fit),
+        },
+    )
+    info["pipeline"] = {
+        "dimension": args.dimension,
+        "label_shift": shift,
+        "normalization": args.normalization,
+        "faces": info["faces"],
+        "affectflow_version": info["affectflow_version"],
+    }
+    settings = TrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        label_shift=shift,
+        selection=selection_set,
+        max_minutes=args.max_minutes,
+        clip_norm=args.clip_norm or None,
+        stop_after_epochs=args.stop_after_epochs,
+    )
+    fit_cnn(
+        model, train_x, train_y, eval_sets, settings, args.out, augment, args.normalization, args.resume, info, device
+    )
     return 0
 
 
@@ -286,6 +362,7 @@ def _plain(value):
 
 
 # ----------------------------------------------------------------------------- train-rnn
+
 
 def _train_rnn_command(args) -> int:
     import numpy as np
@@ -319,8 +396,12 @@ def _train_rnn_command(args) -> int:
         raise fail(args.features[0], f"feature files have different widths {sorted(dims)}")
 
     def fit():
-        return fit_label_shift([feats[s].data for s in train], [feats[s].time for s in train],
-                               [corpus.recording(s) for s in train], args.dimension)
+        return fit_label_shift(
+            [feats[s].data for s in train],
+            [feats[s].time for s in train],
+            [corpus.recording(s) for s in train],
+            args.dimension,
+        )
 
     shift, shift_fit = _resolve_shift(args.label_shift, fit)
     every = max(1, args.eval_stride)
@@ -337,24 +418,68 @@ def _train_rnn_command(args) -> int:
         features.append(torch.from_numpy(np.ascontiguousarray(f_data)))
         labels.append(torch.from_numpy(lab.astype(np.float32)))
 
-    eval_sets, selection_set, subject_info = _eval_sets(args, corpus, train, dev, validation, feats, holdout,
-                                                        device, every)
-    model = FrameRNN(RNNConfig(input_size=dims.pop(), cell=args.cell, nonlinearity=args.nonlinearity,
-                               hidden=args.hidden, layers=args.layers, recurrent_init=args.recurrent_init))
+    eval_sets, selection_set, subject_info = _eval_sets(
+        args, corpus, train, dev, validation, feats, holdout, device, every
+    )
+    model = FrameRNN(
+        RNNConfig(
+            input_size=dims.pop(),
+            cell=args.cell,
+            nonlinearity=args.nonlinearity,
+            hidden=args.hidden,
+            layers=args.layers,
+            recurrent_init=args.recurrent_init,
+        )
+    )
     stacked = torch.cat(features)
     model.set_standardization(stacked.mean(0), stacked.std(0))
-    info = _run_info(args, {
-        **subject_info, "cnn_model": str(cnn.path.resolve()), "cnn_sha256": cnn.cnn_sha256,
-        "hidden_sizes": model.config.hidden_sizes, "device": str(device), "feature_prior": prior,
-        "train_label_variance": float(np.nanvar(torch.cat(labels).numpy())),
-        **_label_info(shift, shift_fit)})
-    info["pipeline"] = {"dimension": args.dimension, "label_shift": shift, "window": args.window,
-                        "feature_norm": args.feature_norm, "feature_prior": prior,
-                        "normalization": cnn.normalization, "faces": cnn.settings["faces"],
-                        "affectflow_version": info["affectflow_version"], "cnn": embedded_cnn}
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, label_shift=shift,
-                             selection=selection_set, max_minutes=args.max_minutes, loss=args.loss,
-                             clip_norm=args.clip_norm or None, stop_after_epochs=args.stop_after_epochs)
-    fit_rnn(model, features, labels, eval_sets, settings, args.out, args.window, args.window_stride,
-            args.resume, info, device, eval_stride=every)
+    info = _run_info(
+        args,
+        {
+            **subject_info,
+            "cnn_model": str(cnn.path.resolve()),
+            "cnn_sha256": cnn.cnn_sha256,
+            "hidden_sizes": model.config.hidden_sizes,
+            "device": str(device),
+            "feature_prior": prior,
+            "train_label_variance": float(np.nanvar(torch.cat(labels).numpy())),
+            **_label_info(shift, shift_fit),
+        },
+    )
+    info["pipeline"] = {
+        "dimension": args.dimension,
+        "label_shift": shift,
+        "window": args.window,
+        "feature_norm": args.feature_norm,
+        "feature_prior": prior,
+        "normalization": cnn.normalization,
+        "faces": cnn.settings["faces"],
+        "affectflow_version": info["affectflow_version"],
+        "cnn": embedded_cnn,
+    }
+    settings = TrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        label_shift=shift,
+        selection=selection_set,
+        max_minutes=args.max_minutes,
+        loss=args.loss,
+        clip_norm=args.clip_norm or None,
+        stop_after_epochs=args.stop_after_epochs,
+    )
+    fit_rnn(
+        model,
+        features,
+        labels,
+        eval_sets,
+        settings,
+        args.out,
+        args.window,
+        args.window_stride,
+        args.resume,
+        info,
+        device,
+        eval_stride=every,
+    )
     return 0

@@ -15,9 +15,9 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -30,9 +30,23 @@ from .models import FaceCNN, FrameRNN, config_dict, save_model
 
 HISTORY_METRICS = ("rmse", "cc", "ccc")
 # Settings a resumed run must share with its checkpoint (the epoch count may grow, the device may change).
-RESUME_MUST_MATCH = ("variant", "seed", "lr", "batch_size", "frame_stride", "label_shift", "selection", "dimension",
-                     "window", "window_stride", "loss", "feature_norm", "clip_norm", "train_subjects",
-                     "normalization")
+RESUME_MUST_MATCH = (
+    "variant",
+    "seed",
+    "lr",
+    "batch_size",
+    "frame_stride",
+    "label_shift",
+    "selection",
+    "dimension",
+    "window",
+    "window_stride",
+    "loss",
+    "feature_norm",
+    "clip_norm",
+    "train_subjects",
+    "normalization",
+)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -54,8 +68,12 @@ def seed_everything(seed: int, device: torch.device) -> None:
 
 
 def rng_states() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def restore_rng_states(states: dict) -> None:
@@ -121,8 +139,18 @@ def score_set(predict: Callable[[torch.Tensor], np.ndarray], eval_set: EvalSet, 
 class Run:
     """One training run's folder: history.tsv, checkpoint.pt, model.pt, run.json."""
 
-    def __init__(self, out: Path, kind: str, model: nn.Module, optimizer, scaler, settings: TrainSettings,
-                 eval_sets: list[EvalSet], run_info: dict, resume: bool) -> None:
+    def __init__(
+        self,
+        out: Path,
+        kind: str,
+        model: nn.Module,
+        optimizer,
+        scaler,
+        settings: TrainSettings,
+        eval_sets: list[EvalSet],
+        run_info: dict,
+        resume: bool,
+    ) -> None:
         self.out, self.kind, self.model, self.optimizer, self.scaler = Path(out), kind, model, optimizer, scaler
         self.settings, self.eval_sets, self.run_info = settings, eval_sets, run_info
         self.out.mkdir(parents=True, exist_ok=True)
@@ -147,26 +175,35 @@ class Run:
         state = torch.load(path, map_location="cpu", weights_only=False)
         if state["architecture"] != config_dict(self.model.config) or state["kind"] != self.kind:
             raise fail(path, "checkpoint was written with different model settings; remove it or drop --resume")
-        changed = sorted(k for k in RESUME_MUST_MATCH
-                         if state.get("run_info", {}).get(k) != self.run_info.get(k))
+        changed = sorted(k for k in RESUME_MUST_MATCH if state.get("run_info", {}).get(k) != self.run_info.get(k))
         if changed:
-            raise fail(path, f"checkpoint was written with different {', '.join(changed)}; "
-                             "remove it or drop --resume")
+            raise fail(path, f"checkpoint was written with different {', '.join(changed)}; remove it or drop --resume")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.history, self.epoch, self.best, self.elapsed = (state["history"], state["epoch"], state["best"],
-                                                              state.get("elapsed", 0.0))
+        self.history, self.epoch, self.best, self.elapsed = (
+            state["history"],
+            state["epoch"],
+            state["best"],
+            state.get("elapsed", 0.0),
+        )
         restore_rng_states(state["rng"])
 
     def save_epoch(self) -> None:
-        state = {"kind": self.kind, "architecture": config_dict(self.model.config),
-                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-                 "history": self.history, "epoch": self.epoch, "best": self.best, "elapsed": self.elapsed,
-                 "run_info": {k: self.run_info.get(k) for k in RESUME_MUST_MATCH},
-                 "rng": rng_states()}
+        state = {
+            "kind": self.kind,
+            "architecture": config_dict(self.model.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "history": self.history,
+            "epoch": self.epoch,
+            "best": self.best,
+            "elapsed": self.elapsed,
+            "run_info": {k: self.run_info.get(k) for k in RESUME_MUST_MATCH},
+            "rng": rng_states(),
+        }
         with atomic_path(self.out / "checkpoint.pt") as tmp:
             torch.save(state, tmp)
         self._write_history()
@@ -186,19 +223,32 @@ class Run:
         self.history.append(row)
         selected = evaluations.get(self.settings.selection, {}).get("ccc", math.nan)
         # Model choice by CCC (the paper); with no selection set the last epoch is kept.
-        if not self.eval_sets or (not math.isnan(selected) and selected > self.best["score"]) \
-                or self.best["state"] is None:
-            self.best = {"score": -math.inf if math.isnan(selected) else selected, "epoch": self.epoch,
-                         "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
+        if (
+            not self.eval_sets
+            or (not math.isnan(selected) and selected > self.best["score"])
+            or self.best["state"] is None
+        ):
+            self.best = {
+                "score": -math.inf if math.isnan(selected) else selected,
+                "epoch": self.epoch,
+                "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            }
 
     def finish(self, stopped: str | None) -> None:
         self.model.load_state_dict(self.best["state"])
         info = dict(self.run_info)
         pipeline = info.pop("pipeline", {})  # what inference needs (affectflow.inference); not for run.json
-        info.update({"kind": self.kind, "architecture": config_dict(self.model.config),
-                     "epochs_run": self.epoch, "best_epoch": self.best["epoch"],
-                     "best_selection_ccc": None if math.isinf(self.best["score"]) else self.best["score"],
-                     "stopped": stopped, "train_seconds": round(self.elapsed, 3)})
+        info.update(
+            {
+                "kind": self.kind,
+                "architecture": config_dict(self.model.config),
+                "epochs_run": self.epoch,
+                "best_epoch": self.best["epoch"],
+                "best_selection_ccc": None if math.isinf(self.best["score"]) else self.best["score"],
+                "stopped": stopped,
+                "train_seconds": round(self.elapsed, 3),
+            }
+        )
         losses = [row["train_loss"] for row in self.history if math.isfinite(row["train_loss"])]
         variance = info.get("train_label_variance")
         if losses and variance:
@@ -230,8 +280,14 @@ def _optimizer(model: nn.Module, s: TrainSettings):
     return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
 
 
-def _loop(run: Run, device: torch.device, n_items: int, step: Callable[[torch.Tensor], torch.Tensor],
-          predictors: dict[str, Callable], desc: str) -> Path:
+def _loop(
+    run: Run,
+    device: torch.device,
+    n_items: int,
+    step: Callable[[torch.Tensor], torch.Tensor],
+    predictors: dict[str, Callable],
+    desc: str,
+) -> Path:
     """The epoch loop shared by both networks. `step(batch_indices)` returns the batch loss (on device)."""
     from tqdm import tqdm
 
@@ -244,7 +300,7 @@ def _loop(run: Run, device: torch.device, n_items: int, step: Callable[[torch.Te
         order = torch.randperm(n_items, device=device)
         total = torch.zeros((), device=device)
         for begin in range(0, n_items, s.batch_size):
-            batch = order[begin: begin + s.batch_size]
+            batch = order[begin : begin + s.batch_size]
             total += step(batch).detach() * len(batch)
         train_loss = float(total) / max(1, n_items)
         run.model.eval()
@@ -266,7 +322,8 @@ def _loop(run: Run, device: torch.device, n_items: int, step: Callable[[torch.Te
             # A diverged model is not a result: no model.pt, no row in any table.
             raise AffectflowError(
                 f"{desc}: training diverged in epoch {run.epoch} (training loss {train_loss}) at lr {s.lr}, "
-                f"batch {s.batch_size}; lower --lr or set --clip-norm (history so far: {run.out / 'history.tsv'})")
+                f"batch {s.batch_size}; lower --lr or set --clip-norm (history so far: {run.out / 'history.tsv'})"
+            )
         if s.stop_after_epochs is not None and run.epoch >= s.stop_after_epochs and run.epoch < s.epochs:
             bar.close()
             raise SystemExit(f"stopped after {run.epoch} epochs (--stop-after-epochs); resume with --resume")
@@ -279,6 +336,7 @@ def _loop(run: Run, device: torch.device, n_items: int, step: Callable[[torch.Te
 
 
 # ----------------------------------------------------------------------------- CNN
+
 
 def chips_to_inputs(chips: torch.Tensor, normalization: str, augment: bool = False) -> torch.Tensor:
     """uint8 (or float16 0..255) chips [N,S,S] on the device -> normalized CNN inputs [N,1,S,S] float32.
@@ -303,16 +361,27 @@ def cnn_predictor(model: FaceCNN, normalization: str, batch_size: int = 512) -> 
         outs = []
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             for begin in range(0, len(chips), batch_size):
-                x = chips_to_inputs(chips[begin: begin + batch_size], normalization)
+                x = chips_to_inputs(chips[begin : begin + batch_size], normalization)
                 outs.append(model(x.contiguous(memory_format=torch.channels_last)).float())
         return torch.cat(outs).cpu().numpy() if outs else np.zeros(0, np.float32)
 
     return predict
 
 
-def make_cnn_step(model: FaceCNN, optimizer, scaler, train_x: torch.Tensor, train_y: torch.Tensor,
-                  augment: bool, device: torch.device, *, normalization: str = "gcn", amp: bool | None = None,
-                  channels_last: bool = True, clip_norm: float | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+def make_cnn_step(
+    model: FaceCNN,
+    optimizer,
+    scaler,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    augment: bool,
+    device: torch.device,
+    *,
+    normalization: str = "gcn",
+    amp: bool | None = None,
+    channels_last: bool = True,
+    clip_norm: float | None = None,
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """One SGD step on the batch `train_x[indices]`: gather, augment, normalize and train all on the device.
 
     `train_x` holds the raw uint8 chips [N,S,S] on the device; `amp=None` means AMP on CUDA only.
@@ -350,20 +419,40 @@ def cnn_optimizer(model: FaceCNN, settings: TrainSettings, device: torch.device)
     return _optimizer(model, settings), scaler
 
 
-def fit_cnn(model: FaceCNN, train_x: torch.Tensor, train_y: torch.Tensor, eval_sets: list[EvalSet],
-            settings: TrainSettings, out: Path, augment: bool, normalization: str, resume: bool, run_info: dict,
-            device: torch.device) -> Path:
+def fit_cnn(
+    model: FaceCNN,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    eval_sets: list[EvalSet],
+    settings: TrainSettings,
+    out: Path,
+    augment: bool,
+    normalization: str,
+    resume: bool,
+    run_info: dict,
+    device: torch.device,
+) -> Path:
     """Train the CNN on device tensors train_x [N,S,S] (raw uint8 chips), train_y [N] float32."""
     model.to(device)
     optimizer, scaler = cnn_optimizer(model, settings, device)
     run = Run(out, "cnn", model, optimizer, scaler, settings, eval_sets, run_info, resume)
-    step = make_cnn_step(model, optimizer, scaler, train_x, train_y, augment, device, normalization=normalization,
-                         clip_norm=settings.clip_norm)
+    step = make_cnn_step(
+        model,
+        optimizer,
+        scaler,
+        train_x,
+        train_y,
+        augment,
+        device,
+        normalization=normalization,
+        clip_norm=settings.clip_norm,
+    )
     predictor = cnn_predictor(model, normalization)
     return _loop(run, device, len(train_x), step, {e.name: predictor for e in eval_sets}, "train-cnn")
 
 
 # ----------------------------------------------------------------------------- RNN
+
 
 def edge_pad(features: torch.Tensor, window: int) -> torch.Tensor:
     """Features [T,D] preceded by W-1 copies of the first frame: the window [t-W+1, t] of frame t
@@ -371,8 +460,9 @@ def edge_pad(features: torch.Tensor, window: int) -> torch.Tensor:
     return torch.cat([features[:1].expand(window - 1, -1), features], 0)
 
 
-def rnn_window_predictions(model: FrameRNN, features: torch.Tensor, window: int,
-                           batch_size: int = 512, stride: int = 1) -> np.ndarray:
+def rnn_window_predictions(
+    model: FrameRNN, features: torch.Tensor, window: int, batch_size: int = 512, stride: int = 1
+) -> np.ndarray:
     """Prediction for frame t (every `stride`-th frame): the RNN's last output over frames [t-W+1, t].
 
     Windows reaching before the first frame repeat it (edge padding).
@@ -388,9 +478,20 @@ def rnn_window_predictions(model: FrameRNN, features: torch.Tensor, window: int,
     return torch.cat(outs).cpu().numpy() if outs else np.zeros(0, np.float32)
 
 
-def fit_rnn(model: FrameRNN, features: list[torch.Tensor], labels: list[torch.Tensor], eval_sets: list[EvalSet],
-            settings: TrainSettings, out: Path, window: int, window_stride: int, resume: bool,
-            run_info: dict, device: torch.device, eval_stride: int = 1) -> Path:
+def fit_rnn(
+    model: FrameRNN,
+    features: list[torch.Tensor],
+    labels: list[torch.Tensor],
+    eval_sets: list[EvalSet],
+    settings: TrainSettings,
+    out: Path,
+    window: int,
+    window_stride: int,
+    resume: bool,
+    run_info: dict,
+    device: torch.device,
+    eval_stride: int = 1,
+) -> Path:
     """Train the RNN on windows [t-W+1, t] of each training recording (a label at every step), one
     window ending at every `window_stride`-th frame, the first frames' windows edge-padded."""
     from .dataset import window_ends

@@ -27,7 +27,7 @@ PATCH_HALF = 2.9  # half the patch side, in inter-ocular distances
 # --------------------------------------------------------------------------- photos
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _photo(name: str) -> np.ndarray:
     """One source photograph as BGR uint8 (cached: treat as read-only)."""
     import cv2
@@ -56,7 +56,7 @@ def _dlib_models():
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmark_model_path(68)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def photo_landmarks(name: str) -> np.ndarray:
     """68 dlib landmarks (float32 [68, 2], x/y pixels) of a source photo; computed once per process."""
     import cv2

@@ -56,9 +56,20 @@ def write_placeholder_video(path: Path, frames: int, fps: float) -> None:
     writer.release()
 
 
-def write_face_corpus(corpus_dir: Path, faces_dir: Path, *, train: int = 3, dev: int = 1, seconds: float = 12.0,
-                      fps: float = 25.0, size: int = 32, noise: float = 1.0, delay_s: float = 0.0,
-                      lost_fraction: float = 0.05, seed: int = 0) -> list[str]:
+def write_face_corpus(
+    corpus_dir: Path,
+    faces_dir: Path,
+    *,
+    train: int = 3,
+    dev: int = 1,
+    seconds: float = 12.0,
+    fps: float = 25.0,
+    size: int = 32,
+    noise: float = 1.0,
+    delay_s: float = 0.0,
+    lost_fraction: float = 0.05,
+    seed: int = 0,
+) -> list[str]:
     """Write a labelled corpus folder and matching face files; returns the subject names.
 
     `delay_s`: the labels lag the face content by this much (annotation delay).
@@ -70,25 +81,46 @@ def write_face_corpus(corpus_dir: Path, faces_dir: Path, *, train: int = 3, dev:
     for subject in subjects:
         content = smooth_trace(n + delay, rng, fps)
         # labels follow the face with a lag: label(t) = face content(t - delay)
-        face_values, label_values = content[delay: delay + n], content[:n]
+        face_values, label_values = content[delay : delay + n], content[:n]
         times = np.arange(n) / fps
         chips = chips_for_labels(face_values, size, rng, noise)
         found = np.ones(n, bool)
         lost = int(lost_fraction * n)
         if lost:
             start = int(rng.integers(0, n - lost))
-            found[start: start + lost] = False
-            chips[start: start + lost] = 0.0
+            found[start : start + lost] = False
+            chips[start : start + lost] = 0.0
         u8 = np.clip(chips * 40 + 128, 0, 255).astype(np.uint8)
-        track = FaceTrack(chips=u8, normalized=chips.astype(np.float16), found=found,
-                          landmarks=np.zeros((n, 5, 2), np.float32), transform=np.zeros((n, 2, 3), np.float32),
-                          time=times, attrs={"fps": fps, "chip_size": size, "landmark_model": "synthetic",
-                                             "normalization": "none", "subject": subject})
+        track = FaceTrack(
+            chips=u8,
+            normalized=chips.astype(np.float16),
+            found=found,
+            landmarks=np.zeros((n, 5, 2), np.float32),
+            transform=np.zeros((n, 2, 3), np.float32),
+            time=times,
+            attrs={
+                "fps": fps,
+                "chip_size": size,
+                "landmark_model": "synthetic",
+                "normalization": "none",
+                "subject": subject,
+            },
+        )
         write_faces(Path(faces_dir) / f"{subject}.h5", track)
         label_times = np.arange(n + 1) / fps  # one more label row than frames, as in AV+EC
-        write_arff(Path(corpus_dir) / avec_labels("valence", subject), subject, "valence",
-                   label_times, np.append(label_values, label_values[-1]))
-        write_arff(Path(corpus_dir) / avec_labels("arousal", subject), subject, "arousal",
-                   label_times, smooth_trace(n + 1, rng, fps, amplitude=0.4))  # unrelated to the faces
+        write_arff(
+            Path(corpus_dir) / avec_labels("valence", subject),
+            subject,
+            "valence",
+            label_times,
+            np.append(label_values, label_values[-1]),
+        )
+        write_arff(
+            Path(corpus_dir) / avec_labels("arousal", subject),
+            subject,
+            "arousal",
+            label_times,
+            smooth_trace(n + 1, rng, fps, amplitude=0.4),
+        )  # unrelated to the faces
         write_placeholder_video(Path(corpus_dir) / avec_video(subject), n, fps)
     return subjects

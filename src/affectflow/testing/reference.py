@@ -102,14 +102,25 @@ def moving_face_video(
     for i in range(frames):
         angle = 12.0 * np.sin(0.7 * t[i] + phases[0])
         scale = base_scale * (1.0 + 0.15 * np.sin(0.5 * t[i] + phases[1]))
-        target = np.array([width / 2 + 0.2 * width * np.sin(0.4 * t[i] + phases[2]),
-                           height / 2 + 0.15 * height * np.sin(0.6 * t[i] + phases[3])])
+        target = np.array(
+            [
+                width / 2 + 0.2 * width * np.sin(0.4 * t[i] + phases[2]),
+                height / 2 + 0.15 * height * np.sin(0.6 * t[i] + phases[3]),
+            ]
+        )
         warp = similarity(angle, scale, *(target - face_centre), centre=face_centre)
         if any(start <= i < stop for start, stop in hidden):
             video[i] = background
             continue
-        cv2.warpAffine(photo, warp, (width, height), dst=video[i], flags=cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        cv2.warpAffine(
+            photo,
+            warp,
+            (width, height),
+            dst=video[i],
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
         mask = cv2.warpAffine(np.full(photo.shape, 255, np.uint8), warp, (width, height)) == 0
         video[i][mask] = background[mask]
     return video
