@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from affectflow.annotate import list_videos, write_summary
-from affectflow.cli import main
-from affectflow.corpus import open_corpus
+from tiny_models import aligned_corpus, train_tiny_models
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,93 +58,9 @@ def faceless_video(path: Path, frames: int = 40) -> None:
 @pytest.fixture(scope="module")
 def model_and_videos(tmp_path_factory):
     """A tiny CNN+RNN trained on a 1+1 subject synthetic corpus, and a folder of four videos."""
-    from affectflow.synth import synthesize_corpus
-
     root = tmp_path_factory.mktemp("annotate")
-    corpus_dir = synthesize_corpus(
-        root / "corpus", seed=1, subjects=(1, 1, 0), seconds=3.0, fps=25.0, size=(320, 240), workers=1, progress=False
-    )
-    corpus = open_corpus(corpus_dir)
-    faces = [root / "faces" / f"{r.subject}.h5" for r in corpus.recordings]
-    features = [root / "features" / f"{r.subject}.h5" for r in corpus.recordings]
-    for recording, face_file in zip(corpus.recordings, faces):
-        assert (
-            main(
-                ["align", str(recording.video), "-o", str(face_file), "--chip-size", "32", "--threads", "1", "--quiet"]
-            )
-            == 0
-        )
-    assert (
-        main(
-            [
-                "train-cnn",
-                "--corpus",
-                str(corpus_dir),
-                "--faces",
-                *map(str, faces),
-                "--variant",
-                "plain",
-                "--seed",
-                "0",
-                "--out",
-                str(root / "cnn"),
-                "--epochs",
-                "1",
-                "--channels",
-                "4,8,8",
-                "--fc",
-                "8",
-                "--device",
-                "cpu",
-                "--batch-size",
-                "32",
-            ]
-        )
-        == 0
-    )
-    for face_file, feature_file in zip(faces, features):
-        assert (
-            main(
-                [
-                    "extract",
-                    "--model",
-                    str(root / "cnn" / "model.pt"),
-                    "--faces",
-                    str(face_file),
-                    "-o",
-                    str(feature_file),
-                    "--device",
-                    "cpu",
-                ]
-            )
-            == 0
-        )
-    assert (
-        main(
-            [
-                "train-rnn",
-                "--corpus",
-                str(corpus_dir),
-                "--cnn",
-                str(root / "cnn" / "model.pt"),
-                "--features",
-                *map(str, features),
-                "--seed",
-                "0",
-                "--out",
-                str(root / "rnn"),
-                "--window",
-                "10",
-                "--hidden",
-                "6",
-                "--epochs",
-                "1",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    corpus, faces = aligned_corpus(root, seed=1, seconds=3.0)
+    train_tiny_models(root, corpus, faces, variant="plain", fc=8, hidden=6, cnn_epochs=1, rnn_epochs={"valence": 1})
     videos = root / "videos"
     videos.mkdir()
     shutil.copy(corpus.recording("train_1").video, videos / "first.mp4")

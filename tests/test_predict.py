@@ -12,145 +12,17 @@ import numpy as np
 import pytest
 
 from affectflow.cli import main
-from affectflow.corpus import open_corpus
 from affectflow.video import read_video
+from tiny_models import aligned_corpus, train_tiny_models
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """Align a 1+1 subject synthetic corpus, train a tiny CNN and RNN on it."""
-    from affectflow.synth import synthesize_corpus
-
+    """Align a 1+1 subject synthetic corpus, train a tiny CNN (variant A) and a valence and an arousal RNN."""
     root = tmp_path_factory.mktemp("predict")
-    corpus_dir = synthesize_corpus(
-        root / "corpus", seed=0, subjects=(1, 1, 0), seconds=4.0, fps=25.0, size=(320, 240), workers=1, progress=False
-    )
-    corpus = open_corpus(corpus_dir)
-    faces = [str(root / "faces" / f"{r.subject}.h5") for r in corpus.recordings]
-    features = [str(root / "features" / f"{r.subject}.h5") for r in corpus.recordings]
-    for recording in corpus.recordings:
-        assert (
-            main(
-                [
-                    "align",
-                    str(recording.video),
-                    "-o",
-                    str(root / "faces" / f"{recording.subject}.h5"),
-                    "--chip-size",
-                    "32",
-                    "--threads",
-                    "1",
-                    "--normalization",
-                    "gcn",
-                ]
-            )
-            == 0
-        )
-    assert (
-        main(
-            [
-                "train-cnn",
-                "--corpus",
-                str(corpus_dir),
-                "--faces",
-                *faces,
-                "--variant",
-                "A",
-                "--seed",
-                "0",
-                "--out",
-                str(root / "cnn"),
-                "--epochs",
-                "2",
-                "--channels",
-                "4,8,8",
-                "--fc",
-                "10",
-                "--device",
-                "cpu",
-                "--batch-size",
-                "32",
-                "--normalization",
-                "local-mean",
-            ]
-        )
-        == 0
-    )
-    for recording in corpus.recordings:
-        face_file = root / "faces" / f"{recording.subject}.h5"
-        assert (
-            main(
-                [
-                    "extract",
-                    "--model",
-                    str(root / "cnn" / "model.pt"),
-                    "--faces",
-                    str(face_file),
-                    "-o",
-                    str(root / "features" / f"{recording.subject}.h5"),
-                    "--device",
-                    "cpu",
-                ]
-            )
-            == 0
-        )
-    assert (
-        main(
-            [
-                "train-rnn",
-                "--corpus",
-                str(corpus_dir),
-                "--cnn",
-                str(root / "cnn" / "model.pt"),
-                "--features",
-                *features,
-                "--seed",
-                "0",
-                "--out",
-                str(root / "rnn"),
-                "--window",
-                "10",
-                "--window-stride",
-                "2",
-                "--hidden",
-                "8",
-                "--epochs",
-                "2",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "train-rnn",
-                "--corpus",
-                str(corpus_dir),
-                "--cnn",
-                str(root / "cnn" / "model.pt"),
-                "--features",
-                *features,
-                "--seed",
-                "0",
-                "--out",
-                str(root / "rnn_arousal"),
-                "--window",
-                "10",
-                "--window-stride",
-                "2",
-                "--hidden",
-                "8",
-                "--epochs",
-                "1",
-                "--device",
-                "cpu",
-                "--dimension",
-                "arousal",
-            ]
-        )
-        == 0
+    corpus, faces = aligned_corpus(root, seed=0, seconds=4.0)
+    train_tiny_models(
+        root, corpus, faces, variant="A", fc=10, hidden=8, cnn_epochs=2, rnn_epochs={"valence": 2, "arousal": 1}
     )
     return root, corpus
 
