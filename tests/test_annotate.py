@@ -180,3 +180,24 @@ def test_annotate_a_folder_one_row_per_frame_and_a_faceless_video_fails_alone(mo
     assert aligned == ["empty_room", "third"]
     assert len(read_table(out / "third.csv")) == decoded_frames(videos / "first.mp4")
     assert "third" in {row["id"] for row in read_table_tsv(out / "summary.tsv")}
+
+
+def test_annotate_a_missing_face_file_is_a_named_error_and_writes_nothing(model_and_videos, tmp_path, capsys):
+    from affectflow.cli import main
+
+    _, model, _, _ = model_and_videos
+    code = main(
+        [
+            "annotate",
+            "--faces",
+            str(tmp_path / "none.h5"),
+            "--model",
+            str(model),
+            "-o",
+            str(tmp_path / "none.csv"),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 2 and "face file not found" in capsys.readouterr().err
+    assert not (tmp_path / "none.csv").exists() and not (tmp_path / "none.json").exists()

@@ -126,41 +126,15 @@ def list_videos(source: str | Path) -> dict[str, Path]:
     return videos
 
 
-def _faces_chunks(path: Path, chunk: int = CHUNK_FRAMES):
-    """(time, chips, found, source, score) of a face file, `chunk` frames at a time."""
-    import h5py
-
-    from .errors import fail
-    from .faces import SOURCES  # noqa: F401  (the codes' names; checked here so that old files fail early)
-
-    if not Path(path).is_file():
-        raise fail(path, "face file not found (run `affectflow align` first)")
-    with h5py.File(path, "r") as h5:
-        missing = [name for name in ("time", "chips", "found", "source", "score") if name not in h5]
-        if missing:
-            raise fail(path, f"face file lacks {', '.join(missing)} (aligned by an older affectflow): align again")
-        total = len(h5["time"])
-        for begin in range(0, total, chunk):
-            end = min(begin + chunk, total)
-            yield (
-                h5["time"][begin:end].astype(np.float64),
-                h5["chips"][begin:end],
-                h5["found"][begin:end].astype(bool),
-                h5["source"][begin:end],
-                h5["score"][begin:end].astype(np.float64),
-            )
-
-
 def annotate_faces(
     faces_path: Path, model_files: list[Path], output: Path, device_name: str = "auto", progress: bool = True
 ) -> dict:
     """Write the annotations CSV of a face file; returns the summary (without wall times of other stages)."""
-    import h5py
     from tqdm import tqdm
 
     from .dataset import ChunkFill
     from .errors import fail
-    from .faces import SOURCES
+    from .faces import SOURCES, face_chunks
     from .inference import PipelineStream, load_pipeline
     from .io import atomic_path
     from .trainer import resolve_device
@@ -171,26 +145,21 @@ def annotate_faces(
     dimensions = [p.dimension for p in pipelines]
     if len(set(dimensions)) != len(dimensions):
         raise fail(model_files[0], f"two model files predict the same dimension ({', '.join(dimensions)})")
-    with h5py.File(faces_path, "r") as h5:
-        attrs = dict(h5.attrs)
-        total = len(h5["time"]) if "time" in h5 else 0
-        chip_size = h5["chips"].shape[1] if "chips" in h5 else None
-    for pipeline in pipelines:
-        wanted = int(pipeline.settings["faces"]["chip_size"])
-        if chip_size != wanted:
-            raise fail(faces_path, f"chips of size {chip_size}, but {pipeline.path} was trained on {wanted}")
     streams = [PipelineStream(p) for p in pipelines]
     fill = ChunkFill()
     pending: list[tuple] = []  # frames whose predictions are not all known yet (transductive models)
     ready: list[list[np.ndarray]] = [[] for _ in streams]
     sums = np.zeros(len(streams)), np.zeros(len(streams))
     counts = {"frames": 0, "found": 0}
-    first_time = last_time = None
+    span = None  # (first, last) frame time
     with (
+        face_chunks(faces_path, CHUNK_FRAMES, ("time", "chips", "found", "source", "score")) as (attrs, total, chunks),
         atomic_path(output) as tmp,
         open(tmp, "w") as fh,
         tqdm(total=total, unit="frame", desc=f"annotate {Path(faces_path).stem}", disable=not progress) as bar,
     ):
+        if attrs.get("face_source_derived"):
+            raise fail(faces_path, "face file lacks source and score (aligned by an older affectflow): align again")
         fh.write(",".join(CSV_COLUMNS + tuple(dimensions)) + "\n")
 
         def flush(final: bool = False) -> None:
@@ -208,29 +177,30 @@ def annotate_faces(
                     sums[1][k] += float(np.sum(np.square(values, dtype=np.float64)))
                 _write_rows(fh, first_frame, times, found, source, score, columns, SOURCES)
 
-        for times, chips, found, source, score in _faces_chunks(faces_path):
-            filled = fill(chips, found)
+        for chunk in chunks:
+            times, found = chunk["time"].astype(np.float64), chunk["found"].astype(bool)
+            filled = fill(chunk["chips"], found)
             for k, stream in enumerate(streams):
-                ready[k].append(stream.push(filled))
-            pending.append((times, found, source, score, counts["frames"]))
+                ready[k].append(stream.push(filled, where=faces_path))
+            pending.append((times, found, chunk["source"], chunk["score"].astype(np.float64), counts["frames"]))
             counts["frames"] += len(times)
             counts["found"] += int(found.sum())
-            first_time = times[0] if first_time is None else first_time
-            last_time = times[-1]
+            span = (times[0] if span is None else span[0], times[-1])
             flush()
             bar.update(len(times))
         for k, stream in enumerate(streams):
             ready[k].append(stream.finish())
         flush(final=True)
+        # inside the atomic write: a table that is no result never appears under its name
+        if counts["frames"] == 0:
+            raise fail(faces_path, "face file has no frames")
+        if counts["found"] == 0:
+            raise fail(faces_path, f"no face found in any of its {counts['frames']} frames")
     frames = counts["frames"]
-    if frames == 0:
-        raise fail(faces_path, "face file has no frames")
-    if counts["found"] == 0:
-        raise fail(faces_path, f"no face found in any of its {frames} frames")
     fps = float(attrs.get("fps") or 0.0)
     summary = {
         "frames": frames,
-        "duration_s": round(frames / fps if fps else float(last_time - first_time), 3),
+        "duration_s": round(frames / fps if fps else float(span[1] - span[0]), 3),
         "fps": round(fps, 3),
         "found_percent": round(100.0 * counts["found"] / frames, 2),
         "align_s": round(float(attrs.get("align_seconds", math.nan)), 2),

@@ -171,29 +171,68 @@ def write_faces(path: str | Path, track: FaceTrack) -> None:
         writer.attrs.update(track.attrs)
 
 
-def read_faces(path: str | Path, *, chips: bool = True) -> FaceTrack:
-    """Read a face file; ``chips=False`` skips the uint8 chips (training needs only ``normalized``)."""
+@contextlib.contextmanager
+def _opened(path: str | Path) -> Iterator:
+    """A face file opened for reading, with the checks every reader makes: it exists, it is HDF5,
+    it holds the datasets every face file has."""
     import h5py
 
     path = Path(path)
     if not path.is_file():
         raise fail(path, "face file not found (run `affectflow align` first)")
     try:
-        with h5py.File(path, "r") as h5:
-            missing = [name for name in REQUIRED_DATASETS if name not in h5]
-            if missing:
-                raise fail(path, f"not an affectflow face file: missing datasets {missing}")
-            data = {
-                name: (h5[name][()] if (chips or name != "chips") else np.empty((0,), np.uint8))
-                for name in DATASETS
-                if name in h5
-            }
-            attrs = dict(h5.attrs)
+        h5 = h5py.File(path, "r")
     except OSError as error:
         raise fail(path, f"unreadable HDF5 file ({error})") from None
-    if "source" not in data:  # written before per-frame sources were recorded
+    with h5:
+        missing = [name for name in REQUIRED_DATASETS if name not in h5]
+        if missing:
+            raise fail(path, f"not an affectflow face file: missing datasets {missing}")
+        try:
+            yield h5
+        except OSError as error:  # a dataset that cannot be read
+            raise fail(path, f"unreadable HDF5 file ({error})") from None
+
+
+def _attrs(h5) -> dict:
+    attrs = dict(h5.attrs)
+    if "source" not in h5:  # written before per-frame sources were recorded
         attrs["face_source_derived"] = True
+    return attrs
+
+
+def read_faces(path: str | Path, *, chips: bool = True) -> FaceTrack:
+    """Read a face file; ``chips=False`` skips the uint8 chips (training needs only ``normalized``)."""
+    with _opened(path) as h5:
+        data = {
+            name: (h5[name][()] if (chips or name != "chips") else np.empty((0,), np.uint8))
+            for name in DATASETS
+            if name in h5
+        }
+        attrs = _attrs(h5)
     track = FaceTrack(**data, attrs=attrs)
     if chips:
         track.validate(path)
     return track
+
+
+@contextlib.contextmanager
+def face_chunks(path: str | Path, rows: int, names: tuple[str, ...]) -> Iterator[tuple[dict, int, Iterator[dict]]]:
+    """(attrs, frames, {name: array} of the datasets `names` for up to `rows` frames at a time, in
+    order), read as they are consumed: bounded memory for any video length, and no dataset read that
+    the caller does not need. The checks and attrs are read_faces'; a file without `source` or
+    `score` gets them as FaceTrack derives them (attrs say `face_source_derived`)."""
+    with _opened(path) as h5:
+        attrs, total = _attrs(h5), len(h5["time"])
+
+        def chunks() -> Iterator[dict]:
+            for begin in range(0, total, rows):
+                end = min(begin + rows, total)
+                chunk = {name: h5[name][begin:end] for name in names if name in h5}
+                if "source" in names and "source" not in chunk:
+                    chunk["source"] = legacy_source(h5["found"][begin:end])
+                if "score" in names and "score" not in chunk:
+                    chunk["score"] = np.full(end - begin, np.nan, np.float32)
+                yield chunk
+
+        yield attrs, total, chunks()

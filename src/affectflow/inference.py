@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .contracts import MODEL_FILE
 from .errors import fail
 from .models import CNNConfig, FaceCNN, FrameRNN, RNNConfig, config_dict, weights_sha256
 
@@ -50,7 +51,7 @@ FEATURES_CNN_ATTR = "cnn_sha256"
 def model_file(path: Path) -> Path:
     """A model file, or the model.pt of a run dir."""
     path = Path(path)
-    return path / "model.pt" if path.is_dir() else path
+    return path / MODEL_FILE if path.is_dir() else path
 
 
 @dataclass
@@ -91,11 +92,13 @@ class Pipeline:
             options["tracking"] = bool(faces["tracking"])
         return options
 
-    def cnn_outputs(self, chips, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
-        """Filled raw uint8 chips [T,S,S] -> (CNN features float32 [T,fc], CNN prediction float32 [T])."""
-        if np.shape(chips)[1] != self.cnn.config.chip_size:
+    def cnn_outputs(self, chips, batch_size: int = 512, where: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Filled raw uint8 chips [T,S,S] (of the file `where`) -> (CNN features float32 [T,fc], CNN
+        prediction float32 [T])."""
+        size = np.shape(chips)[1]
+        if size != self.cnn.config.chip_size:
             raise fail(
-                self.path, f"chips of size {np.shape(chips)[1]} for a CNN of chip size {self.cnn.config.chip_size}"
+                where or self.path, f"chips of size {size}, but {self.path} was trained on {self.cnn.config.chip_size}"
             )
         return extract_features(self.cnn, chips, self.normalization, batch_size)
 
@@ -143,8 +146,8 @@ class PipelineStream:
         self.held: list[np.ndarray] = []  # the transductive norm's features, until finish()
         self.tail: torch.Tensor | None = None  # the RNN's inputs of the last W-1 frames
 
-    def push(self, chips) -> np.ndarray:
-        features, prediction = self.pipeline.cnn_outputs(chips)
+    def push(self, chips, where: Path | None = None) -> np.ndarray:
+        features, prediction = self.pipeline.cnn_outputs(chips, where=where)
         if self.pipeline.kind == "cnn":
             return prediction
         norm = self.pipeline.settings["feature_norm"]
@@ -289,9 +292,7 @@ def write_feature_file(path: Path, pipeline: Pipeline, faces_path: Path, batch_s
         raise fail(pipeline.path, "extract needs a CNN model file")
     subject = Path(faces_path).stem
     frames = load_faces(faces_path, subject)
-    if frames.data.shape[1] != pipeline.cnn.config.chip_size:
-        raise fail(faces_path, f"chip size {frames.data.shape[1]} != the model's {pipeline.cnn.config.chip_size}")
-    features, prediction = extract_features(pipeline.cnn, frames.data, pipeline.normalization, batch_size)
+    features, prediction = pipeline.cnn_outputs(frames.data, batch_size, where=faces_path)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h5:
             h5.create_dataset("features", data=features.astype(np.float32))

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .contracts import HISTORY_FILE, MODEL_FILE, RUN_FILE
 from .dataset import shift_predictions
 from .io import atomic_path
 from .metrics import scores
@@ -209,7 +210,7 @@ class Run:
         self._write_history()
 
     def _write_history(self) -> None:
-        with atomic_path(self.out / "history.tsv") as tmp:
+        with atomic_path(self.out / HISTORY_FILE) as tmp:
             with open(tmp, "w") as fh:
                 fh.write("\t".join(self.columns) + "\n")
                 for row in self.history:
@@ -255,8 +256,8 @@ class Run:
             # a model that learned nothing but the mean stays at 1.0: the collapse check of the tables
             info["lowest_train_loss"] = min(losses)
             info["train_loss_to_label_variance"] = min(losses) / variance
-        save_model(self.out / "model.pt", self.model, self.kind, pipeline, extra=info)
-        with atomic_path(self.out / "run.json") as tmp:
+        save_model(self.out / MODEL_FILE, self.model, self.kind, pipeline, extra=info)
+        with atomic_path(self.out / RUN_FILE) as tmp:
             tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
