@@ -114,36 +114,14 @@ def submitted_rules(comment: str) -> set[str]:
     }
 
 
-def test_tiny_workflow_runs_through_slurm_with_gpu_rules_on_the_gpu_partition(slurm_cluster, tmp_path):
-    env = slurm_cluster
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    profile = site_profile(tmp_path / "profile", cpus=os.cpu_count() or 1, memory_mb=1000)
-    before = {job["id"] for job in slurm_jobs(env)}
-
+def snakemake_through_slurm(env, workdir: Path, profile: Path, *args: str) -> tuple[int | None, str, str, float]:
+    """Snakemake on the workflow through the site profile (squeue for job states: no accounting here);
+    (return code, stdout, stderr, seconds)."""
+    command = ["timeout", "-k", "20", str(WORKFLOW_TIMEOUT_S), sys.executable, "-m", "snakemake",
+               "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--profile", str(profile),
+               "--slurm-status-command", "squeue", "--slurm-no-account",
+               "--slurm-init-seconds-before-status-checks", "5", *args]  # fmt: skip
     started = time.monotonic()
-    command = [
-        "timeout",
-        "-k",
-        "20",
-        str(WORKFLOW_TIMEOUT_S),
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--profile",
-        str(profile),
-        "--slurm-status-command",
-        "squeue",
-        "--slurm-no-account",
-        "--slurm-init-seconds-before-status-checks",
-        "5",
-        "--configfile",
-        str(REPO / "config" / "tiny.yaml"),
-    ]
     # Its own session, so that an interrupted test takes Snakemake (and `timeout`) down with it.
     process = subprocess.Popen(
         command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -154,8 +132,20 @@ def test_tiny_workflow_runs_through_slurm_with_gpu_rules_on_the_gpu_partition(sl
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    elapsed = time.monotonic() - started
-    assert process.returncode == 0, f"rc {process.returncode}\n{stdout[-4000:]}\n{stderr[-6000:]}"
+    return process.returncode, stdout, stderr, time.monotonic() - started
+
+
+def test_tiny_workflow_runs_through_slurm_with_gpu_rules_on_the_gpu_partition(slurm_cluster, tmp_path):
+    env = slurm_cluster
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    profile = site_profile(tmp_path / "profile", cpus=os.cpu_count() or 1, memory_mb=1000)
+    before = {job["id"] for job in slurm_jobs(env)}
+
+    returncode, stdout, stderr, elapsed = snakemake_through_slurm(
+        env, workdir, profile, "--configfile", str(REPO / "config" / "tiny.yaml")
+    )
+    assert returncode == 0, f"rc {returncode}\n{stdout[-4000:]}\n{stderr[-6000:]}"
 
     jobs = [job for job in slurm_jobs(env) if job["id"] not in before]
     assert jobs, "no job went through sbatch"
@@ -191,40 +181,10 @@ def test_annotate_a_folder_through_slurm(slurm_cluster, model_and_videos, tmp_pa
     workdir.mkdir()
     profile = site_profile(tmp_path / "profile", cpus=os.cpu_count() or 1, memory_mb=1000)
     before = {job["id"] for job in slurm_jobs(env)}
-    command = [
-        "timeout",
-        "-k",
-        "20",
-        str(WORKFLOW_TIMEOUT_S),
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--profile",
-        str(profile),
-        "--slurm-status-command",
-        "squeue",
-        "--slurm-init-seconds-before-status-checks",
-        "5",
-        "annotate",
-        "--config",
-        f"annotate={{videos: {videos}, models: [{model}]}}",
-    ]
-    started = time.monotonic()
-    run = subprocess.run(
-        command,
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WORKFLOW_TIMEOUT_S + 60,
-        start_new_session=True,
+    returncode, stdout, stderr, elapsed = snakemake_through_slurm(
+        env, workdir, profile, "annotate", "--config", f"annotate={{videos: {videos}, models: [{model}]}}"
     )
-    elapsed = time.monotonic() - started
-    assert run.returncode != 0, "the faceless video should have failed its job"
+    assert returncode != 0, f"the faceless video should have failed its job\n{stderr[-4000:]}"
     jobs = [job for job in slurm_jobs(env) if job["id"] not in before]
     aligns = [job for job in jobs if "rule_annotate_align" in job["comment"]]
     predictions = [job for job in jobs if "rule_annotate_video" in job["comment"]]
