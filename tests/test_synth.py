@@ -49,6 +49,16 @@ def test_deterministic_per_seed(tmp_path, make_corpus):
         assert not np.array_equal(frames_a, read_video(other / video)[1])
 
 
+def test_planned_recordings_are_what_synth_writes(synthetic_corpus):
+    """The workflow plans its jobs on planned_recordings before the corpus exists: the files must be those."""
+    from affectflow.synth import planned_recordings, read_metadata
+
+    settings, _ = read_metadata(synthetic_corpus)
+    planned = planned_recordings(synthetic_corpus, settings.subjects)
+    assert planned == open_corpus(synthetic_corpus).recordings
+    assert [r.subject for r in planned_recordings("x", (0, 2, 1))] == ["dev_1", "dev_2", "test_1"]
+
+
 def test_synth_cli_writes_atomically(tmp_path, capsys):
     out = tmp_path / "corpus"
     code = main(

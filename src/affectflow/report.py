@@ -1,8 +1,10 @@
 """The paper's Tables 1-5 and Figure 3 from the workflow's metrics, predictions and histories.
 
-``affectflow tables --layout LAYOUT --out-dir DIR`` writes DIR/table{1..5}.{md,tsv}.
-LAYOUT (JSON text, or ``@file.json``) names, per table, the rows and each row's metrics
-files (one per seed); the Snakemake workflow builds it from its config:
+``affectflow tables --config CONFIG --out-dir DIR`` writes DIR/table{1..5}.{md,tsv}.
+CONFIG is the workflow's config (YAML or JSON; the workflow's rule ``tables_config`` writes the
+keys the tables read), from which :func:`affectflow.tables_layout.tables_layout` derives the
+layout: per table, the rows and each row's metrics files (one per seed). ``--layout LAYOUT``
+(JSON text, or ``@file.json``) gives a layout directly:
 
     {"partition": "dev", "dimension": "valence", "rnn_features": "CNN+AD",
      "rnn_base": {...}, "tables": {"1": [{"label": "CNN", "key": "cnn:plain",
@@ -76,9 +78,14 @@ def add_commands(subparsers) -> None:
         help="write the paper's Tables 1-5 (markdown and TSV) from metrics files",
         description="Write DIR/table{1..5}.md and .tsv: RMSE, CC, CCC per model (mean +- sd over seeds).",
     )
-    tables.add_argument(
-        "--layout", required=True, help="JSON layout (rows and their metrics files per table), or @FILE"
+    source = tables.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="the workflow's config (YAML or JSON), from which the rows and their metrics files follow",
     )
+    source.add_argument("--layout", help="JSON layout (rows and their metrics files per table), or @FILE")
     tables.add_argument("--out-dir", required=True, type=Path)
     tables.set_defaults(handler=_run_tables)
 
@@ -290,6 +297,11 @@ def parse_layout(text: str) -> dict:
         layout = json.loads(text)
     except json.JSONDecodeError as error:
         raise fail(source, f"layout is not JSON: {error}") from None
+    return check_layout(layout, source)
+
+
+def check_layout(layout, source) -> dict:
+    """The layout, if every table has rows, each with a label and metrics files."""
     tables = layout.get("tables") if isinstance(layout, dict) else None
     if not isinstance(tables, dict) or not tables:
         raise fail(source, "layout has no 'tables' mapping")
@@ -318,7 +330,12 @@ def write_tables(layout: dict, out_dir: Path) -> list[Path]:
 
 
 def _run_tables(args: argparse.Namespace) -> int:
-    layout = parse_layout(args.layout)
+    if args.config is not None:
+        from .tables_layout import config_file_layout
+
+        layout = check_layout(config_file_layout(args.config), args.config)
+    else:
+        layout = parse_layout(args.layout)
     for path in write_tables(layout, args.out_dir):
         print(path)
     return 0

@@ -48,7 +48,9 @@ The modules, in the order a subject is made:
   face (identity warp, skin tone, alpha mask, background);
 - :mod:`.expression`: the displacement fields that valence/arousal drive;
 - :mod:`.render`: head motion, lighting, noise and blur, frame by frame;
-- :mod:`.writer`: the corpus folder (videos, ARFF gold standard, metadata).
+- :mod:`.writer`: the corpus folder (videos, ARFF gold standard, metadata), and where each
+  subject's files go before it is written (:func:`planned_recordings`: the workflow plans on it);
+- :mod:`.cli`: the ``affectflow corpus synth`` subcommand.
 
 Random streams: subject ``i`` draws its plan from ``default_rng([seed, i, 1])``,
 its rendering from ``[seed, i, 2]`` and its traces from ``[seed, i, 3]``.
@@ -70,7 +72,7 @@ from .plan import (
     subject_traces,
 )
 from .render import EYE_DISTANCE, render_frames
-from .writer import METADATA_FILE, arff_text, read_metadata, synthesize_corpus, write_subject
+from .writer import METADATA_FILE, arff_text, planned_recordings, read_metadata, synthesize_corpus, write_subject
 
 __all__ = [
     "EXPRESSIONS",
@@ -89,6 +91,7 @@ __all__ = [
     "identity_field",
     "photo_landmarks",
     "plan_subject",
+    "planned_recordings",
     "random_identity",
     "read_metadata",
     "render_frames",

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import AffectflowError, fail
 from .expression import expression_fields, field_at, rbf_field
-
-if TYPE_CHECKING:
-    from .plan import SubjectPlan
 
 PHOTOS = ("astronaut", "grace_hopper")
 PATCH_HALF = 2.9  # half the patch side, in inter-ocular distances
@@ -51,7 +47,7 @@ def _photo(name: str) -> np.ndarray:
 def _dlib_models():
     import dlib
 
-    from ..align import landmark_model_path  # the one place that finds dlib's models
+    from ..landmark_models import landmark_model_path  # the one place that finds dlib's models
 
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmark_model_path(68)))
 
@@ -188,12 +184,19 @@ def _alpha_mask(lm: np.ndarray, d: float, side: int) -> np.ndarray:
 
 
 def build_identity(
-    plan: SubjectPlan, landmarks: np.ndarray, size: tuple[int, int], eye_distance: float, rng
+    photo_name: str,
+    identity: dict,
+    mirrored: bool,
+    landmarks: np.ndarray,
+    size: tuple[int, int],
+    eye_distance: float,
+    rng,
 ) -> Identity:
-    """Cut the source face into a patch with eyes level at nominal size, then apply the identity."""
+    """Cut the source face (a subject plan's photo) into a patch with eyes level at nominal size, then
+    apply the plan's identity warp, mirroring and skin tone."""
     import cv2
 
-    photo = _photo(plan.photo)
+    photo = _photo(photo_name)
     left_eye, right_eye = _eye_centres(landmarks)
     d = float(np.linalg.norm(right_eye - left_eye))
     angle = float(np.degrees(np.arctan2(right_eye[1] - left_eye[1], right_eye[0] - left_eye[0])))
@@ -207,18 +210,18 @@ def build_identity(
     lm = (np.c_[landmarks, np.ones(68)] @ matrix.T).astype(np.float32)
 
     # Identity warp (forward field F: a point p moves to p + F(p); sampled backwards as x - F(x)).
-    forward = identity_field(lm, (side, side), plan.identity)
+    forward = identity_field(lm, (side, side), identity)
     grid = np.dstack(np.meshgrid(np.arange(side, dtype=np.float32), np.arange(side, dtype=np.float32)))
     backward = grid - forward
     patch = cv2.remap(patch, backward[..., 0], backward[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     lm = lm + field_at(forward, lm)
-    if plan.mirrored:
+    if mirrored:
         patch = patch[:, ::-1].copy()
         lm = lm.copy()
         lm[:, 0] = side - 1 - lm[:, 0]
 
     # Skin tone and gamma.
-    ident = plan.identity
+    ident = identity
     lut = (255.0 * (np.arange(256) / 255.0) ** ident["gamma"]).astype(np.float32)
     patch = lut[patch] * np.array([ident["tint_b"], ident["tint_g"], ident["tint_r"]], np.float32)
     patch = np.clip(patch, 0, 255).astype(np.float32)

@@ -53,7 +53,7 @@ def render_frames(
     rng = np.random.default_rng([settings.seed, plan.index, 2])
     # The face keeps its proportion of the frame whatever the frame size.
     eye_distance = EYE_DISTANCE * min(width / 640, height / 480)
-    identity = build_identity(plan, landmarks, settings.size, eye_distance, rng)
+    identity = build_identity(plan.photo, plan.identity, plan.mirrored, landmarks, settings.size, eye_distance, rng)
 
     frame_times = traces.frame_times
     coefficients = expression_coefficients(traces.shown["valence"], traces.shown["arousal"])

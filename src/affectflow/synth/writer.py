@@ -1,4 +1,9 @@
-"""The corpus folder: videos, the ARFF gold standard and ``synthetic.json``, written atomically."""
+"""The corpus folder: videos, the ARFF gold standard and ``synthetic.json``, written atomically.
+
+:func:`planned_recordings` says where each subject's files go, before anything is written: the
+writer puts them there, and the workflow plans its jobs on them (the corpus does not exist yet
+when Snakemake parses the workflow).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contracts import (
-    AVEC_LABEL_DIR,
-    AVEC_VIDEO_DIR,
-    DIMENSIONS,
-    LABEL_TIME_COLUMN,
-    LABEL_VALUE_COLUMN,
-    avec_labels,
-    avec_video,
-)
+from ..contracts import DIMENSIONS, LABEL_TIME_COLUMN, LABEL_VALUE_COLUMN, avec_labels, avec_video
+from ..corpus import Recording
 from ..errors import AffectflowError, fail
 from ..io import atomic_dir
 from .identity import photo_landmarks
@@ -25,6 +23,18 @@ from .plan import SubjectPlan, SynthSettings, plan_subject, subject_names, subje
 from .render import render_frames
 
 METADATA_FILE = "synthetic.json"
+
+
+def planned_recordings(root: str | os.PathLike, subjects: tuple[int, int, int]) -> list[Recording]:
+    """The recordings of a synthetic corpus at ``root`` with (train, dev, test) subject counts
+    ``subjects``, in corpus order: where :func:`synthesize_corpus` writes each subject's video and
+    labels (AV+EC 2015 layout; every subject, test included, has both dimensions' labels)."""
+    root = Path(root)
+    recordings = []
+    for subject, partition in subject_names(subjects):
+        labels = {dim: root / avec_labels(dim, subject) for dim in DIMENSIONS}
+        recordings.append(Recording(subject, partition, root / avec_video(subject), labels))
+    return recordings
 
 
 def arff_text(subject: str, dimension: str, times: np.ndarray, values: np.ndarray) -> str:
@@ -44,17 +54,16 @@ def arff_text(subject: str, dimension: str, times: np.ndarray, values: np.ndarra
     return "\n".join(lines) + "\n"
 
 
-def write_subject(settings: SynthSettings, plan: SubjectPlan, landmarks: np.ndarray, out_dir: Path) -> None:
-    """Write one subject's video and ARFF files under ``out_dir`` (the corpus root being built)."""
+def write_subject(settings: SynthSettings, plan: SubjectPlan, landmarks: np.ndarray, recording: Recording) -> None:
+    """Write one subject's video and ARFF files where ``recording`` (of :func:`planned_recordings`) says."""
     import cv2
 
     cv2.setNumThreads(1)  # subjects run in parallel processes
     traces = subject_traces(settings, plan)
     for dim in DIMENSIONS:
-        path = out_dir / avec_labels(dim, plan.subject)
-        path.write_text(arff_text(plan.subject, dim, traces.label_times, traces.gold[dim]))
+        recording.labels[dim].write_text(arff_text(plan.subject, dim, traces.label_times, traces.gold[dim]))
 
-    video_path = out_dir / avec_video(plan.subject)
+    video_path = recording.video
     width, height = settings.size
     writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), settings.fps, (width, height))
     if not writer.isOpened():
@@ -67,9 +76,8 @@ def write_subject(settings: SynthSettings, plan: SubjectPlan, landmarks: np.ndar
 
 
 def _write_job(args) -> str:
-    settings, plan, landmarks, out_dir = args
-    write_subject(settings, plan, landmarks, Path(out_dir))
-    return plan.subject
+    write_subject(*args)
+    return args[1].subject
 
 
 def synthesize_corpus(
@@ -91,7 +99,10 @@ def synthesize_corpus(
         raise AffectflowError(f"--subjects needs three counts (train,dev,test), not all zero: {subjects}")
     if settings.seconds < 2 or settings.fps <= 0 or min(settings.size) < 160:
         raise AffectflowError("synthetic corpus needs >= 2 s, fps > 0 and frames of at least 160x160")
-    plans = [plan_subject(settings, i, s, p) for i, (s, p) in enumerate(subject_names(settings.subjects))]
+    plans = [
+        plan_subject(settings, i, rec.subject, rec.partition)
+        for i, rec in enumerate(planned_recordings(out, settings.subjects))
+    ]
     landmarks = {name: photo_landmarks(name) for name in sorted({p.photo for p in plans})}
     out = Path(out)
     if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / METADATA_FILE).is_file()):
@@ -100,10 +111,10 @@ def synthesize_corpus(
     workers = max(1, min(len(plans), workers or os.cpu_count() or 1))
     with atomic_dir(out) as tmp:
         tmp.chmod(0o755)  # mkdtemp makes it private; a corpus is ordinary data
-        (tmp / AVEC_VIDEO_DIR).mkdir()
-        for dim in DIMENSIONS:
-            (tmp / AVEC_LABEL_DIR / dim).mkdir(parents=True)
-        jobs = [(settings, plan, landmarks[plan.photo], str(tmp)) for plan in plans]
+        recordings = planned_recordings(tmp, settings.subjects)
+        for folder in sorted({path.parent for rec in recordings for path in (rec.video, *rec.labels.values())}):
+            folder.mkdir(parents=True, exist_ok=True)
+        jobs = [(settings, plan, landmarks[plan.photo], rec) for plan, rec in zip(plans, recordings)]
         from tqdm import tqdm
 
         bar = tqdm(total=len(jobs), desc="synth", unit="subject", disable=not progress)
