@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="baseline DataLoader workers")
     args = parser.parse_args()
 
-    from affectflow.trainer import resolve_device
+    from affectflow.tensors import resolve_device
 
     device = resolve_device(args.device)
     cuda = device.type == "cuda"

@@ -110,3 +110,76 @@ def test_the_workflow_does_not_import_the_test_helpers():
 def test_modules_stay_small(name):
     lines = len(package_modules()[name].read_text().splitlines())
     assert lines < MAX_LINES, f"{name} has {lines} lines (under {MAX_LINES} wanted): split it by concern"
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports anywhere in its text (function-local imports too)."""
+    modules = package_modules()
+    graph = {}
+    for name, path in modules.items():
+        found = imported_names(path.read_text(), name, path.name == "__init__.py")
+        graph[name] = {other for other in found if other in modules and other != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan's algorithm)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph[node]):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_in_the_package():
+    assert cycles(import_graph()) == []
+
+
+@pytest.mark.parametrize(
+    "module, forbidden",
+    [
+        ("affectflow.align", "affectflow.inference"),
+        ("affectflow.models", "affectflow.inference"),
+        ("affectflow.inference", "affectflow.trainer"),
+        ("affectflow.modelfile", "affectflow.models"),
+        ("affectflow.modelfile", "affectflow.inference"),
+        ("affectflow.corpus", "affectflow.synth"),
+    ],
+)
+def test_lower_modules_do_not_import_upper_ones(module, forbidden):
+    """Arrows run downward: alignment and the networks below inference, inference below training,
+    the model file's owner below everything that reads or writes it; directly or through others."""
+    graph = import_graph()
+    reached, todo = set(), [module]
+    while todo:
+        for other in graph[todo.pop()] - reached:
+            reached.add(other)
+            todo.append(other)
+    assert forbidden not in reached

@@ -19,13 +19,12 @@ import pytest
 import yaml
 
 from affectflow import contracts
+from helpers import REPO, snakemake
 from workflow_helpers import (
     DELETE,
-    REPO,
     dry_run_in_process,
     make_placeholder_recola,
     set_key,
-    snakemake,
     write_config,
 )
 
@@ -230,17 +229,15 @@ def _enum(name: str) -> list:
 
 
 def _package_constant(name: str):
-    from affectflow import dataset, models, normalize
-
     return {
         "partition": contracts.PARTITIONS,
         "dimension": contracts.DIMENSIONS,
         "selection": contracts.SELECTIONS,
         "cnn_variant": tuple(contracts.CNN_VARIANTS),
-        "normalization": normalize.METHODS,
-        "feature_norm": dataset.FEATURE_NORMS,
-        "init": models.INITS,
-        "recurrent_init": models.RECURRENT_INITS,
+        "normalization": contracts.NORMALIZATIONS,
+        "feature_norm": contracts.FEATURE_NORMS,
+        "init": contracts.INITS,
+        "recurrent_init": contracts.RECURRENT_INITS,
     }[name]
 
 

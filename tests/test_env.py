@@ -38,10 +38,7 @@ IMPORT_TO_DISTRIBUTION = {
     "PIL": "pillow",
 }
 # Declared runtime dependencies that affectflow's own code does not import, and why they stay.
-DECLARED_NOT_IMPORTED = {
-    "pyyaml": "not imported by src/affectflow today (the workflow's config is read by Snakemake); "
-    "kept declared until the lead decides to drop it",
-}
+DECLARED_NOT_IMPORTED: dict[str, str] = {}
 
 
 def _pyproject() -> dict:

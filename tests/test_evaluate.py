@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
+import arff
 import h5py
 import numpy as np
 import pytest
 
 from affectflow import metrics
-from affectflow.cli import main
+from affectflow.contracts import MODEL_FILE
 from affectflow.corpus import open_corpus, read_labels
-from affectflow.inference import FEATURES_CNN_ATTR
+from affectflow.features import CNN_ATTR as FEATURES_CNN_ATTR
 from affectflow.testing.faces import write_face_corpus
+from helpers import read_columns, run_cli
 
 KEYS = {
     "model",
@@ -38,114 +39,93 @@ def pipeline(tmp_path_factory):
     subjects = write_face_corpus(
         root / "corpus", root / "faces", train=2, dev=2, seconds=6.0, size=32, noise=0.7, seed=1
     )
-    assert (
-        main(
-            [
-                "train-cnn",
-                "--corpus",
-                str(root / "corpus"),
-                "--faces",
-                *[str(root / "faces" / f"{s}.h5") for s in subjects],
-                "--variant",
-                "plain",
-                "--seed",
-                "0",
-                "--out",
-                str(root / "cnn"),
-                "--epochs",
-                "2",
-                "--channels",
-                "4,8,8",
-                "--fc",
-                "12",
-                "--device",
-                "cpu",
-                "--batch-size",
-                "32",
-                "--label-shift",
-                "0.4",
-            ]
-        )
-        == 0
+    run_cli(
+        "train-cnn",
+        "--corpus",
+        root / "corpus",
+        "--faces",
+        *[root / "faces" / f"{s}.h5" for s in subjects],
+        "--variant",
+        "plain",
+        "--seed",
+        0,
+        "--out",
+        root / "cnn",
+        "--epochs",
+        2,
+        "--channels",
+        "4,8,8",
+        "--fc",
+        12,
+        "--device",
+        "cpu",
+        "--batch-size",
+        32,
+        "--label-shift",
+        0.4,
+        check=True,
     )
     for subject in subjects:
-        assert (
-            main(
-                [
-                    "extract",
-                    "--model",
-                    str(root / "cnn" / "model.pt"),
-                    "--faces",
-                    str(root / "faces" / f"{subject}.h5"),
-                    "-o",
-                    str(root / "features" / f"{subject}.h5"),
-                    "--device",
-                    "cpu",
-                ]
-            )
-            == 0
+        faces, features = root / "faces" / f"{subject}.h5", root / "features" / f"{subject}.h5"
+        run_cli(
+            "extract",
+            "--model",
+            root / "cnn" / MODEL_FILE,
+            "--faces",
+            faces,
+            "-o",
+            features,
+            "--device",
+            "cpu",
+            check=True,
         )
-    assert (
-        main(
-            [
-                "train-rnn",
-                "--corpus",
-                str(root / "corpus"),
-                "--cnn",
-                str(root / "cnn" / "model.pt"),
-                "--features",
-                *[str(root / "features" / f"{s}.h5") for s in subjects],
-                "--seed",
-                "0",
-                "--out",
-                str(root / "rnn"),
-                "--window",
-                "8",
-                "--window-stride",
-                "2",
-                "--hidden",
-                "6",
-                "--epochs",
-                "2",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
+    run_cli(
+        "train-rnn",
+        "--corpus",
+        root / "corpus",
+        "--cnn",
+        root / "cnn" / MODEL_FILE,
+        "--features",
+        *[root / "features" / f"{s}.h5" for s in subjects],
+        "--seed",
+        0,
+        "--out",
+        root / "rnn",
+        "--window",
+        8,
+        "--window-stride",
+        2,
+        "--hidden",
+        6,
+        "--epochs",
+        2,
+        "--device",
+        "cpu",
+        check=True,
     )
     return root
 
 
-def read_csv(path):
-    with open(path) as fh:
-        rows = list(csv.DictReader(fh))
-    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
-
-
 def evaluate(root, kind, tmp_path, features_dir=None):
     out = tmp_path / f"{kind}.json"
-    features = [str((features_dir or root / "features") / f"{s}.h5") for s in ("dev_1", "dev_2")]
-    assert (
-        main(
-            [
-                "evaluate",
-                "--corpus",
-                str(root / "corpus"),
-                "--model",
-                str(root / kind / "model.pt"),
-                "--features",
-                *features,
-                "--partition",
-                "dev",
-                "--predictions-dir",
-                str(tmp_path / kind),
-                "-o",
-                str(out),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
+    features = [(features_dir or root / "features") / f"{s}.h5" for s in ("dev_1", "dev_2")]
+    run_cli(
+        "evaluate",
+        "--corpus",
+        root / "corpus",
+        "--model",
+        root / kind / MODEL_FILE,
+        "--features",
+        *features,
+        "--partition",
+        "dev",
+        "--predictions-dir",
+        tmp_path / kind,
+        "-o",
+        out,
+        "--device",
+        "cpu",
+        check=True,
     )
     return json.loads(out.read_text())
 
@@ -164,7 +144,7 @@ def test_cnn_metrics_match_direct_computation(pipeline, tmp_path):
         # Scored at the gold rows (one more than frames, as in AV+EC). Label shift 0.4 s = 10 frames: the
         # prediction of frame t is scored at the row at t + 0.4 s; the rows before 0.4 s hold the first one.
         pred = raw[np.clip(np.arange(len(label_times)) - 10, 0, len(raw) - 1)]
-        trace = read_csv(tmp_path / "cnn" / f"{subject}.csv")
+        trace = read_columns(tmp_path / "cnn" / f"{subject}.csv")
         assert list(trace) == ["time", "prediction", "gold"]
         assert len(trace["time"]) == len(label_times) == len(times) + 1
         np.testing.assert_allclose(trace["time"], label_times, atol=5e-4)
@@ -183,20 +163,58 @@ def test_cnn_metrics_match_direct_computation(pipeline, tmp_path):
     assert result["settings"]["label_shift"] == 0.4
 
 
-def test_rnn_metrics_from_its_csvs(pipeline, tmp_path):
+def gold_from_arff(path):
+    """(times, values) of an ARFF gold standard, read with liac-arff alone (not affectflow's corpus reader)."""
+    with open(path) as fh:
+        data = arff.load(fh)
+    names = [name for name, _ in data["attributes"]]
+    rows = np.array([(row[names.index("frameTime")], row[names.index("GoldStandard")]) for row in data["data"]])
+    return rows[:, 0], rows[:, 1]
+
+
+def formula_scores(pred, gold):
+    """RMSE, Pearson CC and CCC with population (1/N) moments, written out from docs/design.md section 1."""
+    pred, gold = np.asarray(pred, np.float64), np.asarray(gold, np.float64)
+    n = len(pred)
+    mean_p, mean_g = pred.sum() / n, gold.sum() / n
+    var_p, var_g = ((pred - mean_p) ** 2).sum() / n, ((gold - mean_g) ** 2).sum() / n
+    cov = ((pred - mean_p) * (gold - mean_g)).sum() / n
+    return {
+        "rmse": float(np.sqrt(((pred - gold) ** 2).sum() / n)),
+        "cc": float(cov / np.sqrt(var_p * var_g)),
+        "ccc": float(2 * cov / (var_p + var_g + (mean_p - mean_g) ** 2)),
+    }
+
+
+def test_rnn_metrics_equal_the_formulas_on_the_arff_gold_standard(pipeline, tmp_path):
+    """The RNN run's METRICS.json against RMSE/CC/CCC computed here, on the gold standard read from the
+    ARFF files (one value per gold row, at the rows' times) and the predictions CSV's predictions."""
     result = evaluate(pipeline, "rnn", tmp_path)
     assert result["kind"] == "rnn" and KEYS <= set(result)
-    preds, golds = [], []
+    preds, golds, expected = [], [], {}
     for subject in ("dev_1", "dev_2"):
-        trace = read_csv(tmp_path / "rnn" / f"{subject}.csv")
-        assert result["per_recording"][subject]["ccc"] == pytest.approx(
-            metrics.ccc(trace["prediction"], trace["gold"]), abs=1e-5
+        label_times, gold = gold_from_arff(
+            pipeline / "corpus" / "ratings_gold_standard" / "valence" / f"{subject}.arff"
         )
-        preds.append(trace["prediction"])
-        golds.append(trace["gold"])
-    assert result["concatenated"]["rmse"] == pytest.approx(
-        metrics.rmse(np.concatenate(preds), np.concatenate(golds)), abs=1e-5
+        trace = read_columns(tmp_path / "rnn" / f"{subject}.csv")
+        assert list(trace) == ["time", "prediction", "gold"]
+        assert len(trace["time"]) == len(label_times)  # every gold row scored, none added
+        np.testing.assert_allclose(trace["time"], label_times, atol=5e-4)
+        np.testing.assert_allclose(trace["gold"], gold, atol=1e-6)
+        pred = trace["prediction"]
+        assert np.isfinite(pred).all() and np.ptp(pred) > 1e-3  # a varying trace: the scores mean something
+        expected[subject] = formula_scores(pred, gold)
+        preds.append(pred)
+        golds.append(gold)
+    for subject, scores in expected.items():
+        assert result["per_recording"][subject] == pytest.approx(scores, abs=2e-5), subject
+    assert result["concatenated"] == pytest.approx(
+        formula_scores(np.concatenate(preds), np.concatenate(golds)), abs=2e-5
     )
+    assert result["per_recording_mean"] == pytest.approx(
+        {key: np.mean([scores[key] for scores in expected.values()]) for key in ("rmse", "cc", "ccc")}, abs=2e-5
+    )
+    assert result["label_rows"] == result["frames"] == sum(len(g) for g in golds)
 
 
 @pytest.mark.parametrize("fps, dropped", [(25.0, slice(50, 70)), (30.0, slice(0, 0)), (30.0, slice(90, 120))])
@@ -222,7 +240,7 @@ def test_every_gold_row_is_scored_whatever_the_frame_rate_or_dropped_frames(pipe
     assert result["label_rows"] == result["frames"] == rows
     for subject in ("dev_1", "dev_2"):
         label_times, gold = read_labels(corpus.recording(subject).labels["valence"])
-        trace = read_csv(tmp_path / "cnn" / f"{subject}.csv")
+        trace = read_columns(tmp_path / "cnn" / f"{subject}.csv")
         np.testing.assert_allclose(trace["time"], label_times, atol=5e-4)
         assert np.isfinite(trace["prediction"]).all()
         # Placed at t + 0.4 s, the perfect prediction meets the gold standard on every row it covers
@@ -253,23 +271,23 @@ def evaluate_args(pipeline, tmp_path, model, features):
     ]
 
 
-def test_not_a_model_is_a_named_error(pipeline, tmp_path, capsys):
+def test_not_a_model_is_a_named_error(pipeline, tmp_path):
     dev = [str(pipeline / "features" / "dev_1.h5")]
-    assert main(evaluate_args(pipeline, tmp_path, tmp_path, dev)) == 2
-    assert "model file not found" in capsys.readouterr().err
+    code, _, err = run_cli(*evaluate_args(pipeline, tmp_path, tmp_path, dev))
+    assert code == 2 and "model file not found" in err
     assert not (tmp_path / "m.json").exists()
 
 
-def test_features_of_another_cnn_or_partition_are_refused(pipeline, tmp_path, capsys):
+def test_features_of_another_cnn_or_partition_are_refused(pipeline, tmp_path):
     import shutil
 
     other = tmp_path / "dev_1.h5"
     shutil.copy(pipeline / "features" / "dev_1.h5", other)
     with h5py.File(other, "a") as h5:
         h5.attrs[FEATURES_CNN_ATTR] = "0" * 64
-    assert main(evaluate_args(pipeline, tmp_path, pipeline / "rnn" / "model.pt", [str(other)])) == 2
-    assert "different CNN" in capsys.readouterr().err
+    code, _, err = run_cli(*evaluate_args(pipeline, tmp_path, pipeline / "rnn" / MODEL_FILE, [str(other)]))
+    assert code == 2 and "different CNN" in err
     train = [str(pipeline / "features" / "train_1.h5")]
-    assert main(evaluate_args(pipeline, tmp_path, pipeline / "cnn" / "model.pt", train)) == 2
-    assert "not a dev subject" in capsys.readouterr().err
+    code, _, err = run_cli(*evaluate_args(pipeline, tmp_path, pipeline / "cnn" / MODEL_FILE, train))
+    assert code == 2 and "not a dev subject" in err
     assert not (tmp_path / "m.json").exists()

@@ -12,8 +12,6 @@ from affectflow.models import (
     RNNConfig,
     quadrant_pool,
     rnn_hidden_sizes,
-    save_model,
-    weights_sha256,
 )
 
 
@@ -140,27 +138,6 @@ def test_irnn_recurrent_init_starts_as_an_integrator():
 
 def test_rnn_hidden_sizes_three_layers_halve_the_last():
     assert rnn_hidden_sizes(200, 3) == [200, 200, 100]
-
-
-def test_model_file_rebuilds_alone(tmp_path):
-    from affectflow.inference import load_pipeline
-
-    model = FaceCNN(CNNConfig(chip_size=32, channels=(4, 8, 8), fc=12))
-    settings = {
-        "dimension": "arousal",
-        "label_shift": 0.5,
-        "normalization": "local-mean",
-        "faces": {"chip_size": 32},
-        "affectflow_version": "test",
-    }
-    save_model(tmp_path / "model.pt", model, "cnn", settings)
-    loaded = load_pipeline(tmp_path / "model.pt")
-    x = torch.randn(2, 1, 32, 32)
-    assert torch.equal(loaded.cnn(x), model.eval()(x))
-    assert loaded.dimension == "arousal" and loaded.label_shift == 0.5 and loaded.rnn is None
-    assert loaded.cnn_sha256 == weights_sha256(model)
-    other = FaceCNN(CNNConfig(chip_size=32, channels=(4, 8, 8), fc=12))
-    assert weights_sha256(other) != weights_sha256(model)
 
 
 def test_augmentation_is_seeded_and_keeps_shape():

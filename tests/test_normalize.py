@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from affectflow.contracts import NORMALIZATIONS
 from affectflow.normalize import (
     LOCAL_MEAN_WINDOW,
-    METHODS,
     gcn_numpy,
     normalize_chips,
     normalize_reference,
@@ -30,7 +30,7 @@ def chips() -> np.ndarray:
     return np.concatenate([np.stack(faces), noise, flat, step])
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", NORMALIZATIONS)
 def test_kernel_matches_reference(chips, method):
     ours = normalize_chips(chips, method)
     reference = normalize_reference(chips, method)
@@ -38,7 +38,7 @@ def test_kernel_matches_reference(chips, method):
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", NORMALIZATIONS)
 def test_float16_output_is_the_rounded_float32(chips, method):
     full = normalize_chips(chips, method)
     half = normalize_chips(chips, method, dtype=np.float16)
@@ -75,7 +75,7 @@ def test_out_is_filled_in_place_and_threads_agree(chips):
 def test_odd_sizes_and_empty_batches():
     rng = np.random.default_rng(1)
     odd = rng.integers(0, 256, (3, 37, 53), dtype=np.uint8)
-    for method in METHODS:
+    for method in NORMALIZATIONS:
         np.testing.assert_allclose(normalize_chips(odd, method), normalize_reference(odd, method), atol=1e-5)
     assert normalize_chips(np.zeros((0, 96, 96), np.uint8)).shape == (0, 96, 96)
 
@@ -158,7 +158,7 @@ def resized(chips: np.ndarray, size: int) -> np.ndarray:
 
 @pytest.mark.parametrize("device", TORCH_DEVICES)
 @pytest.mark.parametrize("size", [96, 48, 37])  # 37: odd, and not a multiple of anything
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", NORMALIZATIONS)
 def test_torch_matches_kernel(chips, method, size, device):
     from affectflow.normalize_torch import normalize_batch, normalize_uint8
 
@@ -174,7 +174,7 @@ def test_torch_matches_kernel(chips, method, size, device):
     np.testing.assert_allclose(channel[:, 0].cpu().numpy(), expected, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", NORMALIZATIONS)
 def test_torch_lcn_window_sigma_and_rectangular_chips(method):
     from affectflow.normalize_torch import normalize_batch
 
@@ -194,7 +194,7 @@ def test_torch_smallest_chip_the_kernel_takes_for_lcn():
 
     # window 9 needs radius 4 < the chip's side: 5 is the smallest (one reflection at each border).
     small = np.random.default_rng(4).integers(0, 256, (4, 5, 5), dtype=np.uint8)
-    for method in METHODS:
+    for method in NORMALIZATIONS:
         np.testing.assert_allclose(
             normalize_batch(torch.from_numpy(small) / 255, method).numpy(), normalize_chips(small, method), atol=1e-5
         )
@@ -208,7 +208,7 @@ def test_torch_float16_input_is_computed_in_float32(chips):
     from affectflow.normalize_torch import normalize_batch
 
     half = (torch.from_numpy(chips) / 255).half()
-    for method in METHODS:
+    for method in NORMALIZATIONS:
         ours = normalize_batch(half, method)
         assert ours.dtype == torch.float32
         torch.testing.assert_close(ours, normalize_batch(half.float(), method), rtol=0, atol=0)
@@ -218,7 +218,7 @@ def test_torch_accepts_augmented_values_and_empty_batches():
     from affectflow.normalize_torch import normalize_batch
 
     x = torch.rand(3, 1, 48, 48) * 1.2 - 0.1  # after augmentation values may leave [0, 1]
-    for method in METHODS:
+    for method in NORMALIZATIONS:
         out = normalize_batch(x, method)
         assert out.shape == x.shape and torch.isfinite(out).all()
         assert normalize_batch(torch.zeros(0, 96, 96), method).shape == (0, 96, 96)
@@ -250,8 +250,8 @@ def test_torch_module_needs_only_torch_and_numpy():
         "    sys.modules[name] = None  # importing any of them now fails\n"
         "import torch\n"
         "from affectflow.normalize_torch import normalize_batch\n"
-        "from affectflow.normalize import METHODS\n"
-        "for method in METHODS:\n"
+        "from affectflow.normalize import NORMALIZATIONS\n"
+        "for method in NORMALIZATIONS:\n"
         "    normalize_batch(torch.rand(2, 1, 48, 48), method)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

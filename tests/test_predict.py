@@ -3,7 +3,6 @@ from a self-contained model file, through the inference path evaluate takes."""
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 
@@ -13,6 +12,7 @@ import pytest
 
 from affectflow.cli import main
 from affectflow.video import read_video
+from helpers import read_columns, read_table
 from tiny_models import aligned_corpus, train_tiny_models
 
 
@@ -58,8 +58,7 @@ def test_predict_writes_one_row_per_frame_and_a_plot(trained, tmp_path):
         == 0
     )
     times, _, _ = read_video(video, gray=True)
-    with open(tmp_path / "trace.csv") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_table(tmp_path / "trace.csv")
     assert list(rows[0]) == ["time", "valence"]
     assert len(rows) == len(times)
     np.testing.assert_allclose([float(r["time"]) for r in rows], times, atol=1e-3)
@@ -88,16 +87,9 @@ def test_predict_valence_and_arousal_columns(trained, tmp_path):
         )
         == 0
     )
-    with open(tmp_path / "trace.csv") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_table(tmp_path / "trace.csv")
     assert list(rows[0]) == ["time", "valence", "arousal"] and len(rows) == len(read_video(video, gray=True)[0])
     assert not (tmp_path / "trace.png").exists()
-
-
-def read_trace(path):
-    with open(path) as fh:
-        rows = list(csv.DictReader(fh))
-    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
 
 
 def test_predict_after_copying_the_model_file_alone(trained, tmp_path):
@@ -111,7 +103,7 @@ def test_predict_after_copying_the_model_file_alone(trained, tmp_path):
                 "predict",
                 str(video),
                 "--model",
-                str(root / "rnn" / "model.pt"),
+                str(root / "rnn" / "model.safetensors"),
                 "-o",
                 str(tmp_path / "a.csv"),
                 "--device",
@@ -122,7 +114,7 @@ def test_predict_after_copying_the_model_file_alone(trained, tmp_path):
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    shutil.copy(root / "rnn" / "model.pt", elsewhere / "model.pt")
+    shutil.copy(root / "rnn" / "model.safetensors", elsewhere / "model.safetensors")
     moved = [root / name for name in ("cnn", "rnn", "features", "faces")]
     for path in moved:
         path.rename(path.with_name(path.name + ".away"))
@@ -133,7 +125,7 @@ def test_predict_after_copying_the_model_file_alone(trained, tmp_path):
                     "predict",
                     str(video),
                     "--model",
-                    str(elsewhere / "model.pt"),
+                    str(elsewhere / "model.safetensors"),
                     "-o",
                     str(tmp_path / "b.csv"),
                     "--device",
@@ -160,7 +152,7 @@ def test_predict_equals_evaluate_on_a_dev_video(trained, tmp_path, kind):
                 "predict",
                 str(video),
                 "--model",
-                str(root / kind / "model.pt"),
+                str(root / kind / "model.safetensors"),
                 "-o",
                 str(tmp_path / "p.csv"),
                 "--device",
@@ -176,7 +168,7 @@ def test_predict_equals_evaluate_on_a_dev_video(trained, tmp_path, kind):
                 "--corpus",
                 str(root / "corpus"),
                 "--model",
-                str(root / kind / "model.pt"),
+                str(root / kind / "model.safetensors"),
                 "--features",
                 str(root / "features" / "dev_1.h5"),
                 "--partition",
@@ -191,7 +183,7 @@ def test_predict_equals_evaluate_on_a_dev_video(trained, tmp_path, kind):
         )
         == 0
     )
-    predicted, evaluated = read_trace(tmp_path / "p.csv"), read_trace(tmp_path / "e" / "dev_1.csv")
+    predicted, evaluated = read_columns(tmp_path / "p.csv"), read_columns(tmp_path / "e" / "dev_1.csv")
     # evaluate scores the gold rows (one every 40 ms from t = 0, like the 25 fps frames, plus one at the end)
     frames = len(predicted["time"])
     np.testing.assert_allclose(evaluated["time"][:frames], predicted["time"], atol=1e-3)
@@ -208,27 +200,37 @@ def test_predict_with_a_cnn_model_file(trained, tmp_path):
         )
         == 0
     )
-    assert list(read_trace(tmp_path / "trace.csv")) == ["time", "valence"]
+    assert list(read_columns(tmp_path / "trace.csv")) == ["time", "valence"]
 
 
-def test_an_older_model_file_is_a_clear_error(trained, tmp_path, capsys):
-    """Model files from before the self-contained format name what they lack."""
-    import torch
+def test_predict_and_annotate_place_a_shifted_model_alike(trained, tmp_path):
+    """A model trained with a label shift of 0.4 s (10 frames): predict (whole video) and annotate (face
+    file in chunks) give the same value at every frame, the prediction of the frame 0.4 s earlier, and
+    both say so in their JSON."""
+    from affectflow.contracts import MODEL_FILE
+    from helpers import run_cli
 
     root, corpus = trained
-    payload = torch.load(root / "rnn" / "model.pt", weights_only=False)
-    old = {k: v for k, v in payload.items() if k not in ("format", "pipeline")}
-    torch.save(old, tmp_path / "model.pt")
-    code = main(
-        [
-            "predict",
-            str(corpus.recording("dev_1").video),
-            "--model",
-            str(tmp_path / "model.pt"),
-            "-o",
-            str(tmp_path / "trace.csv"),
-        ]
-    )
-    err = capsys.readouterr().err
-    assert code == 2 and "older affectflow" in err and "window" in err and "feature_prior" in err
-    assert not (tmp_path / "trace.csv").exists()
+    shifted = tmp_path / "shifted"
+    features = [str(p) for p in sorted((root / "features").glob("*.h5"))]
+    run_cli(
+        "train-rnn", "--corpus", root / "corpus", "--cnn", root / "cnn" / MODEL_FILE, "--features", *features,
+        "--seed", 1, "--out", shifted, "--window", 10, "--hidden", 8, "--epochs", 1, "--label-shift", 0.4,
+        "--device", "cpu", "--quiet", check=True,
+    )  # fmt: skip
+    model = shifted / MODEL_FILE
+    video = corpus.recording("dev_1").video
+    run_cli("predict", video, "--model", model, "-o", tmp_path / "p.csv", "--device", "cpu", "--quiet", check=True)
+    run_cli("align", video, "--like", model, "-o", tmp_path / "f.h5", "--quiet", check=True)
+    run_cli("annotate", "--faces", tmp_path / "f.h5", "--model", model, "-o", tmp_path / "a.csv", "--quiet", check=True)
+    predicted = read_columns(tmp_path / "p.csv")
+    rows = read_table(tmp_path / "a.csv")
+    annotated = {key: np.array([float(row[key]) for row in rows]) for key in ("time", "valence")}
+    assert len(predicted["time"]) == len(annotated["time"])
+    np.testing.assert_allclose(predicted["time"], annotated["time"], atol=1e-3)
+    np.testing.assert_allclose(predicted["valence"], annotated["valence"], atol=1e-4)
+    # frames before 0.4 s hold the first frame's prediction: the first 11 values are one value
+    assert np.ptp(annotated["valence"][:11]) == 0 and np.ptp(annotated["valence"]) > 1e-4
+    for summary in (tmp_path / "p.json", tmp_path / "a.json"):
+        data = json.loads(summary.read_text())
+        assert data["label_shifts"] == [0.4] and "label_shift" in data["time_convention"]

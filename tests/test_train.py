@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import h5py
@@ -13,6 +12,7 @@ import torch
 from affectflow.cli import main
 from affectflow.dataset import FILL_POLICY, fill_index, fit_label_shift, shift_predictions
 from affectflow.testing.faces import write_face_corpus
+from helpers import read_table
 
 # gcn: the fixture's label is the height of a bright bar, i.e. largely the chip's brightness, which local-mean
 # (the default, the authors' Normer3) mostly subtracts away
@@ -27,8 +27,7 @@ def face_corpus(tmp_path_factory):
 
 
 def history(run_dir):
-    with open(run_dir / "history.tsv") as fh:
-        return list(csv.DictReader(fh, delimiter="\t"))
+    return read_table(run_dir / "history.tsv")
 
 
 def face_files(face_corpus):
@@ -59,21 +58,19 @@ def feature_files(folder):
 
 def label_free_cnn_file(path, fc):
     """A CNN model file (untrained, fc units) for RNN tests that write their own feature files."""
-    from affectflow.models import CNNConfig, FaceCNN, save_model
+    from affectflow.modelfile import FaceSettings, PipelineSettings, save_model_file
+    from affectflow.models import CNNConfig, FaceCNN, config_dict, weights_sha256
 
     model = FaceCNN(CNNConfig(chip_size=32, channels=(4, 8, 8), fc=fc))
-    save_model(
-        path,
-        model,
-        "cnn",
-        {
-            "dimension": "valence",
-            "label_shift": 0.0,
-            "normalization": "local-mean",
-            "faces": {"chip_size": 32},
-            "affectflow_version": "test",
-        },
+    settings = PipelineSettings(
+        dimension="valence",
+        label_shift=0.0,
+        normalization="local-mean",
+        faces=FaceSettings(chip_size=32),
+        weights_sha256=weights_sha256(model),
+        affectflow_version="test",
     )
+    save_model_file(path, "cnn", config_dict(model.config), model.state_dict(), settings)
     return model
 
 
@@ -114,7 +111,7 @@ def test_prediction_at_t_does_not_depend_on_later_frames(feature_norm, causal):
     """Changing frames after t leaves the predictions up to t unchanged, unless the option says transductive."""
     from affectflow.dataset import feature_prior, rnn_inputs
     from affectflow.models import FrameRNN, RNNConfig
-    from affectflow.trainer import rnn_window_predictions
+    from affectflow.tensors import rnn_window_predictions
 
     torch.manual_seed(0)
     rng = np.random.default_rng(1)
@@ -152,7 +149,7 @@ def test_tiny_cnn_training_dev_ccc_rises(face_corpus, tmp_path):
     assert 0.2 <= run["init_k"] <= 1.2 and run["normalization"] == "gcn"
     assert run["fill_policy"] == FILL_POLICY and run["label_shift"] == 0.0
     assert run["train_subjects"] == ["train_1", "train_2"] and run["dev_subjects"] == ["dev_1"]
-    for name in ("model.pt", "checkpoint.pt", "history.tsv", "run.json"):
+    for name in ("model.safetensors", "checkpoint.pt", "history.tsv", "run.json"):
         assert (tmp_path / "run" / name).is_file()
 
 
@@ -161,16 +158,19 @@ def test_kill_and_resume_gives_identical_weights(face_corpus, tmp_path):
     assert train_cnn(face_corpus, tmp_path / "whole", *common) == 0
     with pytest.raises(SystemExit):  # the debug flag simulates a kill after epoch 2's checkpoint
         train_cnn(face_corpus, tmp_path / "killed", *common, "--stop-after-epochs", "2")
-    assert not (tmp_path / "killed" / "model.pt").exists()
+    assert not (tmp_path / "killed" / "model.safetensors").exists()
     assert len(history(tmp_path / "killed")) == 2
     torch.manual_seed(12345)  # disturb the global RNG: resume must restore it from the checkpoint
     assert train_cnn(face_corpus, tmp_path / "killed", *common, "--resume") == 0
-    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
-    resumed = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
     for key, value in whole["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
-    for key, value in torch.load(tmp_path / "whole" / "model.pt", weights_only=False)["state_dict"].items():
-        assert torch.equal(value, torch.load(tmp_path / "killed" / "model.pt", weights_only=False)["state_dict"][key])
+    from safetensors.torch import load_file
+
+    killed = load_file(tmp_path / "killed" / "model.safetensors")
+    for key, value in load_file(tmp_path / "whole" / "model.safetensors").items():
+        assert torch.equal(value, killed[key])
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in history(tmp_path / "whole")]
     assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in history(tmp_path / "killed")]
 
@@ -279,7 +279,7 @@ def test_time_budget_stops_after_the_epoch_that_passes_it(face_corpus, tmp_path)
     )
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["epochs_run"] == 1 and "time budget" in run["stopped"]
-    assert (tmp_path / "run" / "model.pt").is_file()
+    assert (tmp_path / "run" / "model.safetensors").is_file()
 
 
 def test_label_shift_auto_recovers_the_annotation_delay(tmp_path):
@@ -311,7 +311,7 @@ def test_extract_and_train_rnn(face_corpus, tmp_path):
                 [
                     "extract",
                     "--model",
-                    str(tmp_path / "cnn" / "model.pt"),
+                    str(tmp_path / "cnn" / "model.safetensors"),
                     "--faces",
                     str(faces),
                     "-o",
@@ -325,7 +325,8 @@ def test_extract_and_train_rnn(face_corpus, tmp_path):
     with h5py.File(tmp_path / "features" / "dev_1.h5") as h5:
         assert h5["features"].shape == (200, 16) and h5["features"].dtype == np.float32
         assert h5["prediction"].shape == (200,) and h5["found"].shape == (200,) and h5["time"].shape == (200,)
-        assert h5.attrs["subject"] == "dev_1" and h5.attrs["model"] == str((tmp_path / "cnn" / "model.pt").resolve())
+        assert h5.attrs["subject"] == "dev_1"
+        assert h5.attrs["model"] == str((tmp_path / "cnn" / "model.safetensors").resolve())
         assert not h5["found"][()].all()  # the fixture loses the face for a while: rows stay
     assert (
         main(
@@ -334,7 +335,7 @@ def test_extract_and_train_rnn(face_corpus, tmp_path):
                 "--corpus",
                 str(face_corpus / "corpus"),
                 "--cnn",
-                str(tmp_path / "cnn" / "model.pt"),
+                str(tmp_path / "cnn" / "model.safetensors"),
                 "--features",
                 *feature_files(tmp_path / "features"),
                 "--seed",
@@ -364,13 +365,13 @@ def test_extract_and_train_rnn(face_corpus, tmp_path):
     run = json.loads((tmp_path / "rnn" / "run.json").read_text())
     assert run["kind"] == "rnn" and run["hidden_sizes"] == [8, 8, 4] and run["feature_norm"] == "causal"
     assert len(run["feature_prior"]["mean"]) == 16 and run["feature_prior"]["frames"] > 0
-    assert run["cnn_model"] == str((tmp_path / "cnn" / "model.pt").resolve())
+    assert run["cnn_model"] == str((tmp_path / "cnn" / "model.safetensors").resolve())
     assert len(history(tmp_path / "rnn")) == 2
 
 
 def test_rnn_window_predictions_strided_and_edge_padded():
     from affectflow.models import FrameRNN, RNNConfig
-    from affectflow.trainer import rnn_window_predictions
+    from affectflow.tensors import rnn_window_predictions
 
     torch.manual_seed(0)
     model = FrameRNN(RNNConfig(input_size=3, hidden=5)).eval()
@@ -429,21 +430,21 @@ def test_label_shift_auto_refuses_too_short_recordings(face_corpus, tmp_path, ca
     """8 s recordings leave too few frames labelled under every candidate shift up to 6 s: a clear refusal."""
     assert train_cnn(face_corpus, tmp_path / "run", "--variant", "plain", "--epochs", "1", "--label-shift", "auto") == 2
     assert "shift" in capsys.readouterr().err
-    assert not (tmp_path / "run" / "model.pt").exists()
+    assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
 def write_label_features(face_corpus, out_dir, rng):
     """Feature files whose unit 0 tracks the label (plus noise) and unit 1 is dead (0) on the training
-    subjects but fires on dev: the case of a CNN unit that died in training. They name out_dir/cnn.pt
+    subjects but fires on dev: the case of a CNN unit that died in training. They name out_dir/cnn.safetensors
     (an untrained CNN) as their maker, which train-rnn checks."""
     from affectflow.corpus import open_corpus
     from affectflow.dataset import frame_labels
-    from affectflow.inference import FEATURES_CNN_ATTR
+    from affectflow.features import write_feature_file
     from affectflow.models import weights_sha256
 
     corpus = open_corpus(face_corpus / "corpus")
     out_dir.mkdir()
-    cnn_sha256 = weights_sha256(label_free_cnn_file(out_dir.parent / "cnn.pt", fc=8))
+    cnn_sha256 = weights_sha256(label_free_cnn_file(out_dir.parent / "cnn.safetensors", fc=8))
     for subject in ("train_1", "train_2", "dev_1"):
         with h5py.File(face_corpus / "faces" / f"{subject}.h5") as h5:
             time, found = h5["time"][()], h5["found"][()]
@@ -451,9 +452,18 @@ def write_label_features(face_corpus, out_dir, rng):
         features = rng.normal(0.0, 1.0, (len(time), 8)).astype(np.float32)
         features[:, 0] = label + 0.3 * features[:, 0]
         features[:, 1] = rng.uniform(0.0, 2.0, len(time)) if subject.startswith("dev") else 0.0
-        with h5py.File(out_dir / f"{subject}.h5", "w") as h5:
-            h5["features"], h5["found"], h5["time"] = features, found, time
-            h5.attrs[FEATURES_CNN_ATTR] = cnn_sha256
+        write_feature_file(
+            out_dir / f"{subject}.h5",
+            features=features,
+            prediction=np.zeros(len(time), np.float32),
+            found=found,
+            time=time,
+            cnn_sha256=cnn_sha256,
+            model=str(out_dir.parent / "cnn.safetensors"),
+            subject=subject,
+            fill_policy="test",
+            normalization="local-mean",
+        )
 
 
 @pytest.mark.parametrize("feature_norm", ["causal", "train", "recording-transductive"])
@@ -466,7 +476,7 @@ def test_relu_rnn_stays_finite_and_learns_with_a_dead_training_feature(face_corp
                 "--corpus",
                 str(face_corpus / "corpus"),
                 "--cnn",
-                str(tmp_path / "cnn.pt"),
+                str(tmp_path / "cnn.safetensors"),
                 "--features",
                 *feature_files(tmp_path / "features"),
                 "--seed",
@@ -514,7 +524,7 @@ def test_rnn_training_windows_include_the_recordings_first_frames(face_corpus, t
                 "--corpus",
                 str(face_corpus / "corpus"),
                 "--cnn",
-                str(tmp_path / "cnn.pt"),
+                str(tmp_path / "cnn.safetensors"),
                 "--features",
                 *feature_files(tmp_path / "features"),
                 "--seed",
@@ -539,3 +549,33 @@ def test_rnn_training_windows_include_the_recordings_first_frames(face_corpus, t
     )
     rows = history(tmp_path / "rnn")
     assert len(rows) == 2 and all(np.isfinite(float(r["train_loss"])) for r in rows)
+
+
+def test_a_run_that_learned_nothing_says_so(face_corpus, tmp_path, capsys):
+    """lr 0 keeps the initial network: its training loss stays at or above the labels' variance. The
+    run still saves (the tables show it) but says so on stderr, once, and in run.json."""
+    assert train_cnn(face_corpus, tmp_path / "run", "--variant", "plain", "--epochs", "2", "--lr", "0") == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning:" in line]
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert len(warnings) == len(run["warnings"]) >= 1 and "variance" in warnings[0]
+    assert run["train_loss_to_label_variance"] >= 1.0
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    # a run that learned: no warning
+    assert train_cnn(face_corpus, tmp_path / "learned", "--variant", "plain", "--epochs", "6") == 0
+    assert "warning:" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "learned" / "run.json").read_text())["warnings"] == []
+
+
+def test_a_crafted_checkpoint_is_refused_on_resume_and_runs_nothing(face_corpus, tmp_path, capsys):
+    import os
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    (tmp_path / "run").mkdir()
+    torch.save({"architecture": RunsCode(), "model": {}}, tmp_path / "run" / "checkpoint.pt")
+    assert train_cnn(face_corpus, tmp_path / "run", "--variant", "plain", "--epochs", "2", "--resume") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "checkpoint.pt" in err[0] and "refused" in err[0], err
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "run" / "model.safetensors").exists()

@@ -30,7 +30,6 @@ never here. A video without any face is an error, and nothing is written.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
@@ -40,11 +39,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .contracts import (
+    DEFAULT_CHIP_SIZE,
+    DEFAULT_NORMALIZATION,
+    LANDMARK_POINTS,
+    NORMALIZATIONS,
+    chip_size_problem,
+)
 from .errors import fail
+from .landmark_models import landmark_model_path
 
-LANDMARK_MODELS = {5: "shape_predictor_5_face_landmarks.dat", 68: "shape_predictor_68_face_landmarks.dat"}
-# A folder holding the .dat models, instead of the face-recognition-models package.
-LANDMARK_DIR_VARIABLE = "AFFECTFLOW_LANDMARK_DIR"
 CHIP_PADDING = 0.25
 DEFAULT_DETECT_EVERY = 10
 # Frames are decoded and aligned in chunks of about CHUNK_BYTES of gray pixels (two are held:
@@ -55,23 +59,6 @@ MIN_CHUNK_FRAMES = 32
 # Frames up to this many pixels are decoded by FFmpeg in one thread (it keeps pace with the
 # aligner, at the least CPU time in all); larger ones, where decoding outweighs aligning, in several.
 SINGLE_THREAD_DECODE_PIXELS = 640 * 480
-
-
-def landmark_model_path(landmarks: int = 5) -> Path:
-    """The dlib shape predictor file for 5 or 68 landmarks, located at run time."""
-    if landmarks not in LANDMARK_MODELS:
-        raise fail(f"--landmarks {landmarks}", "landmark model must be 5 or 68 points")
-    folder = os.environ.get(LANDMARK_DIR_VARIABLE)
-    if not folder:
-        # Not `import face_recognition_models`: its __init__ needs pkg_resources, gone from new setuptools.
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None or not spec.submodule_search_locations:
-            raise fail("face_recognition_models", "package not installed (pip install face-recognition-models==0.3.0)")
-        folder = Path(list(spec.submodule_search_locations)[0]) / "models"
-    path = Path(folder) / LANDMARK_MODELS[landmarks]
-    if not path.is_file():
-        raise fail(path, f"{landmarks}-point landmark model not found")
-    return path
 
 
 def default_threads() -> int:
@@ -122,16 +109,17 @@ class AlignedChunks:
         threads: int | None,
         progress: bool,
         chunk_frames: int | None,
+        aligners: dict | None = None,
     ) -> None:
         from . import _native
-        from .normalize import METHODS
         from .video import probe
 
         self.video = video
-        if normalization not in METHODS:
-            raise fail(video, f"unknown normalization {normalization!r} (one of {', '.join(METHODS)})")
-        if chip_size < 16:
-            raise fail(video, f"chip size {chip_size} is too small (at least 16)")
+        if normalization not in NORMALIZATIONS:
+            raise fail(video, f"unknown normalization {normalization!r} (one of {', '.join(NORMALIZATIONS)})")
+        problem = chip_size_problem(chip_size)
+        if problem:
+            raise fail(video, problem)
         if detect_every < 1:
             raise fail(video, f"detect_every must be at least 1, got {detect_every}")
         if threads is not None and threads < 1:
@@ -148,17 +136,26 @@ class AlignedChunks:
         self.normalization = normalization
         self.progress = progress
         self.chunk_frames = chunk_frames or chunk_frames_for(self.info.width, self.info.height)
-        try:
-            self.aligner = _native.Aligner(
-                str(model),
-                chip_size=chip_size,
-                padding=CHIP_PADDING,
-                tracking=tracking,
-                detect_every=detect_every,
-                threads=self.align_threads,
-            )
-        except ValueError as error:
-            raise fail(model, str(error)) from None
+        # A batch of videos shares one aligner per setting (`aligners`): reading the landmark model
+        # takes longer than aligning a short clip. reset() forgets the last video's face and counts.
+        key = (str(model), chip_size, tracking, detect_every, self.align_threads)
+        self.aligner = aligners.get(key) if aligners is not None else None
+        if self.aligner is not None:
+            self.aligner.reset()
+        else:
+            try:
+                self.aligner = _native.Aligner(
+                    str(model),
+                    chip_size=chip_size,
+                    padding=CHIP_PADDING,
+                    tracking=tracking,
+                    detect_every=detect_every,
+                    threads=self.align_threads,
+                )
+            except ValueError as error:
+                raise fail(model, str(error)) from None
+            if aligners is not None:
+                aligners[key] = self.aligner
         self.frames = 0
         self.found_frames = 0
         self.seconds = 0.0
@@ -239,18 +236,20 @@ def iter_aligned_chunks(
     video_path: str | os.PathLike,
     *,
     landmarks: int = 5,
-    chip_size: int = 96,
-    normalization: str = "gcn",
+    chip_size: int = DEFAULT_CHIP_SIZE,
+    normalization: str = DEFAULT_NORMALIZATION,
     detect_every: int = DEFAULT_DETECT_EVERY,
     tracking: bool = True,
     threads: int | None = None,
     progress: bool = False,
     chunk_frames: int | None = None,
+    aligners: dict | None = None,
 ) -> AlignedChunks:
     """Align a video chunk by chunk (bounded memory): an iterable of FaceTrack chunks, see :class:`AlignedChunks`.
 
     Options are checked (and the landmark model loaded) here, before any frame is decoded;
-    ``chunk_frames`` defaults to :func:`chunk_frames_for` the video's frame size.
+    ``chunk_frames`` defaults to :func:`chunk_frames_for` the video's frame size. ``aligners``, a dict
+    the caller keeps across videos, shares one native aligner per setting between them.
     """
     return AlignedChunks(
         Path(video_path),
@@ -262,6 +261,7 @@ def iter_aligned_chunks(
         threads=threads,
         progress=progress,
         chunk_frames=chunk_frames,
+        aligners=aligners,
     )
 
 
@@ -269,8 +269,8 @@ def align_video(
     video_path: str | os.PathLike,
     *,
     landmarks: int = 5,
-    chip_size: int = 96,
-    normalization: str = "gcn",
+    chip_size: int = DEFAULT_CHIP_SIZE,
+    normalization: str = DEFAULT_NORMALIZATION,
     detect_every: int = DEFAULT_DETECT_EVERY,
     tracking: bool = True,
     threads: int | None = None,
@@ -311,9 +311,32 @@ def summary_line(track, video: Path) -> str:
     )
 
 
-def _cmd_align(args) -> int:
+def align_to_file(
+    video: Path,
+    output: Path,
+    *,
+    normalization: str,
+    threads: int | None,
+    progress: bool,
+    aligners: dict | None = None,
+    **options,
+):
+    """Align a video into its face file, written as it is aligned: memory stays bounded for any video
+    length, and a failure (no face in the whole video, say) leaves no file. Returns the chunks (their
+    attrs and counts)."""
     from .faces import face_writer
 
+    chunks = iter_aligned_chunks(
+        video, **options, normalization=normalization, threads=threads, progress=progress, aligners=aligners
+    )
+    with face_writer(output) as writer:
+        for chunk in chunks:
+            writer.append(chunk)
+        writer.attrs.update(chunks.attrs)
+    return chunks
+
+
+def _cmd_align(args) -> int:
     options = {
         "landmarks": args.landmarks,
         "chip_size": args.chip_size,
@@ -321,30 +344,37 @@ def _cmd_align(args) -> int:
         "tracking": not args.no_tracking,
     }
     if args.like is not None:
-        # the model's training faces' settings, as `predict` aligns (affectflow.inference)
-        from .inference import load_pipeline
+        # the model's training faces' settings, as `predict` aligns; read from the file's header alone
+        from .modelfile import read_settings
 
-        options.update(load_pipeline(args.like).align_options())
-    chunks = iter_aligned_chunks(
+        options.update(read_settings(args.like).settings.faces.align_options())
+    chunks = align_to_file(
         args.video,
-        **options,
+        args.output,
         normalization=args.normalization,
         threads=args.threads,
         progress=not args.quiet,
+        **options,
     )
-    # Written as it is aligned: memory stays bounded for any video length, and a failure (no
-    # face in the whole video, say) leaves no file.
-    with face_writer(args.output) as writer:
-        for chunk in chunks:
-            writer.append(chunk)
-        writer.attrs.update(chunks.attrs)
     print(summary_line(chunks, args.video))
     return 0
 
 
-def add_commands(subparsers) -> None:
-    from .normalize import METHODS
+def _chip_size(text: str) -> int:
+    """argparse type of --chip-size: the one chip-size rule (contracts.chip_size_problem), before any decoding."""
+    import argparse
 
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of pixels: {text!r}") from None
+    problem = chip_size_problem(size)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return size
+
+
+def add_commands(subparsers) -> None:
     parser = subparsers.add_parser(
         "align",
         help="detect, track and align the face in every frame of a video",
@@ -359,13 +389,21 @@ def add_commands(subparsers) -> None:
         default=None,
         help="cores to use: one decodes the video, the others align (default: all available)",
     )
-    parser.add_argument("--landmarks", type=int, choices=(5, 68), default=5, help="landmark model (default 5)")
-    parser.add_argument("--chip-size", type=int, default=96, help="chip width and height in pixels (default 96)")
+    parser.add_argument(
+        "--landmarks", type=int, choices=LANDMARK_POINTS, default=LANDMARK_POINTS[0], help="landmark model (default 5)"
+    )
+    parser.add_argument(
+        "--chip-size",
+        type=_chip_size,
+        default=DEFAULT_CHIP_SIZE,
+        help=f"chip width and height in pixels (default {DEFAULT_CHIP_SIZE})",
+    )
     parser.add_argument(
         "--normalization",
-        choices=METHODS,
-        default="gcn",
-        help="chip normalization stored as 'normalized' (default gcn)",
+        choices=NORMALIZATIONS,
+        default=DEFAULT_NORMALIZATION,
+        help=f"chip normalization stored as 'normalized', for inspection (default {DEFAULT_NORMALIZATION}, as "
+        "train-cnn; the CNN normalizes the raw chips itself)",
     )
     parser.add_argument(
         "--detect-every",

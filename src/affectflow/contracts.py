@@ -56,7 +56,41 @@ RNN_SETTINGS = ("cell", "nonlinearity", "hidden", "window", "layers")
 # Weight initializations (affectflow.models documents them): the CNN's, and the Elman RNN's recurrence.
 INITS = ("paper", "he", "pytorch")
 RECURRENT_INITS = ("pytorch", "identity")
-MODEL_FILE = "model.pt"
+RNN_CELLS = ("rnn", "lstm", "gru")
+NONLINEARITIES = ("tanh", "relu")  # of the Elman RNN
+RNN_LAYERS = (1, 2, 3)  # the paper's stacks: h; h, h; h, h, h/2
+LOSSES = ("mse", "ccc")
+# RNN input standardization (affectflow.dataset.rnn_inputs documents them); "transductive" uses frames after t.
+FEATURE_NORMS = ("causal", "train", "recording-transductive")
+DEFAULT_FEATURE_NORM = "causal"
+DEVICES = ("auto", "cpu", "cuda")
+
+# ---- faces
+# Chip normalizations (affectflow.normalize documents them); local-mean is the authors' Normer3 as it ran.
+NORMALIZATIONS = ("gcn", "lcn-box", "lcn-gauss", "local-mean", "none")
+DEFAULT_NORMALIZATION = "local-mean"
+LANDMARK_POINTS = (5, 68)
+DEFAULT_CHIP_SIZE = 96
+# The CNN's two 2x2 max-pools and its quadrant pooling need a multiple of 4; below 16 no face is left.
+CHIP_SIZE_RANGE = (16, 512)
+CHIP_SIZE_MULTIPLE = 4
+
+
+def chip_size_problem(size: int) -> str | None:
+    """Why `size` cannot be a chip size (None when it can): the one rule, used by align, the CNN and
+    the config schema (whose minimum, maximum and multipleOf the tests hold equal to it)."""
+    low, high = CHIP_SIZE_RANGE
+    if not low <= size <= high:
+        return f"chip size {size} is outside {low}..{high}"
+    if size % CHIP_SIZE_MULTIPLE:
+        return (
+            f"chip size {size} is not a multiple of {CHIP_SIZE_MULTIPLE} (the CNN pools by 2 twice, then by quadrant)"
+        )
+    return None
+
+
+MODEL_FILE = "model.safetensors"  # affectflow.modelfile owns its format
+CHECKPOINT_FILE = "checkpoint.pt"
 RUN_FILE = "run.json"
 HISTORY_FILE = "history.tsv"
 
@@ -171,8 +205,23 @@ def annotation_path(video_id: str, ext: str = "csv", results: str = RESULTS) -> 
     return f"{results}/annotations/{video_id}.{ext}"
 
 
-def annotation_faces_path(video_id: str, results: str = RESULTS) -> str:
-    return f"{results}/annotations/faces/{video_id}.h5"
+def annotations_dir(results: str = RESULTS) -> str:
+    """The folder of every video's table (`{id}.csv`), plot and outcome (`{id}.json`)."""
+    return f"{results}/annotations"
+
+
+def annotation_plan_path(results: str = RESULTS) -> str:
+    """Which batch each video belongs to (affectflow.archive)."""
+    return f"{results}/annotations/batches/plan.tsv"
+
+
+def annotation_work_dir(batch: str, results: str = RESULTS) -> str:
+    """A batch's aligned faces (temporary)."""
+    return f"{results}/annotations/work/{batch}"
+
+
+def annotation_batch_marker(batch: str, results: str = RESULTS) -> str:
+    return f"{results}/annotations/batches/{batch}.tsv"
 
 
 def annotations_summary_path(results: str = RESULTS) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .contracts import FEATURE_NORMS
 from .errors import fail
 
 FILL_POLICY = "hold-last-found (frames before the first found face get a blank chip: causal)"
@@ -134,6 +135,36 @@ def shift_predictions(times: np.ndarray, predictions: np.ndarray, shift: float) 
     if shift == 0.0 or len(times) == 0:
         return np.asarray(predictions, dtype=np.float32)
     return predictions_on_label_times(times, predictions, times, shift)
+
+
+# Every per-frame output (predict, annotate, evaluate's CSV) follows this one convention.
+TIME_CONVENTION = (
+    "a value at time t is the model's estimate of the annotation at t: the prediction of the last frame "
+    "at or before t - label_shift (annotators lag the face by label_shift s; before the first frame + "
+    "label_shift, the first frame's prediction)"
+)
+
+
+class ShiftedStream:
+    """shift_predictions over a recording that arrives in chunks, in bounded memory: push(times,
+    predictions) returns the values at those frame times. It keeps the frames of the last
+    `shift` seconds (and the one before them), which the next chunk's times may still need."""
+
+    def __init__(self, shift: float) -> None:
+        self.shift = float(shift)
+        self.times = np.zeros(0, np.float64)
+        self.predictions = np.zeros(0, np.float32)
+
+    def __call__(self, times: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        if self.shift == 0.0 or len(times) == 0:
+            return np.asarray(predictions, dtype=np.float32)
+        self.times = np.concatenate([self.times, np.asarray(times, np.float64)])
+        self.predictions = np.concatenate([self.predictions, np.asarray(predictions, np.float32)])
+        placed = predictions_on_label_times(self.times, self.predictions, times, self.shift)
+        # later times are past times[-1]: they place at or after the frame that times[-1] placed at
+        keep = max(0, int(np.searchsorted(self.times + self.shift, times[-1] + 1e-6, side="right")) - 1)
+        self.times, self.predictions = self.times[keep:], self.predictions[keep:]
+        return placed
 
 
 def descriptor_from_chips(normalized: np.ndarray) -> np.ndarray:
@@ -280,40 +311,15 @@ def load_faces(path: Path, subject: str) -> SubjectFrames:
     return SubjectFrames(subject, np.asarray(track.time, np.float64), np.asarray(track.found, bool), filled)
 
 
-def load_features(path: Path, subject: str) -> SubjectFrames:
-    import h5py
+def load_features(path: Path, subject: str, cnn_sha256: str | None = None) -> SubjectFrames:
+    """A feature file's features (affectflow.features) with time and found; with `cnn_sha256`, only
+    features of that CNN are accepted."""
+    from .features import read_feature_file
 
-    if not Path(path).is_file():
-        raise fail(path, "feature file not found (run `affectflow extract` first)")
-    try:
-        with h5py.File(path, "r") as h5:
-            missing = [k for k in ("features", "found", "time") if k not in h5]
-            if missing:
-                raise fail(path, f"not an affectflow feature file: missing {missing}")
-            return SubjectFrames(
-                subject,
-                h5["time"][()].astype(np.float64),
-                h5["found"][()].astype(bool),
-                h5["features"][()].astype(np.float32),
-            )
-    except OSError as error:
-        raise fail(path, f"unreadable HDF5 file ({error})") from None
+    data = read_feature_file(path, cnn_sha256)
+    return SubjectFrames(subject, data.time, data.found, data.features)
 
 
-def read_prediction(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(time, prediction) of a feature file: the CNN's own per-frame output."""
-    import h5py
-
-    if not Path(path).is_file():
-        raise fail(path, "feature file not found (run `affectflow extract` first)")
-    with h5py.File(path, "r") as h5:
-        if "prediction" not in h5:
-            raise fail(path, "feature file has no 'prediction' dataset")
-        return h5["time"][()].astype(np.float64), h5["prediction"][()].astype(np.float32)
-
-
-FEATURE_NORMS = ("causal", "train", "recording-transductive")
-DEFAULT_FEATURE_NORM = "causal"
 # Weight of the training-set statistics in the causal running statistics, in frames (10 s at 25 fps):
 # fixed by design, not tuned on any data.
 CAUSAL_PRIOR_FRAMES = 250

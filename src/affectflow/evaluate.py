@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .contracts import PARTITIONS
+from .contracts import DEVICES, PARTITIONS
 
 
 def add_commands(subparsers) -> None:
@@ -28,7 +28,7 @@ def add_commands(subparsers) -> None:
         "METRICS.json (RMSE, CC, CCC concatenated and per recording).",
     )
     p.add_argument("--corpus", required=True, type=Path)
-    p.add_argument("--model", required=True, type=Path, help="CNN or RNN model file (a run dir means its model.pt)")
+    p.add_argument("--model", required=True, type=Path, help="CNN or RNN model file (a run dir means its model file)")
     p.add_argument(
         "--features",
         required=True,
@@ -39,7 +39,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--partition", default="dev", choices=PARTITIONS, help="the partition the subjects must belong to")
     p.add_argument("--predictions-dir", required=True, type=Path)
     p.add_argument("-o", "--output", required=True, type=Path)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(handler=_evaluate_command)
 
 
@@ -65,11 +65,11 @@ def evaluate_run(
     import numpy as np
 
     from .corpus import open_corpus
-    from .dataset import FILL_POLICY, predictions_on_label_times, read_gold
+    from .dataset import FILL_POLICY, TIME_CONVENTION, predictions_on_label_times, read_gold
     from .errors import fail
     from .inference import load_pipeline
     from .metrics import mean_scores, scores
-    from .trainer import resolve_device
+    from .tensors import resolve_device
 
     pipeline = load_pipeline(model_path, resolve_device(device_name))
     dimension = pipeline.dimension
@@ -106,6 +106,7 @@ def evaluate_run(
         "selection": run.get("selection", "dev"),
         "fill_policy": run.get("fill_policy", FILL_POLICY),
         "label_shift": shift,
+        "time_convention": TIME_CONVENTION,
         # Scored at the gold rows' times: `frames` is kept as an alias of `label_rows` for older readers.
         "label_rows": label_rows,
         "frames": label_rows,

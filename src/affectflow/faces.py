@@ -236,3 +236,35 @@ def face_chunks(path: str | Path, rows: int, names: tuple[str, ...]) -> Iterator
                 yield chunk
 
         yield attrs, total, chunks()
+
+
+# The face file attributes that say how its chips were made: training refuses files that differ in any,
+# and a model file records them so that new videos are aligned the same way.
+ALIGNMENT_SETTINGS = ("chip_size", "landmarks", "landmark_model", "detect_every", "tracking")
+
+
+def alignment_settings(path: str | Path) -> dict:
+    """A face file's alignment settings (ALIGNMENT_SETTINGS) as plain values; the chip size from the chips."""
+    with _opened(path) as h5:
+        attrs = {k: _plain(v) for k, v in h5.attrs.items()}
+        attrs["chip_size"] = int(h5["chips"].shape[1])
+    return {key: attrs.get(key) for key in ALIGNMENT_SETTINGS}
+
+
+def common_alignment_settings(paths: list[Path]) -> dict:
+    """The alignment settings every face file of `paths` shares; an error naming two files that differ."""
+    first = alignment_settings(paths[0])
+    for path in paths[1:]:
+        other = alignment_settings(path)
+        differ = [f"{k} {first[k]!r} vs {other[k]!r}" for k in ALIGNMENT_SETTINGS if other[k] != first[k]]
+        if differ:
+            raise fail(path, f"aligned differently from {paths[0]} ({'; '.join(differ)}): align them alike")
+    return first
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

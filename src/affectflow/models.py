@@ -30,7 +30,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .contracts import INITS, RECURRENT_INITS  # noqa: F401 (CNNConfig.init, RNNConfig.recurrent_init choices)
+from .contracts import (
+    DEFAULT_CHIP_SIZE,
+    INITS,
+    NONLINEARITIES,
+    RECURRENT_INITS,
+    RNN_CELLS,
+    RNN_LAYERS,
+    chip_size_problem,
+)
 
 PAPER_CHANNELS = (64, 128, 256)
 PAPER_FC = 300
@@ -43,7 +51,7 @@ MIN_FEATURE_STD = 1e-3
 
 @dataclass
 class CNNConfig:
-    chip_size: int = 96
+    chip_size: int = DEFAULT_CHIP_SIZE
     channels: tuple[int, int, int] = PAPER_CHANNELS
     fc: int = PAPER_FC
     dropout: float = 0.0  # 0.5 for variants D and AD, on the 4*channels[2] pooled features
@@ -53,8 +61,9 @@ class CNNConfig:
         self.channels = tuple(int(c) for c in self.channels)
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; choose one of {', '.join(INITS)}")
-        if self.chip_size % 4 or self.chip_size < 8:
-            raise ValueError(f"chip size must be a multiple of 4 (>= 8), got {self.chip_size}")
+        problem = chip_size_problem(self.chip_size)
+        if problem:
+            raise ValueError(problem)
         if len(self.channels) != 3:
             raise ValueError(f"the CNN has exactly 3 conv layers, got channels {self.channels}")
 
@@ -133,12 +142,12 @@ class RNNConfig:
     def __post_init__(self) -> None:
         if self.recurrent_init not in RECURRENT_INITS:
             raise ValueError(f"unknown recurrent init {self.recurrent_init!r}")
-        if self.cell not in ("rnn", "lstm", "gru"):
-            raise ValueError(f"unknown cell {self.cell!r}")
-        if self.nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"unknown nonlinearity {self.nonlinearity!r}")
-        if not 1 <= self.layers <= 3:
-            raise ValueError(f"layers must be 1..3, got {self.layers}")
+        if self.cell not in RNN_CELLS:
+            raise ValueError(f"unknown cell {self.cell!r}; choose one of {', '.join(RNN_CELLS)}")
+        if self.nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"unknown nonlinearity {self.nonlinearity!r}; choose one of {', '.join(NONLINEARITIES)}")
+        if self.layers not in RNN_LAYERS:
+            raise ValueError(f"layers must be one of {RNN_LAYERS}, got {self.layers}")
         self.hidden_sizes = rnn_hidden_sizes(self.hidden, self.layers)
 
 
@@ -213,31 +222,8 @@ def config_dict(config) -> dict:
 
 
 def weights_sha256(model: nn.Module) -> str:
-    """SHA-256 of a model's weights (names, dtypes, shapes and values in name order): its identity
-    in feature files and in the RNN model files that embed it."""
-    import hashlib
+    """SHA-256 of a model's weights: its identity in feature files and in the RNN model files that
+    embed it (affectflow.modelfile.state_sha256)."""
+    from .modelfile import state_sha256
 
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        array = tensor.detach().cpu().contiguous().numpy()
-        digest.update(f"{name}:{array.dtype}:{array.shape};".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
-
-
-def save_model(path, model: nn.Module, kind: str, pipeline: dict, extra: dict | None = None) -> None:
-    """model.pt = weights + the architecture + what inference needs (`pipeline`; affectflow.inference
-    documents its keys and reads it) + the training run's settings (`extra`, as run.json)."""
-    from .inference import MODEL_FORMAT
-    from .io import atomic_path
-
-    payload = {
-        "format": MODEL_FORMAT,
-        "kind": kind,
-        "config": config_dict(model.config),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "pipeline": {**pipeline, "weights_sha256": weights_sha256(model)},
-        "extra": extra or {},
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    return state_sha256(model.state_dict())

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("gcn", "lcn-box", "lcn-gauss", "local-mean", "none")
+from .contracts import NORMALIZATIONS
+
 DEFAULT_EPS = 1.0 / 255.0
 DEFAULT_WINDOW = 9
 DEFAULT_SIGMA = 2.0
@@ -51,8 +52,8 @@ def _check_chips(chips: np.ndarray) -> np.ndarray:
 
 
 def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"unknown normalization {method!r}; choose one of {', '.join(METHODS)}")
+    if method not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {method!r}; choose one of {', '.join(NORMALIZATIONS)}")
 
 
 def normalize_chips(

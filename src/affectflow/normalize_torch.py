@@ -30,14 +30,15 @@ import math
 import torch
 from torch.nn import functional as F
 
-from .normalize import DEFAULT_EPS, DEFAULT_SIGMA, DEFAULT_WINDOW, LOCAL_MEAN_WINDOW, METHODS
+from .contracts import NORMALIZATIONS
+from .normalize import DEFAULT_EPS, DEFAULT_SIGMA, DEFAULT_WINDOW, LOCAL_MEAN_WINDOW
 
 __all__ = ["normalize_batch", "normalize_uint8"]
 
 
 def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"unknown normalization {method!r}; choose one of {', '.join(METHODS)}")
+    if method not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {method!r}; choose one of {', '.join(NORMALIZATIONS)}")
 
 
 def _as_images(x: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .contracts import DEVICES
+
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser(
@@ -28,13 +30,16 @@ def add_commands(subparsers) -> None:
         required=True,
         type=Path,
         action="append",
-        help="model file (an RNN's, or a CNN's; a run dir means its model.pt); repeat for more "
+        help="model file (an RNN's, or a CNN's; a run dir means its model file); repeat for more "
         "dimensions (e.g. a valence and an arousal model: one CSV column each)",
     )
-    p.add_argument("-o", "--output", required=True, type=Path, help="TRACE.csv")
+    p.add_argument(
+        "-o", "--output", required=True, type=Path, help="TRACE.csv (and TRACE.json: the models and time convention)"
+    )
     p.add_argument("--plot", type=Path, default=None, help="TRACE.png")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--threads", type=int, default=None, help="alignment threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_predict_command)
 
     p = subparsers.add_parser(
@@ -43,10 +48,10 @@ def add_commands(subparsers) -> None:
         description="Write FEATURES.h5: features [T,fc], prediction [T], found [T], time [T] "
         "(face-lost frames filled by the fill policy).",
     )
-    p.add_argument("--model", required=True, type=Path, help="CNN model file (a run dir means its model.pt)")
+    p.add_argument("--model", required=True, type=Path, help="CNN model file (a run dir means its model file)")
     p.add_argument("--faces", required=True, type=Path)
     p.add_argument("-o", "--output", required=True, type=Path)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--batch-size", type=int, default=512)
     p.set_defaults(handler=_extract_command)
 
@@ -64,7 +69,7 @@ def predict_video(
     from .dataset import apply_fill, shift_predictions
     from .errors import fail
     from .inference import load_pipeline
-    from .trainer import resolve_device
+    from .tensors import resolve_device
 
     device = resolve_device(device_name)
     pipelines = [load_pipeline(path, device) for path in model_files]
@@ -114,18 +119,34 @@ def plot_traces(path: Path, times, traces: dict, title: str) -> None:
 
 
 def _extract_command(args) -> int:
-    from .inference import load_pipeline, write_feature_file
-    from .trainer import resolve_device
+    from .inference import extract_to_file, load_pipeline
+    from .tensors import resolve_device
 
-    write_feature_file(args.output, load_pipeline(args.model, resolve_device(args.device)), args.faces, args.batch_size)
+    extract_to_file(args.output, load_pipeline(args.model, resolve_device(args.device)), args.faces, args.batch_size)
     return 0
 
 
 def _predict_command(args) -> int:
-    from .evaluate import write_trace_csv
+    import json
 
-    times, traces = predict_video(args.video, args.model, args.device, args.threads)
+    from .dataset import TIME_CONVENTION
+    from .evaluate import write_trace_csv
+    from .io import atomic_path
+    from .modelfile import read_settings
+
+    times, traces = predict_video(args.video, args.model, args.device, args.threads, progress=not args.quiet)
     write_trace_csv(args.output, times, traces)
+    models = [read_settings(path) for path in args.model]
+    summary = {
+        "video": str(args.video),
+        "frames": len(times),
+        "dimensions": list(traces),
+        "models": [str(m.path) for m in models],
+        "label_shifts": [m.settings.label_shift for m in models],
+        "time_convention": TIME_CONVENTION,
+    }
+    with atomic_path(args.output.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if args.plot is not None:
         plot_traces(args.plot, times, traces, f"{args.video.name}: predicted {', '.join(traces)}")
     return 0

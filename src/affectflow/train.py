@@ -19,14 +19,71 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .contracts import CNN_VARIANTS, INITS, RECURRENT_INITS, SELECTIONS
-from .dataset import DEFAULT_FEATURE_NORM, FEATURE_NORMS
-from .normalize import METHODS
+from .contracts import (
+    CNN_VARIANTS,
+    DEFAULT_FEATURE_NORM,
+    DEFAULT_NORMALIZATION,
+    DEVICES,
+    FEATURE_NORMS,
+    INITS,
+    LOSSES,
+    NONLINEARITIES,
+    NORMALIZATIONS,
+    RECURRENT_INITS,
+    RNN_CELLS,
+    RNN_LAYERS,
+    SELECTIONS,
+)
 
-# Alignment settings of the training faces, recorded so that `predict` aligns new videos the same way.
-FACE_SETTINGS = ("landmark_model", "landmarks", "detect_every", "tracking", "fps")
-# The authors' Normer3 as it ran (affectflow.normalize); with gcn the paper-size CNN diverged at lr 0.01.
-DEFAULT_CNN_NORMALIZATION = "local-mean"
+# The run's settings that run.json records, by name, per command: what --resume compares
+# (trainer.RESUME_MUST_MATCH) and what the tables read. Renaming a flag breaks the test that holds
+# these names equal to the parser's destinations, not silently what a resume compares.
+CNN_RUN_FIELDS = (
+    "variant",
+    "seed",
+    "epochs",
+    "lr",
+    "batch_size",
+    "frame_stride",
+    "normalization",
+    "clip_norm",
+    "init",
+    "channels",
+    "fc",
+    "dimension",
+    "selection",
+    "eval_stride",
+    "max_minutes",
+    "device",
+    "corpus",
+    "faces",
+    "out",
+)
+RNN_RUN_FIELDS = (
+    "seed",
+    "epochs",
+    "lr",
+    "batch_size",
+    "cell",
+    "nonlinearity",
+    "hidden",
+    "layers",
+    "recurrent_init",
+    "window",
+    "window_stride",
+    "loss",
+    "feature_norm",
+    "clip_norm",
+    "dimension",
+    "selection",
+    "eval_stride",
+    "max_minutes",
+    "device",
+    "corpus",
+    "cnn",
+    "features",
+    "out",
+)
 
 
 def add_commands(subparsers) -> None:
@@ -34,7 +91,7 @@ def add_commands(subparsers) -> None:
         "train-cnn",
         help="train the single-frame CNN on the training subjects' faces",
         description="Train the paper's CNN (variants plain, D, A, AD) on normalized face "
-        "chips; writes RUN_DIR/model.pt, history.tsv, run.json, checkpoint.pt.",
+        "chips; writes RUN_DIR/model.safetensors, history.tsv, run.json, checkpoint.pt.",
     )
     p.add_argument("--corpus", required=True, type=Path)
     p.add_argument(
@@ -50,8 +107,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--frame-stride", type=int, default=1, help="train on every k-th found frame")
     p.add_argument(
         "--normalization",
-        choices=METHODS,
-        default=DEFAULT_CNN_NORMALIZATION,
+        choices=NORMALIZATIONS,
+        default=DEFAULT_NORMALIZATION,
         help="chip normalization after augmentation, on the device (local-mean: the authors' "
         "Normer3 as it ran; see affectflow.normalize)",
     )
@@ -86,10 +143,10 @@ def add_commands(subparsers) -> None:
         nargs="+",
         help="feature files {subject}.h5 of the training and dev subjects to use",
     )
-    p.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn")
-    p.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh")
+    p.add_argument("--cell", choices=RNN_CELLS, default="rnn")
+    p.add_argument("--nonlinearity", choices=NONLINEARITIES, default="tanh")
     p.add_argument("--hidden", type=int, default=100)
-    p.add_argument("--layers", type=int, choices=(1, 2, 3), default=1)
+    p.add_argument("--layers", type=int, choices=RNN_LAYERS, default=1)
     p.add_argument(
         "--recurrent-init",
         choices=RECURRENT_INITS,
@@ -98,7 +155,7 @@ def add_commands(subparsers) -> None:
     )
     p.add_argument("--window", type=int, default=100)
     p.add_argument("--window-stride", type=int, default=1, help="training windows start every k frames")
-    p.add_argument("--loss", choices=("mse", "ccc"), default="mse")
+    p.add_argument("--loss", choices=LOSSES, default="mse")
     p.add_argument(
         "--feature-norm",
         choices=FEATURE_NORMS,
@@ -132,8 +189,9 @@ def _common_training(p: argparse.ArgumentParser, epochs: int) -> None:
         default=1,
         help="score every k-th frame for per-epoch model selection (evaluate scores all)",
     )
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--stop-after-epochs", type=int, default=None, help=argparse.SUPPRESS)  # kill simulation
 
 
@@ -181,16 +239,19 @@ def _label_info(shift: float, fit: dict | None) -> dict:
     }
 
 
-def _run_info(args, extra: dict) -> dict:
+def _run_info(args, fields: tuple[str, ...], extra: dict) -> dict:
+    """run.json: the named fields of the command line, as plain values, then `extra`."""
     from . import __version__
     from .dataset import FILL_POLICY
 
     def plain(value):
         if isinstance(value, Path):
             return str(value)
-        return [plain(v) for v in value] if isinstance(value, list) else value
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
 
-    settings = {k: plain(v) for k, v in vars(args).items() if k not in ("handler", "stop_after_epochs", "resume")}
+    settings = {name: plain(getattr(args, name)) for name in fields}
     settings.update({"fill_policy": FILL_POLICY, "affectflow_version": __version__})
     settings.update(extra)
     return settings
@@ -248,8 +309,11 @@ def _train_cnn_command(args) -> int:
     from .corpus import open_corpus
     from .dataset import descriptor_from_chips, fit_label_shift, frame_labels, load_faces
     from .errors import AffectflowError, fail
+    from .faces import common_alignment_settings
+    from .modelfile import FaceSettings, PipelineSettings
     from .models import CNNConfig, FaceCNN
-    from .trainer import TrainSettings, fit_cnn, resolve_device, seed_everything
+    from .tensors import resolve_device
+    from .trainer import TrainSettings, fit_cnn, seed_everything
 
     device = resolve_device(args.device)
     seed_everything(args.seed, device)
@@ -262,11 +326,10 @@ def _train_cnn_command(args) -> int:
     corpus = open_corpus(args.corpus)
     train, dev, validation = _splits(corpus, args.selection, args.corpus, args.faces)
     face_files = {f.stem: f for f in args.faces}
+    # every face file the CNN sees must be aligned alike: the model file records one way to align new videos
+    alignment = common_alignment_settings([face_files[s] for s in train + validation + dev])
+    chip_size = alignment["chip_size"]
     faces = {s: load_faces(face_files[s], s) for s in train + validation + dev}
-    sizes = {f.data.shape[1] for f in faces.values()}  # raw uint8 chips [T,S,S]
-    if len(sizes) != 1:
-        raise fail(args.faces[0], f"face files have different chip sizes {sorted(sizes)}")
-    chip_size = sizes.pop()
 
     def fit():
         return fit_label_shift(
@@ -306,6 +369,7 @@ def _train_cnn_command(args) -> int:
     model = FaceCNN(config)
     info = _run_info(
         args,
+        CNN_RUN_FIELDS,
         {
             **subject_info,
             "augment": augment,
@@ -314,20 +378,18 @@ def _train_cnn_command(args) -> int:
             "device": str(device),
             "init_k": model.init_k,
             "train_label_variance": float(train_y.float().var(unbiased=False)),
-            "faces": {
-                "chip_size": chip_size,
-                **{k: _plain(h5_attrs(face_files[train[0]]).get(k)) for k in FACE_SETTINGS},
-            },
+            "faces": alignment,
             **_label_info(shift, shift_fit),
         },
     )
-    info["pipeline"] = {
-        "dimension": args.dimension,
-        "label_shift": shift,
-        "normalization": args.normalization,
-        "faces": info["faces"],
-        "affectflow_version": info["affectflow_version"],
-    }
+    pipeline = PipelineSettings(
+        dimension=args.dimension,
+        label_shift=shift,
+        normalization=args.normalization,
+        faces=FaceSettings.from_dict(alignment),
+        weights_sha256="",  # set when the model is saved
+        affectflow_version=info["affectflow_version"],
+    )
     settings = TrainSettings(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -337,56 +399,54 @@ def _train_cnn_command(args) -> int:
         max_minutes=args.max_minutes,
         clip_norm=args.clip_norm or None,
         stop_after_epochs=args.stop_after_epochs,
+        progress=not args.quiet,
     )
     fit_cnn(
-        model, train_x, train_y, eval_sets, settings, args.out, augment, args.normalization, args.resume, info, device
+        model,
+        train_x,
+        train_y,
+        eval_sets,
+        settings,
+        args.out,
+        augment,
+        args.normalization,
+        args.resume,
+        info,
+        device,
+        pipeline,
     )
     return 0
-
-
-def h5_attrs(path: Path) -> dict:
-    import h5py
-
-    with h5py.File(path, "r") as h5:
-        return dict(h5.attrs)
-
-
-def _plain(value):
-    import numpy as np
-
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 # ----------------------------------------------------------------------------- train-rnn
 
 
 def _train_rnn_command(args) -> int:
+    from dataclasses import replace
+
     import numpy as np
     import torch
 
     from .corpus import open_corpus
     from .dataset import feature_prior, fit_label_shift, frame_labels, load_features, rnn_inputs
     from .errors import AffectflowError, fail
-    from .inference import check_feature_file, cnn_embedding, load_pipeline
+    from .modelfile import load_model_file, model_file
     from .models import FrameRNN, RNNConfig
-    from .trainer import TrainSettings, fit_rnn, resolve_device, seed_everything
+    from .tensors import resolve_device
+    from .trainer import TrainSettings, fit_rnn, seed_everything
 
     device = resolve_device(args.device)
     seed_everything(args.seed, device)
     if args.window < 1:
         raise AffectflowError("--window must be >= 1")
-    cnn = load_pipeline(args.cnn)
-    embedded_cnn = cnn_embedding(cnn)
+    cnn = load_model_file(model_file(args.cnn))
+    if cnn.kind != "cnn":
+        raise fail(cnn.path, "an RNN is trained on the features of a CNN model file, not of an RNN")
+    cnn_sha256 = cnn.settings.weights_sha256
     corpus = open_corpus(args.corpus)
     train, dev, validation = _splits(corpus, args.selection, args.corpus, args.features)
     feature_files = {f.stem: f for f in args.features}
-    for s in train + validation + dev:
-        check_feature_file(feature_files[s], cnn.cnn_sha256)
-    feats = {s: load_features(feature_files[s], s) for s in train + validation + dev}
+    feats = {s: load_features(feature_files[s], s, cnn_sha256) for s in train + validation + dev}
     # the causal normalization starts from the training subjects' raw feature statistics (no labels)
     prior = feature_prior([feats[s].data for s in train])
     for frames in feats.values():
@@ -435,10 +495,11 @@ def _train_rnn_command(args) -> int:
     model.set_standardization(stacked.mean(0), stacked.std(0))
     info = _run_info(
         args,
+        RNN_RUN_FIELDS,
         {
             **subject_info,
             "cnn_model": str(cnn.path.resolve()),
-            "cnn_sha256": cnn.cnn_sha256,
+            "cnn_sha256": cnn_sha256,
             "hidden_sizes": model.config.hidden_sizes,
             "device": str(device),
             "feature_prior": prior,
@@ -446,17 +507,17 @@ def _train_rnn_command(args) -> int:
             **_label_info(shift, shift_fit),
         },
     )
-    info["pipeline"] = {
-        "dimension": args.dimension,
-        "label_shift": shift,
-        "window": args.window,
-        "feature_norm": args.feature_norm,
-        "feature_prior": prior,
-        "normalization": cnn.normalization,
-        "faces": cnn.settings["faces"],
-        "affectflow_version": info["affectflow_version"],
-        "cnn": embedded_cnn,
-    }
+    pipeline = replace(
+        cnn.settings,
+        dimension=args.dimension,
+        label_shift=shift,
+        weights_sha256="",  # set when the model is saved
+        affectflow_version=info["affectflow_version"],
+        window=args.window,
+        feature_norm=args.feature_norm,
+        feature_prior=prior,
+        cnn_sha256=cnn_sha256,
+    )
     settings = TrainSettings(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -467,6 +528,7 @@ def _train_rnn_command(args) -> int:
         loss=args.loss,
         clip_norm=args.clip_norm or None,
         stop_after_epochs=args.stop_after_epochs,
+        progress=not args.quiet,
     )
     fit_rnn(
         model,
@@ -480,6 +542,8 @@ def _train_rnn_command(args) -> int:
         args.resume,
         info,
         device,
+        pipeline,
+        (cnn.config, cnn.state_dict),
         eval_stride=every,
     )
     return 0

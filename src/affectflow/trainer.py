@@ -6,7 +6,8 @@ calls `fit_cnn` / `fit_rnn`. Everything the hot loop touches is one device tenso
 device, augmentation runs there in batch, and CUDA runs under autocast with a
 GradScaler. On CPU, with a seed, runs are deterministic and a resumed run ends
 with the same weights as an uninterrupted one: the checkpoint holds model,
-optimizer, scaler, history, best model and the python/numpy/torch/cuda RNG states.
+optimizer, scaler, history, best model and the python/numpy/torch/cuda RNG states,
+all as tensors and plain values (affectflow.modelfile reads it with weights_only=True).
 """
 
 from __future__ import annotations
@@ -14,20 +15,23 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .contracts import HISTORY_FILE, MODEL_FILE, RUN_FILE
+from .contracts import CHECKPOINT_FILE, HISTORY_FILE, MODEL_FILE, RUN_FILE
 from .dataset import shift_predictions
 from .io import atomic_path
 from .metrics import scores
-from .models import FaceCNN, FrameRNN, config_dict, save_model
+from .modelfile import PipelineSettings, load_checkpoint, save_checkpoint, save_model_file
+from .models import FaceCNN, FrameRNN, config_dict, weights_sha256
+from .tensors import chips_to_inputs, cnn_forward, edge_pad, rnn_window_predictions
 
 HISTORY_METRICS = ("rmse", "cc", "ccc")
 # Settings a resumed run must share with its checkpoint (the epoch count may grow, the device may change).
@@ -50,16 +54,6 @@ RESUME_MUST_MATCH = (
 )
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from .errors import AffectflowError
-
-        raise AffectflowError("--device cuda: no CUDA device available")
-    return torch.device(name)
-
-
 def seed_everything(seed: int, device: torch.device) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -69,17 +63,27 @@ def seed_everything(seed: int, device: torch.device) -> None:
 
 
 def rng_states() -> dict:
+    """Every RNG's state as tensors and plain values (a checkpoint holds nothing else)."""
+    version, python_state, gauss = random.getstate()
+    _, keys, position, has_gauss, cached = np.random.get_state()
     return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": torch.tensor(python_state, dtype=torch.int64),
+        "python_version": int(version),
+        "python_gauss": gauss,
+        "numpy": torch.from_numpy(np.asarray(keys, np.int64)),
+        "numpy_position": int(position),
+        "numpy_gauss": [int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
 
 
 def restore_rng_states(states: dict) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    python_state = tuple(int(v) for v in states["python"].tolist())
+    random.setstate((states["python_version"], python_state, states["python_gauss"]))
+    has_gauss, cached = states["numpy_gauss"]
+    keys = states["numpy"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, states["numpy_position"], int(has_gauss), float(cached)))
     torch.set_rng_state(states["torch"])
     if states.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -108,6 +112,7 @@ class TrainSettings:
     max_minutes: float | None = None
     stop_after_epochs: int | None = None  # debug: simulate a kill after this many epochs
     loss: str = "mse"
+    progress: bool = True
     extra: dict = field(default_factory=dict)
 
 
@@ -138,7 +143,12 @@ def score_set(predict: Callable[[torch.Tensor], np.ndarray], eval_set: EvalSet, 
 
 
 class Run:
-    """One training run's folder: history.tsv, checkpoint.pt, model.pt, run.json."""
+    """One training run's folder: history.tsv, checkpoint.pt, the model file, run.json.
+
+    `run_info` is the run's settings (run.json: named fields built by affectflow.train);
+    `pipeline` what inference needs, completed with the weights' SHA-256 when the model is saved;
+    `embedded_cnn` the (config, state dict) of the CNN an RNN reads.
+    """
 
     def __init__(
         self,
@@ -151,15 +161,18 @@ class Run:
         eval_sets: list[EvalSet],
         run_info: dict,
         resume: bool,
+        pipeline: PipelineSettings,
+        embedded_cnn: tuple[dict, dict] | None = None,
     ) -> None:
         self.out, self.kind, self.model, self.optimizer, self.scaler = Path(out), kind, model, optimizer, scaler
         self.settings, self.eval_sets, self.run_info = settings, eval_sets, run_info
+        self.pipeline, self.embedded_cnn = pipeline, embedded_cnn
         self.out.mkdir(parents=True, exist_ok=True)
         self.history: list[dict] = []
         self.epoch = 0
         self.best = {"score": -math.inf, "epoch": 0, "state": None}
         self.elapsed = 0.0
-        checkpoint = self.out / "checkpoint.pt"
+        checkpoint = self.out / CHECKPOINT_FILE
         if resume and checkpoint.is_file():
             self._load(checkpoint)
 
@@ -173,7 +186,7 @@ class Run:
     def _load(self, path: Path) -> None:
         from .errors import fail
 
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(path)
         if state["architecture"] != config_dict(self.model.config) or state["kind"] != self.kind:
             raise fail(path, "checkpoint was written with different model settings; remove it or drop --resume")
         changed = sorted(k for k in RESUME_MUST_MATCH if state.get("run_info", {}).get(k) != self.run_info.get(k))
@@ -205,8 +218,7 @@ class Run:
             "run_info": {k: self.run_info.get(k) for k in RESUME_MUST_MATCH},
             "rng": rng_states(),
         }
-        with atomic_path(self.out / "checkpoint.pt") as tmp:
-            torch.save(state, tmp)
+        save_checkpoint(self.out / CHECKPOINT_FILE, state)
         self._write_history()
 
     def _write_history(self) -> None:
@@ -238,7 +250,6 @@ class Run:
     def finish(self, stopped: str | None) -> None:
         self.model.load_state_dict(self.best["state"])
         info = dict(self.run_info)
-        pipeline = info.pop("pipeline", {})  # what inference needs (affectflow.inference); not for run.json
         info.update(
             {
                 "kind": self.kind,
@@ -256,9 +267,41 @@ class Run:
             # a model that learned nothing but the mean stays at 1.0: the collapse check of the tables
             info["lowest_train_loss"] = min(losses)
             info["train_loss_to_label_variance"] = min(losses) / variance
-        save_model(self.out / MODEL_FILE, self.model, self.kind, pipeline, extra=info)
+        info["warnings"] = self.collapse_warnings(variance)
+        for warning in info["warnings"]:
+            print(f"affectflow train-{self.kind}: warning: {warning}", file=sys.stderr)
+        settings = replace(self.pipeline, weights_sha256=weights_sha256(self.model))
+        save_model_file(
+            self.out / MODEL_FILE,
+            self.kind,
+            config_dict(self.model.config),
+            self.model.state_dict(),
+            settings,
+            extra=json.loads(json.dumps(info, default=_json_default)),
+            cnn=self.embedded_cnn,
+        )
         with atomic_path(self.out / RUN_FILE) as tmp:
             tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+    def collapse_warnings(self, variance: float | None) -> list[str]:
+        """What says the saved model is no result: a training loss that ended at or above the labels'
+        variance (the mean predicts as well), or a constant output on the selection set (CC undefined)."""
+        warnings = []
+        if self.history and variance:
+            last = self.history[-1]["train_loss"]
+            if math.isfinite(last) and last >= variance:
+                warnings.append(
+                    f"training ended at loss {last:.4g}, {last / variance:.2f}x the training labels' variance "
+                    f"{variance:.4g}: the model does no better than the mean (lower --lr, or --clip-norm)"
+                )
+        selection = self.settings.selection
+        best = next((row for row in self.history if row["epoch"] == self.best["epoch"]), None)
+        if best is not None and f"{selection}_cc" in best and not math.isfinite(best[f"{selection}_cc"]):
+            warnings.append(
+                f"the selected model (epoch {self.best['epoch']}) gives a constant output on the {selection} set "
+                "(its correlation is undefined)"
+            )
+        return warnings
 
 
 def _fmt(value) -> str:
@@ -294,7 +337,7 @@ def _loop(
 
     s = run.settings
     stopped = None
-    bar = tqdm(total=s.epochs, initial=run.epoch, desc=desc, unit="epoch", leave=False)
+    bar = tqdm(total=s.epochs, initial=run.epoch, desc=desc, unit="epoch", leave=False, disable=not s.progress)
     while run.epoch < s.epochs:
         started = time.perf_counter()
         run.model.train()
@@ -339,32 +382,11 @@ def _loop(
 # ----------------------------------------------------------------------------- CNN
 
 
-def chips_to_inputs(chips: torch.Tensor, normalization: str, augment: bool = False) -> torch.Tensor:
-    """uint8 (or float16 0..255) chips [N,S,S] on the device -> normalized CNN inputs [N,1,S,S] float32.
-
-    Pixels are scaled to [0, 1], augmented on the raw chips when asked, and only then
-    normalized, on every batch, in training and at extraction alike: train and test inputs
-    go through the same normalization code (the authors' order: augment, then normalize).
-    """
-    from .augment import augment_batch
-    from .normalize_torch import normalize_batch
-
-    x = chips.unsqueeze(1).float() * (1.0 / 255.0)
-    if augment:
-        x = augment_batch(x)
-    return normalize_batch(x, normalization)
-
-
 def cnn_predictor(model: FaceCNN, normalization: str, batch_size: int = 512) -> Callable[[torch.Tensor], np.ndarray]:
-    device = next(model.parameters()).device
+    """Chips -> the CNN's predictions, for the per-epoch scoring (the same forward pass as extraction)."""
 
     def predict(chips: torch.Tensor) -> np.ndarray:
-        outs = []
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
-            for begin in range(0, len(chips), batch_size):
-                x = chips_to_inputs(chips[begin : begin + batch_size], normalization)
-                outs.append(model(x.contiguous(memory_format=torch.channels_last)).float())
-        return torch.cat(outs).cpu().numpy() if outs else np.zeros(0, np.float32)
+        return cnn_forward(model, chips, normalization, batch_size, features=False)[1]
 
     return predict
 
@@ -432,11 +454,12 @@ def fit_cnn(
     resume: bool,
     run_info: dict,
     device: torch.device,
+    pipeline: PipelineSettings,
 ) -> Path:
     """Train the CNN on device tensors train_x [N,S,S] (raw uint8 chips), train_y [N] float32."""
     model.to(device)
     optimizer, scaler = cnn_optimizer(model, settings, device)
-    run = Run(out, "cnn", model, optimizer, scaler, settings, eval_sets, run_info, resume)
+    run = Run(out, "cnn", model, optimizer, scaler, settings, eval_sets, run_info, resume, pipeline)
     step = make_cnn_step(
         model,
         optimizer,
@@ -455,30 +478,6 @@ def fit_cnn(
 # ----------------------------------------------------------------------------- RNN
 
 
-def edge_pad(features: torch.Tensor, window: int) -> torch.Tensor:
-    """Features [T,D] preceded by W-1 copies of the first frame: the window [t-W+1, t] of frame t
-    starts at padded index t. Training (fit_rnn) and prediction pad alike."""
-    return torch.cat([features[:1].expand(window - 1, -1), features], 0)
-
-
-def rnn_window_predictions(
-    model: FrameRNN, features: torch.Tensor, window: int, batch_size: int = 512, stride: int = 1
-) -> np.ndarray:
-    """Prediction for frame t (every `stride`-th frame): the RNN's last output over frames [t-W+1, t].
-
-    Windows reaching before the first frame repeat it (edge padding).
-    """
-    device = features.device
-    padded = edge_pad(features, window)
-    steps = torch.arange(window, device=device)
-    outs = []
-    for begin in range(0, len(features), batch_size * stride):
-        ends = torch.arange(begin, min(begin + batch_size * stride, len(features)), stride, device=device)
-        x = padded[ends[:, None] + steps[None, :]]
-        outs.append(model(x)[:, -1].float())
-    return torch.cat(outs).cpu().numpy() if outs else np.zeros(0, np.float32)
-
-
 def fit_rnn(
     model: FrameRNN,
     features: list[torch.Tensor],
@@ -491,6 +490,8 @@ def fit_rnn(
     resume: bool,
     run_info: dict,
     device: torch.device,
+    pipeline: PipelineSettings,
+    embedded_cnn: tuple[dict, dict],
     eval_stride: int = 1,
 ) -> Path:
     """Train the RNN on windows [t-W+1, t] of each training recording (a label at every step), one
@@ -519,7 +520,7 @@ def fit_rnn(
     starts_t = torch.cat(starts).to(device)
     steps = torch.arange(window, device=device)
     optimizer = _optimizer(model, settings)
-    run = Run(out, "rnn", model, optimizer, None, settings, eval_sets, run_info, resume)
+    run = Run(out, "rnn", model, optimizer, None, settings, eval_sets, run_info, resume, pipeline, embedded_cnn)
 
     def step(batch: torch.Tensor) -> torch.Tensor:
         index = starts_t[batch][:, None] + steps[None, :]
