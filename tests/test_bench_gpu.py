@@ -1,4 +1,5 @@
-"""bench/gpu.py, the GPU check for a bare CUDA node: its no-CUDA exit, a tiny CPU run, its imports.
+"""bench/gpu.py, the GPU check for a bare CUDA node, and its sections (bench/gpu_sections): the
+no-CUDA exit, tiny CPU runs (all sections, a chosen few, a failing one), the modules they import.
 
 Each runs in a subprocess with a clean environment (PYTHONPATH=src only, CUDA hidden) as
 it would on a node where nothing from this repository is installed.
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from affectflow.contracts import NORMALIZATIONS
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "gpu.py"
+SECTIONS = ("paper_recipe", "cnn_train", "input_pipeline", "extract", "rnn_train", "rnn_infer", "workflow")
 
 
 def clean_env(tmp_path) -> dict[str, str]:
@@ -31,8 +35,12 @@ def clean_env(tmp_path) -> dict[str, str]:
 
 
 def run_script(tmp_path, *args, timeout=120) -> subprocess.CompletedProcess:
+    return run_python(tmp_path, str(SCRIPT), *args, timeout=timeout)
+
+
+def run_python(tmp_path, *args, timeout=120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
+        [sys.executable, *args],
         cwd=tmp_path,
         env=clean_env(tmp_path),
         capture_output=True,
@@ -110,7 +118,8 @@ def test_allow_cpu_quick_runs_every_section_and_writes_the_figures(tmp_path):
             and share["step_ms"] > 0
             and share["share"] == pytest.approx(share["pipeline_ms"] / share["step_ms"], rel=1e-2)
         )
-    assert set(data["input_pipeline"]["pipeline_ms_by_normalization"]) >= {"gcn", "none"}
+    by_method = data["input_pipeline"]["pipeline_ms_by_normalization"]
+    assert set(by_method) == set(NORMALIZATIONS) and all(v > 0 for v in by_method.values()), by_method
     assert data["extract"]["host_numpy_frames_per_s"] > 0 and data["extract"]["device_tensor_frames_per_s"] > 0
     assert data["rnn_train"]["windows_per_s"] > 0 and data["rnn_infer"]["windows_per_s"] > 0
 
@@ -121,20 +130,61 @@ def test_allow_cpu_quick_runs_every_section_and_writes_the_figures(tmp_path):
     assert "workflow        skipped: --skip-workflow" in result.stdout
 
 
-def test_the_modules_the_gpu_check_uses_import_nothing_beyond_torch_and_numpy(tmp_path):
+def test_chosen_sections_run_alone_and_the_others_are_reported_not_run(tmp_path):
+    out = tmp_path / "gpu.json"
+    result = run_script(tmp_path, "--out", str(out), "--allow-cpu", "--quick", "--sections", "rnn_infer", "extract")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    data = json.loads(out.read_text())
+    assert data["sections"] == {"extract": "ran", "rnn_infer": "ran"} and data["errors"] == {}
+    assert "cnn_train" not in data and "paper_recipe" not in data and data["workflow"] is None
+    assert data["extract"]["frames"] == data["settings"]["extract_frames"]
+    assert data["extract"]["host_numpy_frames_per_s"] > 0 and data["extract"]["device_tensor_frames_per_s"] > 0
+    assert data["rnn_infer"]["windows"] == data["settings"]["rnn_infer_frames"]
+    assert data["rnn_infer"]["windows_per_s"] > 0
+    assert data["modules_beyond_torch_numpy"] == [] and data["forbidden_modules_loaded"] == []
+    assert "cnn_train       not run" in result.stdout and "workflow        not run" in result.stdout
+
+
+def test_a_failing_section_is_recorded_and_the_others_still_run(tmp_path):
+    out = tmp_path / "gpu.json"
     code = (
-        "import sys, numpy, torch\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(SCRIPT.parent)!r})\n"
+        "import gpu\n"
+        "import gpu_sections.extract\n"
+        "def boom(bench):\n"
+        "    raise RuntimeError('boom')\n"
+        "gpu_sections.extract.run = boom\n"
+        f"sys.exit(gpu.main(['--out', {str(out)!r}, '--allow-cpu', '--quick', '--sections', 'extract', 'rnn_infer']))\n"
+    )
+    result = run_python(tmp_path, "-c", code)
+    assert result.returncode == 1, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "!! extract failed: RuntimeError: boom" in result.stderr
+    data = json.loads(out.read_text())  # written in full, with the error
+    assert data["sections"] == {"extract": "error: RuntimeError: boom", "rnn_infer": "ran"}
+    assert "RuntimeError: boom" in data["errors"]["extract"] and "partial" not in data
+    assert data["rnn_infer"]["windows_per_s"] > 0
+
+
+def test_the_sections_import_nothing_beyond_torch_numpy_and_affectflow(tmp_path):
+    code = (
+        "import importlib, sys, numpy, torch\n"
         "before = set(sys.modules)\n"
-        "import affectflow.models, affectflow.trainer, affectflow.augment, affectflow.normalize\n"
-        "import affectflow.normalize_torch\n"
+        f"sys.path.insert(0, {str(SCRIPT.parent)!r})\n"
+        "import gpu\n"
+        "for name in gpu.SECTIONS:\n"
+        "    importlib.import_module('gpu_sections.' + name)\n"
+        "print(' '.join(gpu.SECTIONS))\n"
         "added = sorted(m for m in set(sys.modules) - before\n"
         "               if m.split('.')[0] not in sys.stdlib_module_names)\n"
         "print('\\n'.join(added))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=clean_env(tmp_path), capture_output=True, text=True, timeout=120
-    )
+    result = run_python(tmp_path, "-c", code)
     assert result.returncode == 0, result.stderr
-    added = result.stdout.split()
-    assert added and all(m.startswith("affectflow") for m in added), added
+    sections, *added = result.stdout.splitlines()
+    assert tuple(sections.split()) == SECTIONS
+    # one module per section, and the package's modules they share
+    assert {f"gpu_sections.{name}" for name in SECTIONS} <= set(added)
+    assert {"affectflow.contracts", "affectflow.models", "affectflow.tensors", "affectflow.trainer"} <= set(added)
+    assert all(m.startswith(("affectflow", "gpu_sections")) or m == "gpu" for m in added), added
     assert "affectflow._native" not in added
