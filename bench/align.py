@@ -43,7 +43,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from affectflow import _native  # noqa: E402
-from affectflow.align import default_threads, landmark_model_path  # noqa: E402
+from affectflow.align import default_threads  # noqa: E402
+from affectflow.landmark_models import landmark_model_path  # noqa: E402
 
 
 def synthetic_video(size: tuple[int, int], frames: int, workdir: Path) -> Path:

@@ -7,23 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from affectflow.align import LANDMARK_DIR_VARIABLE, align_video, iter_aligned_chunks
-from affectflow.cli import main
+from affectflow.align import align_video, iter_aligned_chunks
 from affectflow.faces import DATASETS, DETECTED, LOST, TRACKED, read_faces
+from affectflow.landmark_models import LANDMARK_DIR_VARIABLE
 from affectflow.normalize import normalize_chips
 from affectflow.testing.reference import moving_face_video
-
-
-def write_video(path: Path, frames: np.ndarray, fps: float = 25.0) -> Path:
-    import cv2
-
-    height, width = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    assert writer.isOpened()
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame)
-    writer.release()
-    return path
+from helpers import run_cli, write_video
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +41,11 @@ def test_tracking_agrees_with_per_frame_detection_on_the_synthetic_corpus(synthe
     np.testing.assert_array_equal(tracked.time, per_frame.time)
 
 
-def test_align_command_writes_the_face_file(face_video, tmp_path, capsys):
+def test_align_command_writes_the_face_file(face_video, tmp_path):
     out = tmp_path / "faces" / "moving.h5"
-    assert (
-        main(["align", str(face_video), "-o", str(out), "--threads", "2", "--quiet", "--normalization", "lcn-gauss"])
-        == 0
+    _, summary, _ = run_cli(
+        "align", face_video, "-o", out, "--threads", 2, "--quiet", "--normalization", "lcn-gauss", check=True
     )
-    summary = capsys.readouterr().out
     assert "60 frames" in summary and "found" in summary and "detections run" in summary and "frames/s" in summary
     track = read_faces(out)
     assert len(track) == 60
@@ -115,40 +102,37 @@ def test_68_landmarks_and_other_chip_size(face_video):
     assert float(track.normalized[track.found].max()) <= 1.0
 
 
-def run_align_failing(video: Path, out: Path, capsys, *extra: str) -> str:
-    assert main(["align", str(video), "-o", str(out), "--quiet", *extra]) == 2
+def run_align_failing(video: Path, out: Path, *extra: str) -> str:
+    code, _, err = run_cli("align", video, "-o", out, "--quiet", *extra)
+    assert code == 2, err
     assert not out.exists() and not list(out.parent.glob(f".{out.name}*"))
-    return capsys.readouterr().err
+    return err
 
 
-def test_unreadable_video(tmp_path, capsys):
+def test_unreadable_video(tmp_path):
     video = tmp_path / "broken.mp4"
     video.write_bytes(b"this is not a video")
-    assert "broken.mp4" in run_align_failing(video, tmp_path / "out.h5", capsys)
+    assert "broken.mp4" in run_align_failing(video, tmp_path / "out.h5")
 
 
-def test_missing_video_and_video_without_frames(tmp_path, capsys):
-    assert "video not found" in run_align_failing(tmp_path / "absent.mp4", tmp_path / "out.h5", capsys)
-    import cv2
-
-    empty = tmp_path / "empty.mp4"
-    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (64, 64))
-    writer.release()
-    assert "empty.mp4" in run_align_failing(empty, tmp_path / "out.h5", capsys)
+def test_missing_video_and_video_without_frames(tmp_path):
+    assert "video not found" in run_align_failing(tmp_path / "absent.mp4", tmp_path / "out.h5")
+    empty = write_video(tmp_path / "empty.mp4", np.zeros((0, 64, 64), np.uint8))
+    assert "empty.mp4" in run_align_failing(empty, tmp_path / "out.h5")
 
 
-def test_video_without_a_face(tmp_path, capsys):
+def test_video_without_a_face(tmp_path):
     rng = np.random.default_rng(0)
     video = write_video(tmp_path / "noface.mp4", rng.integers(0, 256, (12, 240, 320), dtype=np.uint8))
-    error = run_align_failing(video, tmp_path / "out.h5", capsys)
+    error = run_align_failing(video, tmp_path / "out.h5")
     assert "no face found in any of its 12 frames" in error
 
 
-def test_missing_landmark_model(face_video, tmp_path, capsys, monkeypatch):
+def test_missing_landmark_model(face_video, tmp_path, monkeypatch):
     monkeypatch.setenv(LANDMARK_DIR_VARIABLE, str(tmp_path))
-    error = run_align_failing(face_video, tmp_path / "out.h5", capsys)
+    error = run_align_failing(face_video, tmp_path / "out.h5")
     assert "landmark model not found" in error and "shape_predictor_5_face_landmarks.dat" in error
 
 
-def test_bad_options(face_video, tmp_path, capsys):
-    assert "detect_every" in run_align_failing(face_video, tmp_path / "out.h5", capsys, "--detect-every", "0")
+def test_bad_options(face_video, tmp_path):
+    assert "detect_every" in run_align_failing(face_video, tmp_path / "out.h5", "--detect-every", "0")

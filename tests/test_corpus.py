@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from affectflow.cli import main
 from affectflow.corpus import (
     check,
     labels_for_frames,
@@ -20,6 +19,7 @@ from affectflow.corpus import (
 )
 from affectflow.errors import AffectflowError
 from affectflow.video import read_video
+from helpers import flat_frames, run_cli, write_video
 
 HEADER = """@relation GOLDSTANDARD_{dim}
 
@@ -41,22 +41,10 @@ def write_arff(path: Path, subject: str, times, values, dim: str = "VALENCE") ->
     return path
 
 
-def write_video(path: Path, frames: int, fps: float = 25.0, size=(64, 48)) -> Path:
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    assert writer.isOpened()
-    for i in range(frames):
-        writer.write(np.full((size[1], size[0], 3), (i * 7) % 256, np.uint8))
-    writer.release()
-    return path
-
-
 def hand_corpus(root: Path, subjects=("train_1", "dev_1"), frames: int = 10, fps: float = 25.0) -> Path:
     """A tiny corpus in the real layout, written by hand: 10 frames, 11 label rows from t = 0."""
     for subject in subjects:
-        write_video(root / "recordings_video" / f"{subject}.mp4", frames, fps)
+        write_video(root / "recordings_video" / f"{subject}.mp4", flat_frames(frames), fps)
         times = np.arange(frames + 1) * 0.04
         for dim in ("valence", "arousal"):
             values = np.linspace(-0.5, 0.5, frames + 1) * (1 if dim == "valence" else -1)
@@ -64,16 +52,10 @@ def hand_corpus(root: Path, subjects=("train_1", "dev_1"), frames: int = 10, fps
     return root
 
 
-def run_cli(*argv: str, capsys) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 # --------------------------------------------------------------------------- reading
 
 
-def test_hand_written_real_layout_is_read(tmp_path, capsys):
+def test_hand_written_real_layout_is_read(tmp_path):
     root = hand_corpus(tmp_path / "c", subjects=("train_1", "train_10", "train_2", "dev_1", "test_1"))
     for dim in ("valence", "arousal"):  # an unlabeled test subject, as in the AV+EC 2015 release
         (root / "ratings_gold_standard" / dim / "test_1.arff").unlink()
@@ -95,7 +77,7 @@ def test_hand_written_real_layout_is_read(tmp_path, capsys):
     frame_times = np.arange(10) * 0.04
     assert np.allclose(rec.frame_labels("valence", frame_times), values[:10])
 
-    code, out, _ = run_cli("corpus", "list", str(root), "--partition", "train", capsys=capsys)
+    code, out, _ = run_cli("corpus", "list", str(root), "--partition", "train")
     assert code == 0
     assert out.splitlines() == [
         f"{s}\ttrain\t{root / 'recordings_video' / (s + '.mp4')}" for s in ("train_1", "train_2", "train_10")
@@ -125,8 +107,8 @@ def test_labels_matched_by_time_not_count():
 
 def test_subjects_sheet(tmp_path):
     videos = tmp_path / "data"
-    write_video(videos / "a.mp4", 10)
-    write_video(videos / "b.mp4", 10)
+    write_video(videos / "a.mp4", flat_frames(10))
+    write_video(videos / "b.mp4", flat_frames(10))
     write_arff(videos / "a_v.arff", "a", np.arange(11) * 0.04, np.zeros(11))
     write_arff(videos / "a_a.arff", "a", np.arange(11) * 0.04, np.zeros(11))
     sheet = tmp_path / "subjects.tsv"
@@ -149,8 +131,8 @@ def test_subjects_sheet(tmp_path):
 # --------------------------------------------------------------------------- bad input
 
 
-def expect_cli_error(capsys, argv, *fragments) -> str:
-    code, out, err = run_cli(*argv, capsys=capsys)
+def expect_cli_error(argv, *fragments) -> str:
+    code, out, err = run_cli(*argv)
     assert code == 2, (out, err)
     line = err.strip().splitlines()[-1]
     assert line.startswith(f"affectflow {argv[0]}: error: ")
@@ -159,27 +141,27 @@ def expect_cli_error(capsys, argv, *fragments) -> str:
     return line
 
 
-def test_missing_corpus_path(tmp_path, capsys):
-    expect_cli_error(capsys, ["corpus", "check", str(tmp_path / "nope")], str(tmp_path / "nope"), "does not exist")
-    expect_cli_error(capsys, ["corpus", "list", str(tmp_path)], str(tmp_path), "not a corpus")
+def test_missing_corpus_path(tmp_path):
+    expect_cli_error(["corpus", "check", str(tmp_path / "nope")], str(tmp_path / "nope"), "does not exist")
+    expect_cli_error(["corpus", "list", str(tmp_path)], str(tmp_path), "not a corpus")
 
 
-def test_unreadable_and_truncated_video(tmp_path, capsys):
+def test_unreadable_and_truncated_video(tmp_path):
     root = hand_corpus(tmp_path / "c", subjects=("train_1",), frames=50)
     video = root / "recordings_video" / "train_1.mp4"
     data = video.read_bytes()
     video.write_bytes(data[: len(data) // 2])  # truncated mid-stream
-    expect_cli_error(capsys, ["corpus", "check", "-q", str(root)], str(video))
+    expect_cli_error(["corpus", "check", "-q", str(root)], str(video))
     video.write_bytes(b"not a video at all" * 100)
-    line = expect_cli_error(capsys, ["corpus", "check", "-q", str(root)], str(video), "unreadable")
+    line = expect_cli_error(["corpus", "check", "-q", str(root)], str(video), "unreadable")
     assert "train_1" in line
 
 
-def test_arff_missing(tmp_path, capsys):
+def test_arff_missing(tmp_path):
     root = hand_corpus(tmp_path / "c", subjects=("train_1",))
     arff = root / "ratings_gold_standard" / "arousal" / "train_1.arff"
     arff.unlink()
-    expect_cli_error(capsys, ["corpus", "list", str(root)], str(arff), "ARFF label file missing")
+    expect_cli_error(["corpus", "list", str(root)], str(arff), "ARFF label file missing")
 
 
 @pytest.mark.parametrize(
@@ -193,47 +175,47 @@ def test_arff_missing(tmp_path, capsys):
         (HEADER.format(dim="V") + "train_1,0.00,0.1\ntrain_1,0.04,1.5\n", "outside [-1, 1]"),
     ],
 )
-def test_malformed_arff(tmp_path, capsys, text, problem):
+def test_malformed_arff(tmp_path, text, problem):
     root = hand_corpus(tmp_path / "c", subjects=("train_1",))
     arff = root / "ratings_gold_standard" / "valence" / "train_1.arff"
     arff.write_text(text)
     with pytest.raises(AffectflowError, match=problem.replace("[", r"\[")):
         read_labels(arff)
-    expect_cli_error(capsys, ["corpus", "check", "-q", str(root)], str(arff), problem)
+    expect_cli_error(["corpus", "check", "-q", str(root)], str(arff), problem)
 
 
-def test_durations_differ(tmp_path, capsys):
+def test_durations_differ(tmp_path):
     root = hand_corpus(tmp_path / "c", subjects=("train_1",), frames=10)
     arff = root / "ratings_gold_standard" / "valence" / "train_1.arff"
     write_arff(arff, "train_1", np.arange(60) * 0.04, np.zeros(60))  # 2.36 s of labels for 0.4 s of video
-    line = expect_cli_error(capsys, ["corpus", "check", "-q", str(root)], str(arff), "lasts 0.40 s")
+    line = expect_cli_error(["corpus", "check", "-q", str(root)], str(arff), "lasts 0.40 s")
     assert "differ by 1.96 s" in line
     # Within the tolerance it is fine (the gold standard's last row sits at t = duration).
     write_arff(arff, "train_1", np.arange(30) * 0.04, np.zeros(30))
-    code, out, _ = run_cli("corpus", "check", "-q", str(root), capsys=capsys)
+    code, out, _ = run_cli("corpus", "check", "-q", str(root))
     assert code == 0 and "ok" in out
 
 
-def test_duplicate_subjects(tmp_path, capsys):
+def test_duplicate_subjects(tmp_path):
     root = hand_corpus(tmp_path / "c", subjects=("train_1",))
-    write_video(root / "recordings_video" / "train_1.avi", 10)
-    expect_cli_error(capsys, ["corpus", "list", str(root)], "duplicate subject name 'train_1'")
-    write_video(tmp_path / "a.mp4", 10)
+    write_video(root / "recordings_video" / "train_1.avi", flat_frames(10))
+    expect_cli_error(["corpus", "list", str(root)], "duplicate subject name 'train_1'")
+    write_video(tmp_path / "a.mp4", flat_frames(10))
     sheet = tmp_path / "subjects.tsv"
     sheet.write_text("subject\tpartition\tvideo\tvalence\tarousal\na\ttest\ta.mp4\t\t\na\ttest\ta.mp4\t\t\n")
-    expect_cli_error(capsys, ["corpus", "list", str(sheet)], str(sheet), "line 3", "duplicate subject name 'a'")
+    expect_cli_error(["corpus", "list", str(sheet)], str(sheet), "line 3", "duplicate subject name 'a'")
 
 
-def test_sheet_missing_columns(tmp_path, capsys):
+def test_sheet_missing_columns(tmp_path):
     sheet = tmp_path / "subjects.tsv"
     sheet.write_text("subject\tvideo\tvalence\na\ta.mp4\tv.arff\n")
-    expect_cli_error(capsys, ["corpus", "list", str(tmp_path)], str(sheet), "lacks column(s) partition, arousal")
+    expect_cli_error(["corpus", "list", str(tmp_path)], str(sheet), "lacks column(s) partition, arousal")
 
 
-def test_labels_without_video(tmp_path, capsys):
+def test_labels_without_video(tmp_path):
     root = hand_corpus(tmp_path / "c", subjects=("train_1",))
     orphan = write_arff(root / "ratings_gold_standard" / "valence" / "dev_4.arff", "dev_4", [0.0], [0.0])
-    expect_cli_error(capsys, ["corpus", "list", str(root)], str(orphan), "no video")
+    expect_cli_error(["corpus", "list", str(root)], str(orphan), "no video")
 
 
 def test_check_cli_subprocess_exit_code(tmp_path):
@@ -259,15 +241,15 @@ def test_check_cli_subprocess_exit_code(tmp_path):
         ("\ttrain\ta.mp4\tv.arff\tv.arff", ("line 2", "empty subject name")),
     ],
 )
-def test_sheet_bad_rows(tmp_path, capsys, row, fragments):
-    write_video(tmp_path / "a.mp4", 10)
+def test_sheet_bad_rows(tmp_path, row, fragments):
+    write_video(tmp_path / "a.mp4", flat_frames(10))
     write_arff(tmp_path / "v.arff", "a", np.arange(11) * 0.04, np.zeros(11))
     (tmp_path / "subjects.tsv").write_text("subject\tpartition\tvideo\tvalence\tarousal\n" + row + "\n")
-    expect_cli_error(capsys, ["corpus", "list", str(tmp_path)], *fragments)
+    expect_cli_error(["corpus", "list", str(tmp_path)], *fragments)
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg command to drop frames")
-def test_dropped_frames_keep_labels_aligned(tmp_path, capsys):
+def test_dropped_frames_keep_labels_aligned(tmp_path):
     """A video that lost frames 20-29 (timestamps kept) still gets each frame's own label."""
     root = hand_corpus(tmp_path / "c", subjects=("train_1",), frames=50)
     video = root / "recordings_video" / "train_1.mp4"
@@ -300,5 +282,5 @@ def test_dropped_frames_keep_labels_aligned(tmp_path, capsys):
     labels = open_corpus(root).recording("train_1").frame_labels("valence", times)
     expected = np.r_[np.arange(20), np.arange(30, 50)] / 100
     assert np.allclose(labels, expected)  # counting frames would give 0.20 for the frame at t = 1.2 s
-    code, out, _ = run_cli("corpus", "check", "-q", str(root), capsys=capsys)
+    code, out, _ = run_cli("corpus", "check", "-q", str(root))
     assert code == 0 and "40" in out

@@ -5,20 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 
 from affectflow import faces, video
 from affectflow.errors import AffectflowError
 from affectflow.io import atomic_dir, atomic_path
-
-
-def _write_video(path, frames: int, size=(64, 48), fps=25.0):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for i in range(frames):
-        writer.write(np.full((size[1], size[0], 3), (i * 7) % 256, np.uint8))
-    writer.release()
+from helpers import flat_frames, write_video
 
 
 def test_atomic_path_keeps_nothing_on_failure(tmp_path):
@@ -44,7 +37,7 @@ def test_atomic_path_and_dir_publish_on_success(tmp_path):
 
 def test_video_times_follow_frames(tmp_path):
     path = tmp_path / "v.mp4"
-    _write_video(path, frames=30)
+    write_video(path, flat_frames(30))
     times, frames, info = video.read_video(path, gray=True)
     assert info.fps == pytest.approx(25.0)
     assert frames.shape == (30, 48, 64)
@@ -55,7 +48,7 @@ def test_video_times_follow_frames(tmp_path):
 def test_bad_videos_are_named_errors(tmp_path, damage):
     path = tmp_path / "bad.mp4"
     if damage != "missing":
-        _write_video(path, frames=50)
+        write_video(path, flat_frames(50))
         data = path.read_bytes()
         path.write_bytes(b"not a video at all" * 10 if damage == "garbage" else data[: len(data) // 2])
     with pytest.raises(AffectflowError, match="bad.mp4"):
@@ -162,7 +155,7 @@ def test_face_track_rejects_sources_that_contradict_found(tmp_path):
 
 def test_gray_chunks_are_the_frames_in_reused_buffers(tmp_path):
     path = tmp_path / "v.mp4"
-    _write_video(path, frames=23)
+    write_video(path, flat_frames(23))
     times, frames, _ = video.read_video(path, gray=True)
     chunks = list((t, f.copy(), f) for t, f in video.iter_gray_chunks(path, 5, buffers=2))
     assert [len(t) for t, _, _ in chunks] == [5, 5, 5, 5, 3]

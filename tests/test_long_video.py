@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import write_video
+
 N_FRAMES = 1500
 MAX_GROWTH_MB = 30.0
 SIZE = (320, 240)
@@ -32,17 +34,14 @@ print(json.dumps({"code": code, "maxrss_kb": resource.getrusage(resource.RUSAGE_
 
 def write_long_video(path: Path, frames: int, clip: np.ndarray) -> Path:
     """`frames` frames of `clip` played forwards, backwards, forwards ... (no jumps), as mp4."""
-    import cv2
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, SIZE)
-    assert writer.isOpened()
     period = 2 * len(clip) - 2
-    for i in range(frames):
+
+    def frame(i: int) -> np.ndarray:
         k = i % period
-        frame = clip[k if k < len(clip) else period - k]
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
-    writer.release()
-    return path
+        return clip[k if k < len(clip) else period - k]
+
+    # a generator: the 6000 frames are never all in memory
+    return write_video(path, (frame(i) for i in range(frames)), 25.0, size=SIZE)
 
 
 @pytest.fixture(scope="module")

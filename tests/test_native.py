@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from affectflow import _native
-from affectflow.align import landmark_model_path
+from affectflow.landmark_models import landmark_model_path
 from affectflow.testing.reference import ReferenceAligner, moving_face_video, similarity
 
 # (rotation degrees, scale, tx, ty) applied to the astronaut photo about its face

@@ -1,19 +1,16 @@
-"""Shared helpers of the workflow and cluster tests: run Snakemake on this repository's Snakefile."""
+"""Shared helpers of the workflow and cluster tests: DAG job counts, configs and placeholder corpora.
+
+Snakemake itself is launched by helpers.snakemake (a process group of its own)."""
 
 from __future__ import annotations
 
 import math
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "Snakefile"
-BIN = Path(sys.executable).parent
+from helpers import SNAKEFILE, read_table, snakemake
 
 # The paper's RNN grid (Tables 1-4 around h=100, W=100, 1 layer, tanh) has 11 distinct
 # configs: the base, ReLU, h 50/150/200, W 25/50/75/150, 2 and 3 layers. Our configs add the
@@ -22,19 +19,6 @@ PAPER_GRID_RNN_CONFIGS = 11
 GRID_WITH_CONTROL = PAPER_GRID_RNN_CONFIGS + 1
 # Table 1's CNN+RNN rows in our configs: tanh (the base), ReLU, and the control W=1.
 TABLE1_RNN_CONFIGS = 3
-
-
-def tool_env() -> dict[str, str]:
-    """The environment of a workflow run: this interpreter's bin first (affectflow, snakemake)."""
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return env
-
-
-def snakemake(workdir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args]
-    return subprocess.run(command, cwd=workdir, env=tool_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -153,6 +137,7 @@ def expected_counts(
         "extract": feature_runs * (n_train + n_dev) + seeds * (n_variants - 1) * n_dev,
         "evaluate": n_variants * seeds + extra_selections + rnn_runs,  # every CNN and RNN run
         "train_rnn": rnn_runs,
+        "tables_config": 1,
         "tables": 1,
         "figures": 1,
         "all": 1,
@@ -162,11 +147,8 @@ def expected_counts(
 
 def finite_numbers_in_tsv(path: Path, columns: tuple[str, ...] = ("rmse_mean", "cc_mean", "ccc_mean")) -> list[float]:
     """The values of ``columns`` of our (not quoted) rows; asserts each is a finite number."""
-    lines = path.read_text().splitlines()
-    header = lines[0].split("\t")
     values = []
-    for line in lines[1:]:
-        row = dict(zip(header, line.split("\t")))
+    for row in read_table(path):
         if row["source"] != "ours":
             continue
         for column in columns:
