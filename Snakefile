@@ -3,7 +3,7 @@
 #   snakemake --cores 2                          # the embedded demo (config/config.yaml)
 #   snakemake --cores 8 --configfile config/recola.yaml
 #   snakemake --profile profiles/slurm --configfile config/recola.yaml
-#   snakemake annotate --cores 4 --config 'annotate={videos: DIR, models: [M.pt]}'
+#   snakemake annotate --cores 4 --config 'annotate={videos: DIR, models: [M.safetensors]}'
 #
 # Rules are thin: each calls one `affectflow` command (see `affectflow --help`).
 # All grids (variants, seeds, RNN ablations) live in the config, not here.
@@ -35,8 +35,15 @@ rule all:
         figure_files(),
 
 
+onstart:
+    # New videos' batch assignments are recorded when a run starts (not on a dry run), so that every
+    # process of the run, each cluster job included, forms the same batches.
+    if ANNOTATE_PLAN:
+        ANNOTATE_PLAN.save()
+
+
 onerror:
-    # A failed video stops `annotate_summary`; the folder's summary is still written, listing it.
+    # A crashed batch stops `annotate_summary`; the folder's summary is still written (its videos pending).
     if ANNOTATE_VIDEOS and os.path.isdir(
         os.path.dirname(annotations_summary_path())
     ):

@@ -1,13 +1,13 @@
-"""`snakemake annotate` on a folder of videos: one CSV row per decoded frame, a faceless video failing alone,
-the folder's summary listing every video, and a rerun after adding a video aligning only what is new."""
+"""`snakemake annotate` on a folder or sheet of videos, in batches: one CSV row per decoded frame, a
+faceless and a missing video recorded as failures without holding back their batch, the folder's
+summary listing every video, a rerun after adding a video aligning only what is new, and no file left
+by a writer killed outright."""
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,10 +15,11 @@ import cv2
 import numpy as np
 import pytest
 
-from affectflow.annotate import list_videos, write_summary
+from affectflow.archive import list_videos, summarize
+from affectflow.contracts import MODEL_FILE
+from helpers import BIN, REPO, read_table, run_cli, snakemake, write_video
 from tiny_models import aligned_corpus, train_tiny_models
-
-REPO = Path(__file__).resolve().parents[1]
+from workflow_helpers import job_counts
 
 
 def decoded_frames(video: Path) -> int:
@@ -41,18 +42,20 @@ def transcode(source: Path, target: Path, size: tuple[int, int], fps: float) -> 
         if not ok:
             break
         frames.append(frame)
-    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for k in range(int(len(frames) / source_fps * fps)):
-        writer.write(cv2.resize(frames[min(int(k / fps * source_fps), len(frames) - 1)], size))
-    writer.release()
+    resampled = (
+        cv2.resize(frames[min(int(k / fps * source_fps), len(frames) - 1)], size)
+        for k in range(int(len(frames) / source_fps * fps))
+    )
+    write_video(target, resampled, fps, size=size)
 
 
 def faceless_video(path: Path, frames: int = 40) -> None:
     rng = np.random.default_rng(0)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (160, 120))
-    for k in range(frames):
-        writer.write(np.full((120, 160, 3), 40 + k, np.uint8) + rng.integers(0, 20, (120, 160, 3), dtype=np.uint8))
-    writer.release()
+    noise = (
+        np.full((120, 160, 3), 40 + k, np.uint8) + rng.integers(0, 20, (120, 160, 3), dtype=np.uint8)
+        for k in range(frames)
+    )
+    write_video(path, noise, 25.0, size=(160, 120))
 
 
 @pytest.fixture(scope="module")
@@ -67,36 +70,13 @@ def model_and_videos(tmp_path_factory):
     shutil.copy(corpus.recording("dev_1").video, videos / "second.mp4")
     transcode(corpus.recording("dev_1").video, videos / "second_720p30.mp4", (1280, 720), 30.0)
     faceless_video(videos / "empty room.mp4")
-    return root, root / "rnn" / "model.pt", videos, corpus
+    return root, root / "rnn" / MODEL_FILE, videos, corpus
 
 
-def annotate(workdir: Path, videos: Path, model: Path, *extra: str) -> subprocess.CompletedProcess:
-    config = f"annotate={{videos: {videos}, models: [{model}]}}"
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "-d",
-            str(workdir),
-            "--cores",
-            "2",
-            "annotate",
-            "--config",
-            config,
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-def read_table(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+def annotate(workdir: Path, videos: Path, model: Path, **settings) -> subprocess.CompletedProcess:
+    extra = "".join(f", {key}: {str(value).lower()}" for key, value in settings.items())
+    config = f"annotate={{videos: {videos}, models: [{model}]{extra}}}"
+    return snakemake(workdir, "--cores", "2", "annotate", "--config", config, timeout=900)
 
 
 def test_video_ids_of_a_folder_and_a_sheet(tmp_path):
@@ -112,35 +92,50 @@ def test_video_ids_of_a_folder_and_a_sheet(tmp_path):
         list_videos(sheet)
 
 
-def test_summary_lists_failures_with_their_logged_reason(tmp_path):
+def test_summary_reads_the_outcomes_ok_failed_and_pending(tmp_path, capsys):
+    (tmp_path / "v").mkdir()
+    for name in ("ok", "bad", "never"):
+        (tmp_path / "v" / f"{name}.mp4").write_bytes(b"")
     (tmp_path / "a").mkdir()
-    (tmp_path / "logs").mkdir()
-    (tmp_path / "a" / "ok.json").write_text(
-        json.dumps({"id": "ok", "status": "ok", "frames": 10, "dimensions": ["valence"], "valence_mean": 0.1})
-    )
-    (tmp_path / "logs" / "bad.log").write_text("align bad.mp4: 100%\naffectflow align: error: bad.mp4: no face\n")
-    rows = write_summary(["ok", "bad", "never"], tmp_path / "a", [tmp_path / "logs"], tmp_path / "s.tsv")
-    assert [r["status"] for r in rows] == ["ok", "failed", "failed"]
-    table = read_table_tsv(tmp_path / "s.tsv")
-    assert table[1]["error"] == "affectflow align: error: bad.mp4: no face"
-    assert "not run yet" in table[2]["error"] and table[0]["valence_mean"] == "0.1"
+    ok = {"id": "ok", "status": "ok", "frames": 10, "dimensions": ["valence"], "valence_mean": 0.1}
+    (tmp_path / "a" / "ok.json").write_text(json.dumps(ok))
+    bad = {"id": "bad", "status": "failed", "stage": "align", "error": "bad.mp4: no face found in any of its 9 frames"}
+    (tmp_path / "a" / "bad.json").write_text(json.dumps(bad))
+    counts = summarize(list_videos(tmp_path / "v"), tmp_path / "a", tmp_path / "s.tsv")
+    assert counts == {"ok": 1, "failed": 1, "pending": 1}
+    table = {row["id"]: row for row in read_table(tmp_path / "s.tsv")}
+    assert [table[v]["status"] for v in ("bad", "never", "ok")] == ["failed", "pending", "ok"]
+    assert table["bad"]["error"] == bad["error"] and table["ok"]["valence_mean"] == "0.1"
+    # the command prints the counts at any time (no -o: nothing written)
+    code, out, _ = run_cli("annotate-summary", "--videos", tmp_path / "v", "--annotations", tmp_path / "a")
+    assert code == 0 and "3 videos: 1 annotated, 1 failed, 1 pending" in out and "no face found" in out
 
 
-def read_table_tsv(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh, delimiter="\t"))
+def annotate_sheet(folder: Path, entries: dict[str, str]) -> Path:
+    sheet = folder / "sheet.tsv"
+    sheet.write_text("video\tid\n" + "".join(f"{video}\t{name}\n" for name, video in entries.items()))
+    return sheet
 
 
-def test_annotate_a_folder_one_row_per_frame_and_a_faceless_video_fails_alone(model_and_videos, tmp_path):
+def align_batch_logs(work: Path, since: float) -> dict[str, str]:
+    folder = work / "logs" / "annotate" / "align"
+    return {p.stem: p.read_text() for p in sorted(folder.glob("*.log")) if p.stat().st_mtime >= since}
+
+
+def test_annotate_a_sheet_in_batches_failures_are_data_and_a_rerun_does_only_the_new(model_and_videos, tmp_path):
     root, model, videos, _ = model_and_videos
+    names = {"first": "first.mp4", "second": "second.mp4", "second_720p30": "second_720p30.mp4"}
+    entries = {**names, "empty_room": "empty room.mp4", "missing": "not-there.mp4"}
+    sheet = annotate_sheet(videos, entries)
     work = tmp_path / "work"
-    result = annotate(work, videos, model)
-    assert result.returncode != 0  # the faceless video failed; the others completed (keep-going)
+    started = time.time()
+    result = annotate(work, sheet, model, batch=2, plots=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]  # no job failed
     out = work / "results" / "annotations"
-    for name in ("first", "second", "second_720p30"):
+    for name, video in names.items():
         rows = read_table(out / f"{name}.csv")
         assert list(rows[0]) == ["frame", "time", "found", "source", "score", "valence"]
-        assert len(rows) == decoded_frames(videos / f"{name}.mp4")
+        assert len(rows) == decoded_frames(videos / video)
         assert [int(r["frame"]) for r in rows] == list(range(len(rows)))
         times = np.array([float(r["time"]) for r in rows])
         assert np.all(np.diff(times) > 0)
@@ -151,53 +146,92 @@ def test_annotate_a_folder_one_row_per_frame_and_a_faceless_video_fails_alone(mo
             assert np.isfinite(float(r["valence"]))
         assert any(r["source"] == "detected" for r in rows)
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-        assert not (out / "faces" / f"{name}.h5").exists()  # temporary
+    assert not (out / "work").exists() or not any((out / "work").iterdir())  # the aligned faces are temporary
     fps = np.diff([float(r["time"]) for r in read_table(out / "second_720p30.csv")]).mean()
     assert fps == pytest.approx(1 / 30, rel=0.02)
-    assert not (out / "empty_room.csv").exists()
-    assert "no face" in (work / "logs" / "annotate" / "align" / "empty_room.log").read_text()
+    assert not (out / "empty_room.csv").exists() and not (out / "missing.csv").exists()
+    # 5 videos in batches of 2: three alignment jobs, three annotation jobs
+    assert len(align_batch_logs(work, started)) == 3
+    assert len(list((out / "batches").glob("b*.tsv"))) == 3
 
-    summary = {row["id"]: row for row in read_table_tsv(out / "summary.tsv")}
-    assert set(summary) == {"first", "second", "second_720p30", "empty_room"}
+    summary = {row["id"]: row for row in read_table(out / "summary.tsv")}
+    assert list(summary) == list(entries)  # the sheet's order
     assert summary["empty_room"]["status"] == "failed" and "no face" in summary["empty_room"]["error"]
-    for name in ("first", "second", "second_720p30"):
+    assert summary["missing"]["status"] == "failed" and "not found" in summary["missing"]["error"]
+    for name, video in names.items():
         row = summary[name]
-        assert row["status"] == "ok" and int(row["frames"]) == decoded_frames(videos / f"{name}.mp4")
+        assert row["status"] == "ok" and int(row["frames"]) == decoded_frames(videos / video)
         assert 0 < float(row["found_percent"]) <= 100 and float(row["valence_sd"]) >= 0
         assert float(row["predict_s"]) >= 0 and float(row["duration_s"]) > 0
 
-    # A new video: the rerun aligns it and retries the failed one, and touches none that succeeded.
-    shutil.copy(videos / "first.mp4", videos / "third.mp4")
+    # A plain rerun aligns and annotates nothing: failures are data, not retried.
+    result = annotate(work, sheet, model, batch=2, plots=True)
+    assert result.returncode == 0 and "annotate_align" not in result.stdout + result.stderr
+
+    # A new video: the rerun aligns and annotates it alone, in a batch of its own.
+    shutil.copy(videos / "first.mp4", tmp_path / "third.mp4")
+    sheet = annotate_sheet(videos, {**entries, "third": str(tmp_path / "third.mp4")})
     rerun_started = time.time()
-    try:
-        result = annotate(work, videos, model)
-    finally:
-        (videos / "third.mp4").unlink()
-    assert result.returncode != 0
-    aligned = sorted(
-        p.stem for p in (work / "logs" / "annotate" / "align").glob("*.log") if p.stat().st_mtime >= rerun_started
-    )
-    assert aligned == ["empty_room", "third"]
+    assert annotate(work, sheet, model, batch=2).returncode == 0
+    logs = align_batch_logs(work, rerun_started)
+    assert len(logs) == 1 and "third: aligned" in next(iter(logs.values())), logs
     assert len(read_table(out / "third.csv")) == decoded_frames(videos / "first.mp4")
-    assert "third" in {row["id"] for row in read_table_tsv(out / "summary.tsv")}
+    assert read_table(out / "summary.tsv")[-1]["id"] == "third"
+
+    # retry_failed: the failed videos are tried again (and fail again); the annotated ones are left alone
+    retry_started = time.time()
+    assert annotate(work, sheet, model, batch=2, retry_failed=True).returncode == 0
+    retried = "".join(align_batch_logs(work, retry_started).values())
+    assert "empty_room: failed" in retried and "missing: failed" in retried and ": aligned" not in retried
 
 
-def test_annotate_a_missing_face_file_is_a_named_error_and_writes_nothing(model_and_videos, tmp_path, capsys):
-    from affectflow.cli import main
+def test_a_killed_writer_leaves_nothing_the_next_run_keeps(synthetic_corpus, tmp_path):
+    """kill -9 while `affectflow align` writes: the face file never appears half-written, and the
+    temporary the killed writer left is removed by the next write of the same file."""
+    import signal
 
+    video = next((synthetic_corpus / "recordings_video").glob("train_*.mp4"))
+    target = tmp_path / "faces.h5"
+    command = [str(BIN / "affectflow"), "align", str(video), "-o", str(target), "--threads", "1", "--quiet"]
+    process = subprocess.Popen(command)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".faces.h5.partial-*")) and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not target.exists()
+    assert list(tmp_path.glob(".faces.h5.partial-*")), "the writer did not start"
+    code, _, err = run_cli("align", video, "-o", target, "--threads", 1, "--quiet")
+    assert code == 0, err
+    assert target.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["faces.h5"]
+
+
+def test_annotate_a_missing_face_file_is_a_named_error_and_writes_nothing(model_and_videos, tmp_path):
     _, model, _, _ = model_and_videos
-    code = main(
-        [
-            "annotate",
-            "--faces",
-            str(tmp_path / "none.h5"),
-            "--model",
-            str(model),
-            "-o",
-            str(tmp_path / "none.csv"),
-            "--device",
-            "cpu",
-        ]
+    code, _, err = run_cli(
+        "annotate", "--faces", tmp_path / "none.h5", "--model", model, "-o", tmp_path / "none.csv", "--device", "cpu"
     )
-    assert code == 2 and "face file not found" in capsys.readouterr().err
+    assert code == 2 and "face file not found" in err
     assert not (tmp_path / "none.csv").exists() and not (tmp_path / "none.json").exists()
+
+
+def test_a_dry_run_over_10000_videos_plans_batches_with_short_commands(model_and_videos, tmp_path):
+    """10,000 placeholder videos through the SLURM profile: 100 alignment and 100 GPU jobs (batches of
+    100), and no shell command that grows with the folder (each stays far under Linux's 128 KiB)."""
+    _, model, _, _ = model_and_videos
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    for k in range(10_000):
+        (folder / f"session{k:06d}_camera_front_a.mp4").touch()  # 25-character ids
+    work = tmp_path / "work"
+    work.mkdir()
+    config = f"annotate={{videos: {folder}, models: [{model}]}}"
+    profile = str(REPO / "profiles" / "slurm")
+    result = snakemake(work, "--profile", profile, "annotate", "-n", "-p", "--config", config, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    counts = job_counts(output)
+    assert counts == {"annotate_align": 100, "annotate_batch": 100, "annotate_summary": 1, "annotate": 1}
+    commands = [line for line in output.splitlines() if line.startswith("Shell command: affectflow")]
+    assert len(commands) == 201 and max(map(len, commands)) < 64 * 1024
+    assert not (work / "results").exists()  # a dry run records no batch plan

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +18,8 @@ import pytest
 import yaml
 
 import test_annotate
-from workflow_helpers import REPO, finite_numbers_in_tsv, tool_env
+from helpers import REPO, read_table, snakemake, tool_env
+from workflow_helpers import finite_numbers_in_tsv
 
 CLUSTER_DIR = REPO / "tests" / "cluster"
 SLURM_TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scontrol", "scancel")
@@ -114,25 +113,19 @@ def submitted_rules(comment: str) -> set[str]:
     }
 
 
-def snakemake_through_slurm(env, workdir: Path, profile: Path, *args: str) -> tuple[int | None, str, str, float]:
+def snakemake_through_slurm(env, workdir: Path, profile: Path, *args: str) -> tuple[int, str, str, float]:
     """Snakemake on the workflow through the site profile (squeue for job states: no accounting here);
-    (return code, stdout, stderr, seconds)."""
-    command = ["timeout", "-k", "20", str(WORKFLOW_TIMEOUT_S), sys.executable, "-m", "snakemake",
-               "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--profile", str(profile),
-               "--slurm-status-command", "squeue", "--slurm-no-account",
-               "--slurm-init-seconds-before-status-checks", "5", *args]  # fmt: skip
+    (return code, stdout, stderr, seconds). Past WORKFLOW_TIMEOUT_S, or when the test is interrupted,
+    Snakemake's process group gets SIGTERM (it cancels its SLURM jobs), then SIGKILL 20 s later; a
+    timeout fails the test with the output so far."""
     started = time.monotonic()
-    # Its own session, so that an interrupted test takes Snakemake (and `timeout`) down with it.
-    process = subprocess.Popen(
-        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=WORKFLOW_TIMEOUT_S + 60)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return process.returncode, stdout, stderr, time.monotonic() - started
+    result = snakemake(
+        workdir,
+        "--profile", profile, "--slurm-status-command", "squeue", "--slurm-no-account",
+        "--slurm-init-seconds-before-status-checks", "5", *args,
+        env=env, timeout=WORKFLOW_TIMEOUT_S, grace=20,
+    )  # fmt: skip
+    return result.returncode, result.stdout, result.stderr, time.monotonic() - started
 
 
 def test_tiny_workflow_runs_through_slurm_with_gpu_rules_on_the_gpu_partition(slurm_cluster, tmp_path):
@@ -172,31 +165,37 @@ model_and_videos = test_annotate.model_and_videos  # the fixture: a tiny trained
 decoded_frames = test_annotate.decoded_frames
 
 
-def test_annotate_a_folder_through_slurm(slurm_cluster, model_and_videos, tmp_path):
-    """`snakemake annotate` through the SLURM profile: alignments on the CPU partition, each video's
-    annotation a GPU job, the faceless video failing alone and listed in the summary."""
+def test_annotate_an_archive_through_slurm_in_batches(slurm_cluster, model_and_videos, tmp_path):
+    """`snakemake annotate` through the SLURM profile on a sheet of 30 videos, one without a face and one
+    missing: one alignment job on the CPU partition and one annotation job on the GPU partition (the
+    default batch holds them all), no job failing, both failures listed in the summary."""
     env = slurm_cluster
     _, model, videos, _ = model_and_videos
+    entries = {f"clip{k:02d}": str(videos / ("first.mp4" if k % 2 else "second.mp4")) for k in range(28)}
+    entries.update({"empty_room": str(videos / "empty room.mp4"), "missing": str(tmp_path / "gone.mp4")})
+    sheet = test_annotate.annotate_sheet(tmp_path, entries)
     workdir = tmp_path / "work"
     workdir.mkdir()
     profile = site_profile(tmp_path / "profile", cpus=os.cpu_count() or 1, memory_mb=1000)
     before = {job["id"] for job in slurm_jobs(env)}
     returncode, stdout, stderr, elapsed = snakemake_through_slurm(
-        env, workdir, profile, "annotate", "--config", f"annotate={{videos: {videos}, models: [{model}]}}"
+        env, workdir, profile, "annotate", "--config", f"annotate={{videos: {sheet}, models: [{model}]}}"
     )
-    assert returncode != 0, f"the faceless video should have failed its job\n{stderr[-4000:]}"
+    assert returncode == 0, f"no job should fail: failures are data\n{stderr[-4000:]}"
     jobs = [job for job in slurm_jobs(env) if job["id"] not in before]
     aligns = [job for job in jobs if "rule_annotate_align" in job["comment"]]
-    predictions = [job for job in jobs if "rule_annotate_video" in job["comment"]]
-    assert len(aligns) == 4 and {job["partition"] for job in aligns} == {"cpu"}, jobs
-    assert len(predictions) == 3 and {job["partition"] for job in predictions} == {"gpu"}, jobs
+    batches = [job for job in jobs if "rule_annotate_batch" in job["comment"]]
+    assert len(aligns) == 1 and {job["partition"] for job in aligns} == {"cpu"}, jobs
+    assert len(batches) == 1 and {job["partition"] for job in batches} == {"gpu"}, jobs
+    assert len(jobs) == 2, jobs  # the summary runs on the submitting node (a local rule)
     out = workdir / "results" / "annotations"
-    for name in ("first", "second", "second_720p30"):
-        with open(out / f"{name}.csv") as fh:
-            assert sum(1 for _ in fh) - 1 == decoded_frames(videos / f"{name}.mp4")
-    summary = (out / "summary.tsv").read_text()
-    assert "empty_room\tfailed" in summary and "no face" in summary
+    for name in ("clip00", "clip01"):
+        video = videos / ("first.mp4" if name == "clip01" else "second.mp4")
+        assert len(read_table(out / f"{name}.csv")) == decoded_frames(video)
+    summary = {row["id"]: row for row in read_table(out / "summary.tsv")}
+    assert len(summary) == 30
+    assert [v for v, row in summary.items() if row["status"] != "ok"] == ["empty_room", "missing"]
+    assert "no face" in summary["empty_room"]["error"] and "not found" in summary["missing"]["error"]
     print(
-        f"SLURM annotate: {len(jobs)} sbatch jobs ({len(aligns)} alignments, {len(predictions)} GPU jobs) "
-        f"in {elapsed:.0f} s"
+        f"SLURM annotate: 30 videos, {len(jobs)} sbatch jobs ({len(aligns)} CPU, {len(batches)} GPU) in {elapsed:.0f} s"
     )

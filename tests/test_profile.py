@@ -15,10 +15,10 @@ import yaml
 
 from affectflow import profile as profile_module
 from affectflow.cli import main
-from workflow_helpers import REPO, tool_env
+from helpers import REPO, snakemake, tool_env
 
 SOURCE = REPO / "profiles" / "slurm" / "config.yaml"
-GPU_RULES = ("train_cnn", "extract", "train_rnn", "annotate_video")
+GPU_RULES = ("train_cnn", "extract", "train_rnn", "annotate_batch")
 
 
 class Terminal(io.StringIO):
@@ -239,24 +239,9 @@ def test_snakemake_profile_slurm_from_the_repository_root_plans_jobs_with_the_in
 
     workdir = tmp_path / "work"
     workdir.mkdir()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--profile",
-            "slurm",
-            "-n",
-            "--configfile",
-            "config/tiny.yaml",
-            "-d",
-            str(workdir),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    # No -s: Snakemake finds the Snakefile in the repository root, as for the user.
+    result = snakemake(
+        workdir, "--profile", "slurm", "-n", "--configfile", "config/tiny.yaml", snakefile=None, cwd=REPO, env=env
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]

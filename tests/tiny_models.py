@@ -5,14 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from affectflow.cli import main
+from affectflow.contracts import MODEL_FILE
 from affectflow.corpus import open_corpus
-
-
-def run_cli(*args) -> None:
-    words = [str(a) for a in args]
-    code = main(words)
-    assert code == 0, f"affectflow {' '.join(words)} exited {code}"
+from helpers import run_cli
 
 
 def aligned_corpus(root: Path, seed: int, seconds: float):
@@ -33,15 +28,26 @@ def aligned_corpus(root: Path, seed: int, seconds: float):
     corpus = open_corpus(corpus_dir)
     faces = {r.subject: root / "faces" / f"{r.subject}.h5" for r in corpus.recordings}
     for recording in corpus.recordings:
-        run_cli("align", recording.video, "-o", faces[recording.subject], "--chip-size", 32, "--threads", 1, "--quiet")
+        face_file = faces[recording.subject]
+        run_cli("align", recording.video, "-o", face_file, "--chip-size", 32, "--threads", 1, "--quiet", check=True)
     return corpus, faces
 
 
 def train_tiny_models(
-    root: Path, corpus, faces: dict, *, variant: str, fc: int, hidden: int, cnn_epochs: int, rnn_epochs: dict
+    root: Path,
+    corpus,
+    faces: dict,
+    *,
+    variant: str,
+    fc: int,
+    hidden: int,
+    cnn_epochs: int,
+    rnn_epochs: dict,
+    label_shift: float = 0.0,
 ) -> None:
     """root/cnn (a 4/8/8 CNN), its features in root/features, and one RNN (window 10) per
-    dimension of `rnn_epochs` ({dimension: epochs}): root/rnn for valence, root/rnn_{dimension} else."""
+    dimension of `rnn_epochs` ({dimension: epochs}): root/rnn for valence, root/rnn_{dimension} else;
+    the RNNs trained at `label_shift` s (the annotation delay)."""
     run_cli(
         "train-cnn",
         "--corpus",
@@ -64,12 +70,12 @@ def train_tiny_models(
         "cpu",
         "--batch-size",
         32,
+        check=True,
     )
     features = [root / "features" / f"{subject}.h5" for subject in faces]
     for face_file, feature_file in zip(faces.values(), features):
-        run_cli(
-            "extract", "--model", root / "cnn" / "model.pt", "--faces", face_file, "-o", feature_file, "--device", "cpu"
-        )
+        cnn = root / "cnn" / MODEL_FILE
+        run_cli("extract", "--model", cnn, "--faces", face_file, "-o", feature_file, "--device", "cpu", check=True)
     for dimension, epochs in rnn_epochs.items():
         out = root / ("rnn" if dimension == "valence" else f"rnn_{dimension}")
         run_cli(
@@ -77,7 +83,7 @@ def train_tiny_models(
             "--corpus",
             corpus.root,
             "--cnn",
-            root / "cnn" / "model.pt",
+            root / "cnn" / MODEL_FILE,
             "--features",
             *features,
             "--seed",
@@ -94,6 +100,9 @@ def train_tiny_models(
             epochs,
             "--dimension",
             dimension,
+            "--label-shift",
+            label_shift,
             "--device",
             "cpu",
+            check=True,
         )

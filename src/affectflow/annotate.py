@@ -1,15 +1,17 @@
 """`affectflow annotate`: a per-frame valence/arousal table for a video's face file, and the folder summary.
 
 One CSV row per decoded frame, in order, none skipped: ``frame``, ``time`` (the frame's own
-timestamp, s), ``found`` (0/1), ``source`` (detected / tracked / lost: where the face came
-from, affectflow.faces.SOURCES), ``score`` (the face detector's score where it detected the
-face, empty elsewhere), then one column per model file's dimension. Lost frames are predicted
-under the fill policy (affectflow.dataset.FILL_POLICY: the last found face, a blank chip before
-the first one) and say so in ``source``. The face file is read in chunks and every model
-predicts chunk by chunk (affectflow.inference.PipelineStream), so memory does not grow with
-the video's length. A JSON summary (frames, duration, fps, found %, mean and sd per dimension,
-wall times) goes beside the CSV; `affectflow annotate-summary` gathers the folder's summaries
-and the failures into one TSV (docs/design.md, "Annotating videos").
+timestamp, s; a model's value there is its estimate of the annotation at that time,
+affectflow.dataset.TIME_CONVENTION, as in `affectflow predict`), ``found`` (0/1),
+``source`` (detected / tracked / lost: where the face came from, affectflow.faces.SOURCES),
+``score`` (the face detector's score where it detected the face, empty elsewhere), then one
+column per model file's dimension. Lost frames are predicted under the fill policy
+(affectflow.dataset.FILL_POLICY: the last found face, a blank chip before the first one) and
+say so in ``source``. The face file is read in chunks and every model predicts chunk by chunk
+(affectflow.inference.PipelineStream), so memory does not grow with the video's length. A
+JSON summary (frames, duration, fps, found %, mean and sd per dimension, label shifts, the time
+convention, wall times) goes beside the CSV. affectflow.archive annotates a whole folder in batches
+(docs/design.md, "Annotating videos").
 """
 
 from __future__ import annotations
@@ -21,20 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .contracts import DEVICES
+
 CHUNK_FRAMES = 2048
 CSV_COLUMNS = ("frame", "time", "found", "source", "score")
-SUMMARY_COLUMNS = (
-    "id",
-    "status",
-    "video",
-    "frames",
-    "duration_s",
-    "fps",
-    "found_percent",
-    "align_s",
-    "predict_s",
-    "error",
-)
 
 
 def add_commands(subparsers) -> None:
@@ -56,96 +48,40 @@ def add_commands(subparsers) -> None:
     p.add_argument("--summary", type=Path, default=None, help="SUMMARY.json (default: beside the CSV)")
     p.add_argument("--plot", type=Path, default=None, help="a PNG of the traces")
     p.add_argument("--id", default=None, help="the video's id in the summary (default: the face file's name)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_annotate_command)
 
-    p = subparsers.add_parser(
-        "annotate-summary",
-        help="gather per-video annotation summaries into one TSV",
-        description="One row per video id: its JSON summary, or the error its log ends with.",
-    )
-    p.add_argument("--ids", required=True, nargs="+", help="every video id of the folder")
-    p.add_argument("--annotations", required=True, type=Path, help="folder of {id}.json summaries")
-    p.add_argument(
-        "--logs",
-        required=True,
-        type=Path,
-        nargs="+",
-        help="folders of the per-video logs ({id}.log), searched in order for a failure's reason",
-    )
-    p.add_argument("--dimensions", nargs="*", default=None, help="dimension columns (default: from the summaries)")
-    p.add_argument("-o", "--output", required=True, type=Path, help="summary.tsv")
-    p.set_defaults(handler=_summary_command)
 
-
-def list_videos(source: str | Path) -> dict[str, Path]:
-    """{id: video} of a folder (its files with a video suffix, not recursive; id = the file's stem) or
-    of a sheet (.tsv/.csv with a `video` column, paths relative to the sheet, and an optional `id`).
-
-    Light on purpose: the workflow calls it when it parses.
-    """
-    import csv
-
-    from .contracts import VIDEO_ID_PATTERN, VIDEO_SUFFIXES, video_id
+def load_models(model_files: list[Path], device_name: str = "auto") -> list:
+    """The model files of one annotation, loaded once (a batch job reuses them for every video)."""
     from .errors import fail
+    from .inference import load_pipeline
+    from .tensors import resolve_device
 
-    source = Path(source)
-    entries: list[tuple[str | None, Path]] = []
-    if source.is_dir():
-        entries = [
-            (None, p)
-            for p in sorted(source.iterdir())
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES
-        ]
-        if not entries:
-            raise fail(source, f"no videos ({', '.join(VIDEO_SUFFIXES)}) in this folder")
-    elif source.is_file():
-        with open(source, newline="") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if source.suffix.lower() == ".tsv" else ",")
-            if "video" not in (reader.fieldnames or []):
-                raise fail(source, f"a video sheet needs a 'video' column (has {reader.fieldnames})")
-            for row in reader:
-                if not (row.get("video") or "").strip():
-                    continue
-                path = Path(row["video"].strip())
-                entries.append(
-                    ((row.get("id") or "").strip() or None, path if path.is_absolute() else source.parent / path)
-                )
-        if not entries:
-            raise fail(source, "the video sheet lists no video")
-    else:
-        raise fail(source, "no such folder or video sheet")
-    videos: dict[str, Path] = {}
-    for given, path in entries:
-        name = given or video_id(str(path))
-        if not VIDEO_ID_PATTERN.match(name):
-            raise fail(source, f"video id {name!r} ({path}): use letters, digits, '.', '_' and '-'")
-        if name in videos:
-            raise fail(source, f"two videos have the id {name!r}: {videos[name]} and {path}")
-        videos[name] = path
-    return videos
-
-
-def annotate_faces(
-    faces_path: Path, model_files: list[Path], output: Path, device_name: str = "auto", progress: bool = True
-) -> dict:
-    """Write the annotations CSV of a face file; returns the summary (without wall times of other stages)."""
-    from tqdm import tqdm
-
-    from .dataset import ChunkFill
-    from .errors import fail
-    from .faces import SOURCES, face_chunks
-    from .inference import PipelineStream, load_pipeline
-    from .io import atomic_path
-    from .trainer import resolve_device
-
-    started = time.perf_counter()
     device = resolve_device(device_name)
     pipelines = [load_pipeline(path, device) for path in model_files]
     dimensions = [p.dimension for p in pipelines]
     if len(set(dimensions)) != len(dimensions):
         raise fail(model_files[0], f"two model files predict the same dimension ({', '.join(dimensions)})")
+    return pipelines
+
+
+def annotate_faces(faces_path: Path, pipelines: list, output: Path, progress: bool = True) -> dict:
+    """Write the annotations CSV of a face file with loaded models (load_models); returns the summary
+    (without wall times of other stages)."""
+    from tqdm import tqdm
+
+    from .dataset import TIME_CONVENTION, ChunkFill, ShiftedStream
+    from .errors import fail
+    from .faces import SOURCES, face_chunks
+    from .inference import PipelineStream
+    from .io import atomic_path
+
+    started = time.perf_counter()
+    dimensions = [p.dimension for p in pipelines]
     streams = [PipelineStream(p) for p in pipelines]
+    placers = [ShiftedStream(p.label_shift) for p in pipelines]  # the one time convention (TIME_CONVENTION)
     fill = ChunkFill()
     pending: list[tuple] = []  # frames whose predictions are not all known yet (transductive models)
     ready: list[list[np.ndarray]] = [[] for _ in streams]
@@ -171,7 +107,7 @@ def annotate_faces(
                         raise fail(faces_path, "a model gave fewer predictions than frames")
                     return
                 pending.pop(0)
-                columns = [_take(r, len(times)) for r in ready]
+                columns = [placers[k](times, _take(r, len(times))) for k, r in enumerate(ready)]
                 for k, values in enumerate(columns):
                     sums[0][k] += float(np.sum(values, dtype=np.float64))
                     sums[1][k] += float(np.sum(np.square(values, dtype=np.float64)))
@@ -208,6 +144,8 @@ def annotate_faces(
         "video": str(attrs.get("source", "")),
         "dimensions": dimensions,
         "models": [str(p.path) for p in pipelines],
+        "label_shifts": [p.label_shift for p in pipelines],
+        "time_convention": TIME_CONVENTION,
     }
     for k, dimension in enumerate(dimensions):
         mean = sums[0][k] / frames
@@ -240,16 +178,39 @@ def _write_rows(fh, first_frame: int, times, found, source, score, columns, name
         )
 
 
-def _annotate_command(args) -> int:
+def write_annotation(
+    faces_path: Path,
+    pipelines: list,
+    table: Path,
+    summary_path: Path,
+    plot: Path | None,
+    video_id: str,
+    progress: bool = True,
+    extra: dict | None = None,
+) -> dict:
+    """A video's table, then its plot, then its JSON summary (status ok): the summary is written last,
+    so that its presence means the video is done (affectflow.archive reads it so)."""
     from .io import atomic_path
 
-    summary = annotate_faces(args.faces, args.model, args.output, args.device)
-    summary = {"id": args.id or args.faces.stem, "status": "ok", **summary}
-    path = args.summary or args.output.with_suffix(".json")
-    with atomic_path(path) as tmp:
+    summary = {
+        "id": video_id,
+        "status": "ok",
+        **annotate_faces(faces_path, pipelines, table, progress),
+        **(extra or {}),
+    }
+    if plot is not None:
+        _plot(table, plot, summary)
+    with atomic_path(summary_path) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    if args.plot is not None:
-        _plot(args.output, args.plot, summary)
+    return summary
+
+
+def _annotate_command(args) -> int:
+    pipelines = load_models(args.model, args.device)
+    summary_path = args.summary or args.output.with_suffix(".json")
+    summary = write_annotation(
+        args.faces, pipelines, args.output, summary_path, args.plot, args.id or args.faces.stem, not args.quiet
+    )
     print(
         f"{args.output}: {summary['frames']} frames, found {summary['found_percent']} %, "
         + ", ".join(f"{d} mean {summary[f'{d}_mean']:.3f} sd {summary[f'{d}_sd']:.3f}" for d in summary["dimensions"])
@@ -274,52 +235,3 @@ def _plot(csv_path: Path, png: Path, summary: dict) -> None:
         {d: np.asarray(v) for d, v in traces.items()},
         f"{summary['id']}: {', '.join(traces)} ({summary['found_percent']} % of frames with a face)",
     )
-
-
-def failure_reason(video_id: str, log_dirs: list[Path]) -> str:
-    """The last `affectflow ...: error: ...` line of the video's logs (the CLI's one-line error)."""
-    for folder in log_dirs:
-        log = Path(folder) / f"{video_id}.log"
-        if log.is_file():
-            lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if "error:" in line]
-            if lines:
-                return lines[-1]
-    return "no output and no error in its logs (not run yet, or interrupted)"
-
-
-def write_summary(
-    ids: list[str], annotations: Path, log_dirs: list[Path], output: Path, dimensions: list[str] | None = None
-) -> list[dict]:
-    from .io import atomic_path
-
-    rows = []
-    for video_id in ids:
-        path = Path(annotations) / f"{video_id}.json"
-        if path.is_file():
-            rows.append(json.loads(path.read_text()))
-        else:
-            rows.append({"id": video_id, "status": "failed", "error": failure_reason(video_id, log_dirs)})
-    if dimensions is None:
-        dimensions = []
-        for row in rows:
-            dimensions += [d for d in row.get("dimensions", []) if d not in dimensions]
-    columns = list(SUMMARY_COLUMNS[:-1]) + [f"{d}_{s}" for d in dimensions for s in ("mean", "sd")] + ["error"]
-    with atomic_path(output) as tmp, open(tmp, "w") as fh:
-        fh.write("\t".join(columns) + "\n")
-        for row in rows:
-            fh.write("\t".join(_cell(row.get(c, "")) for c in columns) + "\n")
-    return rows
-
-
-def _cell(value) -> str:
-    return str(value).replace("\t", " ").replace("\n", " ")
-
-
-def _summary_command(args) -> int:
-    rows = write_summary(args.ids, args.annotations, args.logs, args.output, args.dimensions)
-    failed = [r for r in rows if r["status"] != "ok"]
-    print(
-        f"{args.output}: {len(rows) - len(failed)} videos annotated, {len(failed)} failed"
-        + "".join(f"\n  {r['id']}: {r['error']}" for r in failed)
-    )
-    return 0

@@ -15,14 +15,17 @@ import sys
 from . import __version__
 from .errors import AffectflowError
 
-# Area modules that contribute subcommands, in the order --help lists them.
+# Area modules that contribute subcommands, in the order --help lists them. The synthetic
+# corpus adds `synth` to the `corpus` group (affectflow.corpus.corpus_commands), listed first.
 COMMAND_MODULES = (
+    "affectflow.synth.cli",
     "affectflow.corpus",
     "affectflow.align",
     "affectflow.train",
     "affectflow.evaluate",
     "affectflow.predict",
     "affectflow.annotate",
+    "affectflow.archive",
     "affectflow.report",
     "affectflow.profile",
 )

@@ -1,14 +1,19 @@
-# `snakemake annotate`: a per-frame valence/arousal table for every video of a folder.
-# One alignment job per video (CPU), then its annotation (the models; a GPU job on a cluster),
-# then the folder's summary. The annotations are not grouped into one GPU job: Snakemake submits
-# a group only once every member's input exists, so one faceless video would hold back all the
-# others of its group. A video that fails (no face,
-# undecodable) fails alone (keep-going, profiles/default); `onerror` still writes the summary
-# with each failure's reason.
+# `snakemake annotate`: a per-frame valence/arousal table for every video of a folder or sheet,
+# in batches of annotate.batch videos (affectflow.archive): per batch one alignment job (CPU) and
+# one annotation job (the models load once; a GPU job on a cluster), then the folder's summary.
+# A video that cannot be aligned or annotated (no face, undecodable, missing) is recorded as a
+# failure in its outcome ({id}.json) and its batch goes on; a crash fails the batch's job (and
+# the cluster retries it: it skips the members already done). Only the batches that hold a video
+# not yet done are in the DAG, so a rerun after adding videos aligns and annotates only those.
 
 
 wildcard_constraints:
-    video="|".join(re.escape(v) for v in ANNOTATE_VIDEOS) or "(?!)",
+    batch=r"b\d+",
+
+
+localrules:
+    annotate,
+    annotate_summary,
 
 
 rule annotate:
@@ -18,63 +23,73 @@ rule annotate:
 
 rule annotate_align:
     input:
-        video=lambda wc: ANNOTATE_VIDEOS[wc.video],
+        videos=annotate_batch_videos,
         model=lambda wc: annotate_models()[0],
     output:
-        # temporary: a long video's chips are large, and its table is what stays
-        faces=temp(annotation_faces_path("{video}")),
+        # temporary: the chips are large, the tables are what stays
+        work=temp(directory(annotation_work_dir("{batch}"))),
     log:
-        "logs/annotate/align/{video}.log",
+        "logs/annotate/align/{batch}.log",
     benchmark:
-        "benchmarks/annotate/align/{video}.tsv"
+        "benchmarks/annotate/align/{batch}.tsv"
     conda:
         "../../envs/affectflow.yaml"
     threads: config["align"]["threads"]
     resources:
         mem_mb=4000,
-        runtime=120,
+        runtime=240,
+    params:
+        source=lambda wc: ANNOTATE["videos"],
+        plan=annotation_plan_path(),
+        models=lambda wc: shlex.join(
+            word for model in annotate_models() for word in ("--model", model)
+        ),
+        # results/annotations/work/{batch} -> results/annotations
+        annotations=lambda wc, output: os.path.dirname(os.path.dirname(output.work)),
+        retry=ANNOTATE_RETRY,
     shell:
-        "affectflow align {input.video:q} -o {output.faces:q} --like {input.model:q}"
-        " --threads {threads} > {log} 2>&1"
+        "affectflow align-batch --videos {params.source:q} --batch {wildcards.batch} --plan {params.plan}"
+        " --like {input.model:q} {params.models} --annotations {params.annotations}"
+        " -o {output.work} --threads {threads} {params.retry} > {log} 2>&1"
 
 
-rule annotate_video:
+rule annotate_batch:
     input:
-        faces=annotation_faces_path("{video}"),
+        work=annotation_work_dir("{batch}"),
         models=annotate_models,
     output:
-        table=annotation_path("{video}", "csv"),
-        summary=annotation_path("{video}", "json"),
-        plot=report(
-            annotation_path("{video}", "png"),
-            caption="../report/annotation.rst",
-            category="Annotations",
-            labels={"video": "{video}"},
-        ),
+        marker=annotation_batch_marker("{batch}"),
     log:
-        "logs/annotate/predict/{video}.log",
+        "logs/annotate/batch/{batch}.log",
     benchmark:
-        "benchmarks/annotate/predict/{video}.tsv"
+        "benchmarks/annotate/batch/{batch}.tsv"
     conda:
         "../../envs/affectflow.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=8000,
+        runtime=240,
     params:
+        source=lambda wc: ANNOTATE["videos"],
+        plan=annotation_plan_path(),
         models=lambda wc, input: shlex.join(
             word for model in input.models for word in ("--model", model)
         ),
+        # results/annotations/batches/{batch}.tsv -> results/annotations
+        annotations=lambda wc, output: os.path.dirname(os.path.dirname(output.marker)),
+        plots=(
+            "" if str(ANNOTATE.get("plots", False)).lower() == "true" else "--no-plots"
+        ),
         device=config["device"],
     shell:
-        "affectflow annotate --faces {input.faces} {params.models} --id {wildcards.video}"
-        " -o {output.table} --summary {output.summary} --plot {output.plot}"
-        " --device {params.device} > {log} 2>&1"
+        "affectflow annotate-batch --videos {params.source:q} --batch {wildcards.batch} --plan {params.plan}"
+        " --work {input.work} {params.models} --annotations {params.annotations}"
+        " --marker {output.marker} {params.plots} --device {params.device} > {log} 2>&1"
 
 
 rule annotate_summary:
     input:
-        [annotation_path(video, "json") for video in ANNOTATE_VIDEOS],
+        [annotation_batch_marker(batch) for batch in ANNOTATE_BATCHES],
     output:
         annotations_summary_path(),
     log:

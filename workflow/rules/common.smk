@@ -1,10 +1,9 @@
-# Parse-time helpers: config validation, the subject list, the model grids.
-# Everything the rules fan out over is computed here from the config and the corpus.
+# Parse-time checks and the rules' input functions; the package computes what they rest on.
+# From the config: the models the tables need and the RNN grid (affectflow.tables_layout); from
+# the corpus: its subjects (affectflow.corpus reads one, affectflow.synth plans the synthetic one).
 # Names every part of affectflow agrees on (dimensions, partitions, the results layout, run
 # and model names, row keys) come from affectflow.contracts; rules build paths with its helpers.
 
-import itertools
-import json
 import os
 import re
 import shlex
@@ -12,28 +11,28 @@ import shlex
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from affectflow import tables_layout
+from affectflow.config_check import schema_problems
 from affectflow.contracts import (
-    DIMENSIONS,
     FIGURE3,
     FIGURE3_SMOOTHNESS,
     HISTORY_FILE,
     MODEL_FILE,
     MODEL_KINDS,
-    PARTITIONS,
+    RESULTS,
     RUN_FILE,
     RUN_PATTERN,
-    SWEEP_TABLES,
     TABLES,
     TABLE_FORMATS,
     TRAINING_CURVES,
-    annotation_faces_path,
+    annotation_batch_marker,
+    annotation_plan_path,
+    annotation_work_dir,
+    annotations_dir,
     annotation_path,
     annotations_summary_path,
-    avec_labels,
-    avec_video,
     cnn_dir,
     cnn_label,
-    cnn_row_key,
     faces_path,
     features_path,
     figure_path,
@@ -43,8 +42,6 @@ from affectflow.contracts import (
     predictions_path,
     rnn_dir,
     rnn_name,
-    rnn_row_key,
-    run_id,
     run_seed,
     run_selection,
     table_path,
@@ -54,51 +51,9 @@ SCHEMA = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.ya
 
 
 # ---- config validation: every value a command would refuse is refused here, at parse time,
-# with the config key named. First the schema (types, ranges, the package's enumerations),
-# then what a schema cannot say (how keys relate), then what needs the corpus's subjects.
-def _config_key(path):
-    """A config key as dotted text: rnn.tables.table4.layers[1]."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
-    return text or "(the config)"
-
-
-def _schema_problems():
-    """Every schema violation of the config, one line each, keys named. Stricter than
-    snakemake.utils.validate on one point: an integer must be written as one (8, not 8.0).
-    """
-    import jsonschema
-    import yaml
-
-    with open(SCHEMA) as f:
-        schema = yaml.safe_load(f)
-    base = jsonschema.Draft202012Validator
-    strict = jsonschema.validators.extend(
-        base,
-        type_checker=base.TYPE_CHECKER.redefine(
-            "integer", lambda _, x: isinstance(x, int) and not isinstance(x, bool)
-        ),
-    )
-    problems = []
-    for error in strict(schema).iter_errors(config):
-        message = error.message
-        # oneOf / anyOf: what the alternatives for the value's type wanted
-        if error.context:
-            subs = [e for e in error.context if e.validator != "type"] or error.context
-            reasons = []
-            for sub in subs:
-                where = _config_key(sub.absolute_path)
-                reason = sub.message + (
-                    f" ({where})" if sub.absolute_path != error.absolute_path else ""
-                )
-                if reason not in reasons:
-                    reasons.append(reason)
-            message += ": " + "; or ".join(reasons)
-        problems.append(f"config {_config_key(error.absolute_path)}: {message}")
-    return sorted(problems)
-
-
+# with the config key named. First the schema (types, ranges, the package's enumerations;
+# affectflow.config_check lists every violation), then what a schema cannot say (how keys
+# relate), then what needs the corpus's subjects.
 def _refuse(problems):
     """Stop parsing with every problem found, one line each."""
     if problems:
@@ -108,29 +63,16 @@ def _refuse(problems):
         )
 
 
-_refuse(_schema_problems())
+_refuse(schema_problems(config, SCHEMA))
 validate(config, schema=SCHEMA)  # sets the schema's defaults
 
 CORPUS = config["corpus"]["path"]
 SYNTHETIC = config["corpus"].get("synthetic")
-
-
-def _seed_list(value):
-    return list(range(value)) if isinstance(value, int) else list(value)
-
-
-# Table 1's rows (CNN variants, CNN+RNN nonlinearities) run every seed; the sweeps of
-# Tables 2-4 run `sweep_seeds` (default: all seeds), so a small budget can say so.
-SEEDS = _seed_list(config["seeds"])
-SWEEP_SEEDS = _seed_list(config.get("sweep_seeds", config["seeds"]))
-# Model selection: the first entry picks the models of every table (the paper: dev); each
-# further entry retrains, first seed only, the feature CNN (rnn.features) and Table 1's
-# CNN+RNN rows selected that way, shown beside them.
-MODEL_SELECTIONS = (
-    [config["selection"]]
-    if isinstance(config["selection"], str)
-    else list(config["selection"])
-)
+# Table 1's rows run every seed, the sweeps of Tables 2-4 `sweep_seeds`; the first model
+# selection picks every table's models, each further one retrains Table 1's (first seed).
+SEEDS = tables_layout.seeds(config)
+SWEEP_SEEDS = tables_layout.sweep_seeds(config)
+MODEL_SELECTIONS = tables_layout.model_selections(config)
 HEADLINE_SELECTION = MODEL_SELECTIONS[0]
 # The config's CNN variants (a subset of affectflow.contracts.CNN_VARIANTS).
 VARIANTS = list(config["cnn"]["variants"])
@@ -174,42 +116,33 @@ def _relation_problems():
 _refuse(_relation_problems())
 
 
-def _synthetic_recordings():
-    """Subjects of the corpus that synth_corpus will write (it does not exist yet at parse time)."""
-    recordings = {}
-    for partition, count in zip(PARTITIONS, SYNTHETIC["subjects"]):
-        for index in range(1, count + 1):
-            subject = f"{partition}_{index}"
-            recordings[subject] = {
-                "partition": partition,
-                "video": f"{CORPUS}/{avec_video(subject)}",
-                "labels": {
-                    dim: f"{CORPUS}/{avec_labels(dim, subject)}" for dim in DIMENSIONS
-                },
-            }
-    return recordings
+def _recordings():
+    """Subjects of the corpus: the synthetic one as synth_corpus will write it (it does not
+    exist yet at parse time), or an existing one, read by affectflow's own corpus reader.
+    """
+    if SYNTHETIC:
+        from affectflow.synth import planned_recordings
 
+        recordings = planned_recordings(CORPUS, SYNTHETIC["subjects"])
+    else:
+        from affectflow.corpus import open_corpus
+        from affectflow.errors import AffectflowError
 
-def _corpus_recordings():
-    """Subjects of an existing corpus, read by affectflow's own corpus reader."""
-    from affectflow.corpus import open_corpus
-    from affectflow.errors import AffectflowError
-
-    try:
-        corpus = open_corpus(CORPUS)
-    except (AffectflowError, OSError) as error:
-        raise WorkflowError(f"config corpus.path: cannot open the corpus: {error}")
+        try:
+            recordings = open_corpus(CORPUS).recordings
+        except (AffectflowError, OSError) as error:
+            raise WorkflowError(f"config corpus.path: cannot open the corpus: {error}")
     return {
         rec.subject: {
             "partition": rec.partition,
             "video": str(rec.video),
             "labels": {dim: str(path) for dim, path in rec.labels.items()},
         }
-        for rec in corpus.recordings
+        for rec in recordings
     }
 
 
-RECORDINGS = _synthetic_recordings() if SYNTHETIC else _corpus_recordings()
+RECORDINGS = _recordings()
 # Subjects the workflow aligns and featurizes (config `partitions`), in corpus order.
 SUBJECTS = [
     s for s, rec in RECORDINGS.items() if rec["partition"] in config["partitions"]
@@ -251,28 +184,10 @@ def cli_options(options):
     return shlex.join(words)
 
 
-# ---- the RNN ablation grid (Tables 1-4): a sweep of one or more settings around the base.
-def _rnn_grid():
-    """A table is one sweep (a mapping) or a list of sweeps whose rows follow each other."""
-    base = config["rnn"]["base"]
-    tables, configs = {}, {}
-    for table in SWEEP_TABLES:
-        sweeps = config["rnn"]["tables"][table]
-        rows = []
-        for sweep in sweeps if isinstance(sweeps, list) else [sweeps]:
-            keys = list(sweep)
-            for values in itertools.product(*(sweep[key] for key in keys)):
-                settings = {**base, **dict(zip(keys, values))}
-                name = rnn_name(settings)
-                configs[name] = (
-                    settings  # identical settings share a name: trained once
-                )
-                rows.append((dict(zip(keys, values)), name))
-        tables[table] = rows
-    return tables, configs
-
-
-RNN_ROWS, RNN_CONFIGS = _rnn_grid()
+# ---- the RNN configs of the ablation grid (Tables 1-4, by name) and every model run the
+# tables need, (kind, model, run): affectflow.tables_layout, which also lays out the tables.
+RNN_CONFIGS = tables_layout.rnn_grid(config)[1]
+MODEL_RUNS = tables_layout.model_runs(config)
 
 
 wildcard_constraints:
@@ -297,98 +212,6 @@ def table_files():
 
 def figure_files():
     return [figure_path(FIGURE3), figure_path(TRAINING_CURVES)]
-
-
-# ---- the tables' layout: which metrics files make which row (mean +- sd over seeds).
-def _runs(seeds, selection=None):
-    return [
-        run_id(seed, selection or HEADLINE_SELECTION, HEADLINE_SELECTION)
-        for seed in seeds
-    ]
-
-
-def _selected_elsewhere(kind, model):
-    """Table 1's extra columns: the same model selected by each non-headline selection (first seed)."""
-    return {
-        selection: [
-            metrics_path(kind, model, run) for run in _runs(SEEDS[:1], selection)
-        ]
-        for selection in MODEL_SELECTIONS[1:]
-    }
-
-
-def _cnn_row(variant):
-    return {
-        "label": cnn_label(variant),
-        "key": cnn_row_key(variant),
-        "metrics": [metrics_path("cnn", variant, run) for run in _runs(SEEDS)],
-        # the CNN whose features feed the RNNs is retrained for each further selection anyway
-        "selected": (
-            _selected_elsewhere("cnn", variant) if variant == RNN_FEATURES else {}
-        ),
-    }
-
-
-def rnn_label(swept):
-    return "CNN+RNN ({})".format(
-        ", ".join(f"{key}={value}" for key, value in swept.items())
-    )
-
-
-def _rnn_row(swept, name, seeds, with_selections=False):
-    return {
-        "label": rnn_label(swept),
-        "key": rnn_row_key(swept),
-        "metrics": [metrics_path("rnn", name, run) for run in _runs(seeds)],
-        "selected": _selected_elsewhere("rnn", name) if with_selections else {},
-    }
-
-
-def tables_layout():
-    cnn_rows = [_cnn_row(v) for v in VARIANTS]
-    table1_rnn = [
-        _rnn_row(swept, name, SEEDS, True) for swept, name in RNN_ROWS["table1"]
-    ]
-    sweeps = {
-        t: [_rnn_row(swept, name, SWEEP_SEEDS) for swept, name in RNN_ROWS[t]]
-        for t in SWEEP_TABLES[1:]
-    }
-    return {
-        "partition": EVAL_PARTITION,
-        "dimension": config["dimension"],
-        "rnn_features": cnn_label(RNN_FEATURES),
-        "rnn_base": config["rnn"]["base"],
-        "rnn_feature_norm": RNN_FEATURE_NORM,
-        "cnn_normalization": config["cnn"]["normalization"],
-        "selection": HEADLINE_SELECTION,
-        "tables": {
-            "1": cnn_rows + table1_rnn,
-            "2": sweeps["table2"],
-            "3": sweeps["table3"],
-            "4": sweeps["table4"],
-            "5": cnn_rows + table1_rnn,
-        },
-    }
-
-
-def _model_runs():
-    """(kind, model, run) of every model the tables need."""
-    runs = {("cnn", v, r) for v in VARIANTS for r in _runs(SEEDS)}
-    table1 = {name for _, name in RNN_ROWS["table1"]}
-    sweeps = {n for t in SWEEP_TABLES[1:] for _, n in RNN_ROWS[t]}
-    for name in RNN_CONFIGS:
-        seeds = set(SEEDS if name in table1 else []) | set(
-            SWEEP_SEEDS if name in sweeps else []
-        )
-        runs |= {("rnn", name, r) for r in _runs(sorted(seeds))}
-    for selection in MODEL_SELECTIONS[1:]:
-        extra = _runs(SEEDS[:1], selection)
-        runs |= {("cnn", RNN_FEATURES, r) for r in extra}
-        runs |= {("rnn", name, r) for name in table1 for r in extra}
-    return sorted(runs)
-
-
-MODEL_RUNS = _model_runs()
 
 
 def all_metrics_files():
@@ -418,7 +241,7 @@ def evaluation_features(wildcards):
 FIGURE_SUBJECT = config["figures"].get("subject") or subjects(EVAL_PARTITION)[0]
 FIGURE_CNN = config["figures"].get("cnn") or RNN_FEATURES
 FIGURE_RNN = rnn_name(config["rnn"]["base"])
-FIGURE_RUN = _runs(SEEDS[:1])[0]
+FIGURE_RUN = tables_layout.runs(config, SEEDS[:1])[0]
 _refuse(
     (
         [
@@ -440,24 +263,9 @@ _refuse(
 )
 
 
-# ---- annotate: a per-frame table for every video of a folder (`snakemake annotate`).
+# ---- annotate: a per-frame table for every video of a folder (`snakemake annotate`), in batches
+# (affectflow.archive): one alignment job and one annotation job per batch of annotate.batch videos.
 ANNOTATE = config.get("annotate") or {}
-
-
-def _annotate_videos():
-    if not ANNOTATE.get("videos"):
-        return {}
-    from affectflow.annotate import list_videos
-    from affectflow.errors import AffectflowError
-
-    try:
-        return {key: str(path) for key, path in list_videos(ANNOTATE["videos"]).items()}
-    except (AffectflowError, OSError) as error:
-        raise WorkflowError(f"config annotate.videos: {error}")
-
-
-ANNOTATE_VIDEOS = _annotate_videos()
-ANNOTATE_LOGS = ["logs/annotate/align", "logs/annotate/predict"]
 
 
 def annotate_models(wildcards=None):
@@ -469,27 +277,59 @@ def annotate_models(wildcards=None):
         return [own]
     raise WorkflowError(
         f"config annotate.models: none given, and the workflow's own model {own} is not trained yet "
-        "(run the workflow first, or name model files: --config 'annotate={videos: DIR, models: [M.pt]}')"
+        "(run the workflow first, or name model files: --config 'annotate={videos: DIR, models: [M.safetensors]}')"
     )
+
+
+def _annotate_plan():
+    """The videos, their batches and the batches still to do (affectflow.archive.AnnotationPlan)."""
+    if not ANNOTATE.get("videos"):
+        return None
+    from affectflow.archive import plan_annotation
+    from affectflow.errors import AffectflowError
+
+    try:
+        return plan_annotation(
+            ANNOTATE["videos"],
+            annotate_models(),
+            int(ANNOTATE.get("batch", 100)),
+            RESULTS,
+            retry_failed=ANNOTATE_RETRY_FAILED,
+        )
+    except (AffectflowError, OSError) as error:
+        raise WorkflowError(f"config annotate: {error}") from None
+
+
+# Failed videos are not retried by a plain rerun (their failure is data); this config key retries them.
+ANNOTATE_RETRY_FAILED = str(ANNOTATE.get("retry_failed", False)).lower() == "true"
+ANNOTATE_PLAN = _annotate_plan()
+ANNOTATE_VIDEOS = ANNOTATE_PLAN.videos if ANNOTATE_PLAN else {}
+ANNOTATE_BATCHES = ANNOTATE_PLAN.todo if ANNOTATE_PLAN else {}
+ANNOTATE_RETRY = "--retry-failed" if ANNOTATE_RETRY_FAILED else ""
 
 
 def annotate_targets(wildcards=None):
     if not ANNOTATE_VIDEOS:
         raise WorkflowError(
             "config annotate.videos: not set; e.g. snakemake annotate --cores 4 "
-            "--config 'annotate={videos: my_videos/, models: [results/rnn/.../model.pt]}'"
+            "--config 'annotate={videos: my_videos/, models: [results/rnn/.../model.safetensors]}'"
         )
-    return [annotations_summary_path()] + [
-        annotation_path(video, ext)
-        for video in ANNOTATE_VIDEOS
-        for ext in ("csv", "png")
+    return [annotations_summary_path()]
+
+
+def annotate_batch_videos(wildcards):
+    """The batch's videos that exist (a missing one is recorded as a failure by align-batch). From the
+    plan, not the batches to do: a cluster job parses again after its own members may be done."""
+    return [
+        str(ANNOTATE_VIDEOS[v])
+        for v in ANNOTATE_PLAN.members(wildcards.batch)
+        if os.path.exists(ANNOTATE_VIDEOS[v])
     ]
 
 
 def annotate_summary_command(output):
-    """The summary of the folder: also run by `onerror`, so that failed videos are listed with their reason."""
+    """The folder's summary (also run by `onerror`): the shell command does not grow with the folder."""
     return shlex.join(
-        ["affectflow", "annotate-summary", "--ids", *ANNOTATE_VIDEOS]
-        + ["--annotations", os.path.dirname(annotations_summary_path())]
-        + ["--logs", *ANNOTATE_LOGS, "-o", output]
+        ["affectflow", "annotate-summary", "--videos", str(ANNOTATE["videos"])]
+        + ["--annotations", annotations_dir(), "-o", output]
     )

@@ -1,0 +1,491 @@
+"""Annotating an archive: thousands of videos in batches (docs/design.md, "Annotating videos").
+
+A video's outcome is its JSON in the annotations folder, ``{id}.json``: status ``ok`` (written
+last, after its table and plot: affectflow.annotate.write_annotation) or ``failed`` with the
+stage and the reason (no face, cannot be decoded, missing file). A video with an outcome is
+done; a plain rerun does not retry a failed one (``--retry-failed`` does), and a change of
+models makes every video pending again.
+
+Batches: the workflow groups the videos into batches of ``annotate.batch`` videos so that a
+cluster gets one CPU job (alignment, ``align-batch``) and one GPU job (``annotate-batch``: the
+models load once) per batch, not two per video. Which batch a video belongs to is kept in a plan
+(``batches/plan.tsv``, id and batch): videos new to the plan form new batches of their own, so a
+rerun after adding videos aligns and annotates only those, and every Snakemake process of a run
+(each cluster job parses the workflow again) sees the same batches. A batch job skips the
+members that are already done, so a batch that crashed resumes where it stopped.
+
+Data failures are data: a video that cannot be aligned or annotated gets a failure outcome and
+its batch goes on. Anything else (out of memory, killed, a time limit) fails the job, so that the
+cluster's retries apply.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .contracts import VIDEO_ID_PATTERN, VIDEO_SUFFIXES, video_id
+from .errors import AffectflowError, fail
+
+PLAN_COLUMNS = ("id", "batch")
+BATCH_PREFIX = "b"
+FAILED_SUFFIX = ".failed.json"  # a member's alignment failure record in a batch's work folder
+SUMMARY_COLUMNS = (
+    "id",
+    "status",
+    "video",
+    "frames",
+    "duration_s",
+    "fps",
+    "found_percent",
+    "align_s",
+    "predict_s",
+)
+STATUSES = ("ok", "failed", "pending")
+
+
+def list_videos(source: str | Path) -> dict[str, Path]:
+    """{id: video} of a folder (its files with a video suffix, not recursive; id = the file's stem) or
+    of a sheet (.tsv/.csv with a `video` column, paths relative to the sheet, and an optional `id`).
+
+    Files are not opened (a missing one fails its own video later). Light on purpose: the workflow
+    calls it when it parses.
+    """
+    source = Path(source)
+    entries: list[tuple[str | None, Path]] = []
+    if source.is_dir():
+        entries = [
+            (None, p)
+            for p in sorted(source.iterdir())
+            if not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+        ]
+        if not entries:
+            raise fail(source, f"no videos ({', '.join(VIDEO_SUFFIXES)}) in this folder")
+    elif source.is_file():
+        with open(source, newline="") as fh:
+            reader = csv.DictReader(fh, delimiter="\t" if source.suffix.lower() == ".tsv" else ",")
+            if "video" not in (reader.fieldnames or []):
+                raise fail(source, f"a video sheet needs a 'video' column (has {reader.fieldnames})")
+            for row in reader:
+                if not (row.get("video") or "").strip():
+                    continue
+                path = Path(row["video"].strip())
+                entries.append(
+                    ((row.get("id") or "").strip() or None, path if path.is_absolute() else source.parent / path)
+                )
+        if not entries:
+            raise fail(source, "the video sheet lists no video")
+    else:
+        raise fail(source, "no such folder or video sheet")
+    videos: dict[str, Path] = {}
+    for given, path in entries:
+        name = given or video_id(str(path))
+        if not VIDEO_ID_PATTERN.match(name):
+            raise fail(source, f"video id {name!r} ({path}): use letters, digits, '.', '_' and '-'")
+        if name in videos:
+            raise fail(source, f"two videos have the id {name!r}: {videos[name]} and {path}")
+        videos[name] = path
+    return videos
+
+
+# ----------------------------------------------------------------------------- outcomes
+
+
+def outcome_path(annotations: Path, video: str) -> Path:
+    return Path(annotations) / f"{video}.json"
+
+
+def read_outcome(annotations: Path, video: str) -> dict | None:
+    """A video's outcome, or None when it has none (or an unreadable one: it is redone)."""
+    try:
+        outcome = json.loads(outcome_path(annotations, video).read_text())
+    except (OSError, ValueError):
+        return None
+    return outcome if isinstance(outcome, dict) and outcome.get("status") in ("ok", "failed") else None
+
+
+def write_failure(annotations: Path, video: str, source: Path | str, stage: str, error: str) -> dict:
+    from .io import atomic_path
+
+    outcome = {"id": video, "status": "failed", "video": str(source), "stage": stage, "error": error}
+    with atomic_path(outcome_path(annotations, video)) as tmp:
+        tmp.write_text(json.dumps(outcome, indent=2, sort_keys=True) + "\n")
+    return outcome
+
+
+def is_done(outcome: dict | None, models: list[str], retry_failed: bool = False) -> bool:
+    """Done: annotated by these models (their weights' SHA-256), or failed (unless retried)."""
+    if outcome is None:
+        return False
+    if outcome["status"] == "failed":
+        return not retry_failed
+    return outcome.get("model_sha256") == models
+
+
+def model_hashes(model_files: Iterable[Path]) -> list[str]:
+    """The models' weights' SHA-256, read from their headers (no torch)."""
+    from .modelfile import read_settings
+
+    return [read_settings(path).settings.weights_sha256 for path in model_files]
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def read_plan(path: Path) -> dict[str, str]:
+    if not Path(path).is_file():
+        return {}
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    if rows and set(PLAN_COLUMNS) - set(rows[0]):
+        raise fail(path, f"not a batch plan (columns {', '.join(PLAN_COLUMNS)})")
+    return {row["id"]: row["batch"] for row in rows}
+
+
+def extend_plan(plan: dict[str, str], videos: Iterable[str], size: int) -> dict[str, str]:
+    """The plan with every video of `videos` it lacks put into new batches of `size` (in id order),
+    numbered after the plan's last batch. Existing assignments never change."""
+    if size < 1:
+        raise ValueError(f"batch size must be at least 1, got {size}")
+    new = sorted(v for v in videos if v not in plan)
+    numbers = [int(b[len(BATCH_PREFIX) :]) for b in plan.values() if b[len(BATCH_PREFIX) :].isdigit()]
+    first = max(numbers, default=-1) + 1
+    extended = dict(plan)
+    for k in range(0, len(new), size):
+        batch = f"{BATCH_PREFIX}{first + k // size:05d}"
+        extended.update({video: batch for video in new[k : k + size]})
+    return extended
+
+
+def write_plan(path: Path, plan: dict[str, str]) -> None:
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        fh.write("\t".join(PLAN_COLUMNS) + "\n")
+        for video, batch in plan.items():
+            fh.write(f"{video}\t{batch}\n")
+
+
+def batches_to_do(
+    videos: dict[str, Path], plan: dict[str, str], annotations: Path, models: list[str], retry_failed: bool = False
+) -> dict[str, list[str]]:
+    """{batch: its members} of the batches that hold a video not yet done (members in id order)."""
+    members: dict[str, list[str]] = {}
+    for video in sorted(videos):
+        members.setdefault(plan[video], []).append(video)
+    return {
+        batch: ids
+        for batch, ids in sorted(members.items())
+        if any(not is_done(read_outcome(annotations, v), models, retry_failed) for v in ids)
+    }
+
+
+@dataclass
+class AnnotationPlan:
+    """What `snakemake annotate` does: the videos of the folder or sheet, every video's batch, and the
+    batches still to do ({batch: members}). `save()` records new batch assignments (the workflow
+    calls it when a run starts, never on a dry run), so every process of the run, each cluster job
+    parsing the workflow again included, forms the same batches."""
+
+    videos: dict[str, Path]
+    batches: dict[str, str]
+    todo: dict[str, list[str]]
+    plan_file: Path
+    changed: bool
+
+    def save(self) -> None:
+        if self.changed and read_plan(self.plan_file) != self.batches:
+            write_plan(self.plan_file, self.batches)
+
+    def members(self, batch: str) -> list[str]:
+        """Every video of the folder in `batch`, done or not (in id order)."""
+        return batch_members(self.batches, batch, self.videos)
+
+
+def batch_members(plan: dict[str, str], batch: str, videos: dict[str, Path]) -> list[str]:
+    return sorted(video for video, assigned in plan.items() if assigned == batch and video in videos)
+
+
+def plan_annotation(
+    source: str | Path, model_files: list[Path], batch_size: int, results: str, retry_failed: bool = False
+) -> AnnotationPlan:
+    from .contracts import annotation_plan_path, annotations_dir
+
+    videos = list_videos(source)
+    plan_file = Path(annotation_plan_path(results))
+    plan = read_plan(plan_file)
+    extended = extend_plan(plan, videos, batch_size)
+    todo = batches_to_do(videos, extended, Path(annotations_dir(results)), model_hashes(model_files), retry_failed)
+    return AnnotationPlan(videos, extended, todo, plan_file, extended != plan)
+
+
+# ----------------------------------------------------------------------------- the batch jobs
+
+
+def align_batch(
+    videos: dict[str, Path],
+    ids: list[str],
+    model: Path,
+    work: Path,
+    annotations: Path,
+    models: list[str],
+    threads: int | None = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> dict[str, str]:
+    """Align the batch's videos that are not done into `work`/{id}.h5, or `work`/{id}.failed.json
+    (the reason) where a video cannot be aligned. The folder appears only complete. Returns
+    {id: "aligned" | "failed" | "done"}."""
+    from .align import align_to_file
+    from .io import atomic_dir
+    from .modelfile import read_settings
+
+    options = read_settings(model).settings.faces.align_options()
+    aligners: dict = {}  # one native aligner for the whole batch
+    status = {}
+    with atomic_dir(work) as tmp:
+        for video in ids:
+            if is_done(read_outcome(annotations, video), models, retry_failed):
+                status[video] = "done"
+                continue
+            path = videos[video]
+            started = time.perf_counter()
+            try:
+                if not Path(path).is_file():
+                    raise fail(path, "video file not found")
+                align_to_file(
+                    Path(path),
+                    tmp / f"{video}.h5",
+                    threads=threads,
+                    progress=False,
+                    aligners=aligners,
+                    **_align(options),
+                )
+                status[video] = "aligned"
+            except AffectflowError as error:
+                record = {"id": video, "video": str(path), "stage": "align", "error": str(error)}
+                (tmp / f"{video}{FAILED_SUFFIX}").write_text(json.dumps(record) + "\n")
+                status[video] = "failed"
+            if progress:
+                print(f"align {video}: {status[video]} ({time.perf_counter() - started:.1f} s)", flush=True)
+    return status
+
+
+def _align(options: dict) -> dict:
+    from .contracts import DEFAULT_NORMALIZATION
+
+    return {"normalization": DEFAULT_NORMALIZATION, **options}
+
+
+def annotate_batch(
+    videos: dict[str, Path],
+    ids: list[str],
+    work: Path,
+    model_files: list[Path],
+    annotations: Path,
+    marker: Path,
+    device: str = "auto",
+    plots: bool = True,
+    progress: bool = True,
+) -> dict[str, str]:
+    """Annotate the batch's aligned videos with the models loaded once; record each failure; write
+    the batch's marker (id, status, error) last. Videos without a face file or failure record in
+    `work` were done before and are left alone."""
+    from .annotate import load_models, write_annotation
+    from .io import atomic_path
+
+    pipelines = load_models(model_files, device)
+    hashes = [p.settings.weights_sha256 for p in pipelines]
+    rows = []
+    for video in ids:
+        faces, failed = Path(work) / f"{video}.h5", Path(work) / f"{video}{FAILED_SUFFIX}"
+        if failed.is_file():
+            record = json.loads(failed.read_text())
+            write_failure(annotations, video, record["video"], record["stage"], record["error"])
+            rows.append((video, "failed", record["error"]))
+        elif faces.is_file():
+            try:
+                write_annotation(
+                    faces,
+                    pipelines,
+                    Path(annotations) / f"{video}.csv",
+                    outcome_path(annotations, video),
+                    Path(annotations) / f"{video}.png" if plots else None,
+                    video,
+                    progress,
+                    extra={"video": str(videos.get(video, "")), "model_sha256": hashes},
+                )
+                rows.append((video, "ok", ""))
+            except AffectflowError as error:
+                write_failure(annotations, video, videos.get(video, ""), "annotate", str(error))
+                rows.append((video, "failed", str(error)))
+        else:
+            rows.append((video, "done", ""))
+        if progress:
+            print(f"annotate {video}: {rows[-1][1]}", flush=True)
+    with atomic_path(marker) as tmp, open(tmp, "w") as fh:
+        fh.write("id\tstatus\terror\n")
+        fh.writelines(f"{v}\t{s}\t{_cell(e)}\n" for v, s, e in rows)
+    return {v: s for v, s, _ in rows}
+
+
+# ----------------------------------------------------------------------------- the summary
+
+
+def summarize(videos: dict[str, Path], annotations: Path, output: Path | None = None) -> dict[str, int]:
+    """One row per video, in the listing's order: its outcome, or pending. Reads only the outcomes,
+    so it can run at any time, also while a run goes on. Returns the counts per status."""
+    from .io import atomic_path
+
+    rows, dimensions = [], []
+    for video, path in videos.items():
+        outcome = read_outcome(annotations, video) or {"id": video, "status": "pending", "video": str(path)}
+        dimensions += [d for d in outcome.get("dimensions", []) if d not in dimensions]
+        rows.append(outcome)
+    counts = {status: sum(r["status"] == status for r in rows) for status in STATUSES}
+    if output is not None:
+        columns = [*SUMMARY_COLUMNS, *(f"{d}_{s}" for d in dimensions for s in ("mean", "sd")), "stage", "error"]
+        with atomic_path(output) as tmp, open(tmp, "w") as fh:
+            fh.write("\t".join(columns) + "\n")
+            for row in rows:
+                fh.write("\t".join(_cell(row.get(c, "")) for c in columns) + "\n")
+    return counts
+
+
+def _cell(value) -> str:
+    return str(value).replace("\t", " ").replace("\n", " ")
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def add_commands(subparsers) -> None:
+    from .contracts import DEVICES
+
+    p = subparsers.add_parser(
+        "align-batch",
+        help="align a batch of videos of a folder or sheet (the workflow's `annotate` target)",
+        description="Align the given videos (those not yet annotated) into WORK/{id}.h5 as the model's "
+        "training faces were aligned; a video that cannot be aligned gets WORK/{id}.failed.json.",
+    )
+    _members_arguments(p)
+    p.add_argument("--like", required=True, type=Path, metavar="MODEL", help="align as this model's faces")
+    p.add_argument("--model", required=True, type=Path, action="append", help="the annotating models (done check)")
+    p.add_argument("--annotations", required=True, type=Path, help="the folder of outcomes ({id}.json)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="WORK folder")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--retry-failed", action="store_true", help="align videos whose earlier attempt failed")
+    p.add_argument("--quiet", action="store_true", help="no progress")
+    p.set_defaults(handler=_align_batch_command)
+
+    p = subparsers.add_parser(
+        "annotate-batch",
+        help="annotate a batch of aligned videos with models loaded once",
+        description="For each id: ANNOTATIONS/{id}.csv, .png and .json (status ok), or {id}.json with "
+        "status failed and the reason; then the batch's marker.",
+    )
+    _members_arguments(p)
+    p.add_argument("--work", required=True, type=Path, help="the batch's align-batch folder")
+    p.add_argument("--model", required=True, type=Path, action="append", help="model file, one per dimension")
+    p.add_argument("--annotations", required=True, type=Path, help="the folder of tables and outcomes")
+    p.add_argument("--marker", required=True, type=Path, help="BATCH.tsv, written last")
+    p.add_argument("--no-plots", action="store_true", help="no PNG per video")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--quiet", action="store_true", help="no progress")
+    p.set_defaults(handler=_annotate_batch_command)
+
+    p = subparsers.add_parser(
+        "annotate-summary",
+        help="the state of an annotated folder: ok / failed (with the reason) / pending, per video",
+        description="Print the counts of a folder's (or sheet's) videos by status, read from the outcomes; "
+        "with -o, write one row per video. Runs at any time, also while the workflow goes on.",
+    )
+    p.add_argument("--videos", required=True, type=Path, help="the folder or sheet")
+    p.add_argument("--annotations", required=True, type=Path, help="the folder of outcomes ({id}.json)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="summary.tsv")
+    p.set_defaults(handler=_summary_command)
+
+
+def _members_arguments(p) -> None:
+    p.add_argument("--videos", required=True, type=Path, help="the folder or sheet the ids come from")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--ids", nargs="+", help="the videos to do")
+    which.add_argument("--batch", help="the batch to do: its videos are read from --plan (a command of any batch size)")
+    p.add_argument("--plan", type=Path, default=None, help="the batch plan (plan.tsv) that --batch refers to")
+
+
+def _members(args) -> tuple[dict[str, Path], list[str]]:
+    videos = list_videos(args.videos)
+    if args.batch is None:
+        ids = args.ids
+    elif args.plan is None or not args.plan.is_file():
+        raise fail(args.plan or "--plan", f"batch {args.batch} needs its plan file (the workflow writes it at start)")
+    else:
+        ids = batch_members(read_plan(args.plan), args.batch, videos)
+        if not ids:
+            raise fail(args.plan, f"no video of {args.videos} is in batch {args.batch}")
+    _known(args.videos, videos, ids)
+    return videos, ids
+
+
+def _align_batch_command(args) -> int:
+    videos, ids = _members(args)
+    status = align_batch(
+        videos,
+        ids,
+        args.like,
+        args.output,
+        args.annotations,
+        model_hashes(args.model),
+        args.threads,
+        args.retry_failed,
+        not args.quiet,
+    )
+    print(f"{args.output}: {_counts(status, ('aligned', 'failed', 'done'))}")
+    return 0
+
+
+def _annotate_batch_command(args) -> int:
+    videos, ids = _members(args)
+    status = annotate_batch(
+        videos,
+        ids,
+        args.work,
+        args.model,
+        args.annotations,
+        args.marker,
+        args.device,
+        not args.no_plots,
+        not args.quiet,
+    )
+    print(f"{args.marker}: {_counts(status, ('ok', 'failed', 'done'))}")
+    return 0
+
+
+def _counts(status: dict[str, str], kinds: tuple[str, ...]) -> str:
+    return ", ".join(f"{sum(s == kind for s in status.values())} {kind}" for kind in kinds)
+
+
+def _known(source: Path, videos: dict, ids: list[str]) -> None:
+    unknown = [v for v in ids if v not in videos]
+    if unknown:
+        raise fail(source, f"lists no video with the id(s) {', '.join(unknown[:5])}")
+
+
+def _summary_command(args) -> int:
+    videos = list_videos(args.videos)
+    counts = summarize(videos, args.annotations, args.output)
+    failed = [(v, read_outcome(args.annotations, v)) for v in videos]
+    failed = [(v, o) for v, o in failed if o and o["status"] == "failed"]
+    where = f"{args.output}: " if args.output else f"{args.videos}: "
+    print(
+        where
+        + f"{len(videos)} videos: {counts['ok']} annotated, {counts['failed']} failed, {counts['pending']} pending"
+        + "".join(f"\n  {v}: {o.get('error', '')}" for v, o in failed[:50])
+        + (f"\n  ... and {len(failed) - 50} more failures (see the summary table)" if len(failed) > 50 else "")
+    )
+    return 0
