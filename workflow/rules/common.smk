@@ -319,7 +319,8 @@ def annotate_targets(wildcards=None):
 
 def annotate_batch_videos(wildcards):
     """The batch's videos that exist (a missing one is recorded as a failure by align-batch). From the
-    plan, not the batches to do: a cluster job parses again after its own members may be done."""
+    plan, not the batches to do: a cluster job parses again after its own members may be done.
+    """
     return [
         str(ANNOTATE_VIDEOS[v])
         for v in ANNOTATE_PLAN.members(wildcards.batch)
