@@ -3,7 +3,7 @@
 
 rule align:
     input:
-        video=lambda wc: RECORDINGS[wc.subject]["video"],
+        video=subject_video,
     output:
         faces=faces_path("{subject}"),
     log:

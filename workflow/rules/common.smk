@@ -149,6 +149,15 @@ SUBJECTS = [
 ]
 
 
+def subject_video(wildcards):
+    """A subject's video; a target naming no subject of the corpus is refused by name."""
+    if wildcards.subject not in RECORDINGS:
+        raise WorkflowError(
+            f"{wildcards.subject!r} is not a subject of the corpus {CORPUS!r} (see `affectflow corpus list`)"
+        )
+    return RECORDINGS[wildcards.subject]["video"]
+
+
 def subjects(partition):
     return [s for s in SUBJECTS if RECORDINGS[s]["partition"] == partition]
 
@@ -190,8 +199,11 @@ RNN_CONFIGS = tables_layout.rnn_grid(config)[1]
 MODEL_RUNS = tables_layout.model_runs(config)
 
 
+# A subject is any file name: an alternation of every subject would be copied into every file
+# pattern and rescanned per job (quadratic DAG time at hundreds of subjects); the input functions
+# refuse a name that is not one (subject_video).
 wildcard_constraints:
-    subject="|".join(re.escape(s) for s in SUBJECTS),
+    subject=r"[^/]+",
     variant="|".join(re.escape(v) for v in VARIANTS),
     name="|".join(re.escape(n) for n in RNN_CONFIGS),
     run=RUN_PATTERN,
