@@ -17,6 +17,8 @@ from collections.abc import Mapping
 # ---- the corpus
 DIMENSIONS = ("valence", "arousal")
 PARTITIONS = ("train", "dev", "test")
+# AV+EC 2015 subject names (its videos' names give the partition). Other layouts name subjects freely and
+# give each recording its partition (corpus.Recording.partition): nothing may read a partition off a name.
 SUBJECT_PATTERN = re.compile(r"^(train|dev|test)_(\d+)$")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 # AV+EC 2015 / RECOLA: recordings_video/{subject}.mp4, ratings_gold_standard/{dimension}/{subject}.arff
@@ -25,6 +27,26 @@ AVEC_LABEL_DIR = "ratings_gold_standard"
 LABEL_TIME_COLUMN = "frameTime"
 LABEL_VALUE_COLUMN = "GoldStandard"
 LABEL_STEP_S = 0.04  # the gold standard has a row every 40 ms, from t = 0
+
+# How a recording's labels are indexed: "time" (AV+EC, sheets: rows at stated times, interpolated at frame
+# times) or "frame" (Aff-Wild2: line k labels decoded frame k).
+LABELS_BY = ("time", "frame")
+# Which person of a video a recording is: "best" (the one face the aligner keeps), or the left / right one of
+# a two-person video (Aff-Wild2's NAME_left / NAME_right annotations; align's --face).
+FACES = ("best", "left", "right")
+# Aff-Wild2 (ABAW's valence-arousal track): videos anywhere under videos/, one label file per recording
+# annotations/VA_Estimation_Challenge/{Train_Set,Validation_Set}/{subject}.txt (header "valence,arousal",
+# line k = decoded frame k, -5 where that frame has no valid annotation); test subjects from a list file.
+AFFWILD2_VIDEO_DIR = "videos"
+AFFWILD2_LABEL_DIR = "annotations/VA_Estimation_Challenge"
+AFFWILD2_SETS = {"train": "Train_Set", "dev": "Validation_Set"}  # partition -> folder under AFFWILD2_LABEL_DIR
+AFFWILD2_HEADER = "valence,arousal"
+AFFWILD2_NO_LABEL = -5.0
+# A label file may have this many lines more or fewer than its video has decoded frames.
+AFFWILD2_FRAME_TOLERANCE = 5
+# Subject names of the Aff-Wild2 layout (free-form, e.g. 1-30-1280x720, video5_left): file-name safe, as the
+# workflow's {subject}.h5 files and shell commands need.
+SUBJECT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def avec_video(subject: str, suffix: str = ".mp4") -> str:

@@ -1,13 +1,17 @@
 """Corpora of face videos with time-continuous valence/arousal labels.
 
-Two layouts are read into the same :class:`Corpus`:
+Three layouts are read into the same :class:`Corpus`:
 
 - AV+EC 2015 / RECOLA: ``recordings_video/{subject}.mp4`` and
   ``ratings_gold_standard/{valence,arousal}/{subject}.arff``, subjects
   ``train_N``, ``dev_N``, ``test_N`` (test labels may be absent);
 - a subjects sheet ``subjects.tsv`` (columns subject, partition, video,
   valence, arousal; paths relative to the sheet; an empty label cell means
-  no labels, allowed for test subjects only).
+  no labels, allowed for test subjects only);
+- Aff-Wild2 (the ABAW challenges' valence-arousal track), detected by its
+  ``annotations/VA_Estimation_Challenge/`` folder: free-form subject names,
+  labels by frame (:mod:`affectflow.affwild2` reads it; test subjects come from
+  an optional list file).
 
 :func:`open_corpus` is cheap (it lists files and checks that they exist: the
 Snakefile calls it when it parses); :func:`check` decodes every video and
@@ -15,7 +19,8 @@ reads every label file. Labels are ARFF files read with liac-arff (the
 official ones have a string attribute, which scipy.io.arff rejects), and are
 matched to frames by timestamp, never by counting: the gold standard has a
 row every 40 ms from t = 0 (7501 rows for 300 s against 7500 frames), and a
-video that drops frames must not shift its labels.
+video that drops frames must not shift its labels. (Aff-Wild2's labels are
+per decoded frame: ``Recording.labels_by`` says which, see affectflow.affwild2.)
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import affwild2
 from .contracts import (
+    AFFWILD2_LABEL_DIR,
     AVEC_LABEL_DIR,
     AVEC_VIDEO_DIR,
     DIMENSIONS,
@@ -59,12 +66,17 @@ class Recording:
     subject: str
     partition: str
     video: Path
-    labels: dict[str, Path] = field(default_factory=dict)  # dimension -> ARFF file; absent when unlabeled
+    labels: dict[str, Path] = field(default_factory=dict)  # dimension -> label file; absent when unlabeled
+    face: str = "best"  # which person of the video (contracts.FACES): Aff-Wild2's NAME_left / NAME_right
+    labels_by: str = "time"  # contracts.LABELS_BY: "time" (ARFF rows at their times) or "frame" (Aff-Wild2)
 
     def frame_labels(self, dimension: str, frame_times: np.ndarray, edge: float | None = None) -> np.ndarray:
-        """The ``dimension`` gold standard at each frame time (float32 [T]; see :func:`labels_for_frames`)."""
+        """The ``dimension`` label at each frame time (float32 [T]): the gold standard interpolated
+        (:func:`labels_for_frames`), or by frame, the frame's own line (affectflow.affwild2; no ``edge``)."""
         if dimension not in self.labels:
             raise fail(self.video, f"subject {self.subject} has no {dimension} labels")
+        if self.labels_by == "frame":
+            return affwild2.frame_labels(self, dimension, frame_times)
         times, values = read_labels(self.labels[dimension])
         return labels_for_frames(times, values, frame_times, edge=edge)
 
@@ -72,7 +84,7 @@ class Recording:
 @dataclass
 class Corpus:
     root: Path
-    layout: str  # "avec2015" or "sheet"
+    layout: str  # "avec2015", "sheet" or "affwild2"
     recordings: list[Recording]
 
     def subjects(self, partition: str | None = None) -> list[str]:
@@ -91,22 +103,34 @@ class Corpus:
 # --------------------------------------------------------------------------- opening
 
 
-def open_corpus(root: str | os.PathLike) -> Corpus:
+def open_corpus(root: str | os.PathLike, test_list: str | os.PathLike | None = None) -> Corpus:
     """Read a corpus's layout (cheap: lists files, checks they exist; decodes nothing).
 
-    ``root`` is an AV+EC 2015 folder, a folder holding ``subjects.tsv``, or
-    the path of a subjects sheet itself.
+    ``root`` is an AV+EC 2015 folder (the default where layouts overlap), a
+    folder holding ``subjects.tsv``, the path of a subjects sheet itself, or an
+    Aff-Wild2 folder; ``test_list`` names the Aff-Wild2 test subjects (a list
+    file; the other layouts name their own).
     """
     root = Path(root)
     if not root.exists():
         raise fail(root, "corpus path does not exist")
     if root.is_file():
-        return _open_sheet(root)
-    if (root / SHEET_NAME).is_file():
-        return _open_sheet(root / SHEET_NAME)
-    if (root / AVEC_VIDEO_DIR).is_dir():
-        return _open_avec(root)
-    raise fail(root, f"not a corpus: no {AVEC_VIDEO_DIR}/ folder (AV+EC 2015 layout) and no {SHEET_NAME}")
+        corpus = _open_sheet(root)
+    elif (root / SHEET_NAME).is_file():
+        corpus = _open_sheet(root / SHEET_NAME)
+    elif (root / AVEC_VIDEO_DIR).is_dir():
+        corpus = _open_avec(root)
+    elif affwild2.is_layout(root):
+        return _open_affwild2(root, test_list)
+    else:
+        raise fail(
+            root,
+            f"not a corpus: no {AVEC_VIDEO_DIR}/ folder (AV+EC 2015 layout), no {SHEET_NAME} and no "
+            f"{AFFWILD2_LABEL_DIR}/ folder (Aff-Wild2 layout)",
+        )
+    if test_list is not None:
+        raise fail(test_list, f"a test list is for the Aff-Wild2 layout; {root} is in the {corpus.layout} layout")
+    return corpus
 
 
 def _sorted(recordings: list[Recording]) -> list[Recording]:
@@ -148,6 +172,21 @@ def _open_avec(root: Path) -> Corpus:
                 raise fail(label_root / dimension / f"{subject}.arff", "ARFF label file missing")
         recordings.append(Recording(subject, partition, video, labels[subject]))
     return Corpus(root=root, layout="avec2015", recordings=_sorted(recordings))
+
+
+def _open_affwild2(root: Path, test_list) -> Corpus:
+    recordings = [
+        Recording(
+            entry.subject,
+            entry.partition,
+            entry.video,
+            {dimension: entry.labels for dimension in DIMENSIONS} if entry.labels else {},
+            face=entry.face,
+            labels_by="frame",
+        )
+        for entry in affwild2.scan(root, test_list)
+    ]
+    return Corpus(root=root, layout="affwild2", recordings=_sorted(recordings))
 
 
 def _open_sheet(sheet: Path) -> Corpus:
@@ -305,15 +344,24 @@ def check_recording(recording: Recording, tolerance_s: float = DURATION_TOLERANC
 
     report = SubjectReport(recording.subject, recording.partition)
     last_time = None
+    times = []
     try:
         info = video_io.probe(recording.video)
         report.fps = info.fps
         for time, _ in video_io.iter_frames(recording.video, gray=True):
             report.frames += 1
             last_time = time
+            times.append(time)
         report.duration = report.frames / info.fps
     except AffectflowError as error:
         report.problems.append(_split(error, recording.video))
+        times = []  # no frame count to hold the labels against
+    if recording.labels_by == "frame":  # each label line against its decoded frame (affectflow.affwild2)
+        rows, ranges, problems = affwild2.check_labels(recording, np.asarray(times), report.fps)
+        report.label_rows.update(rows)
+        report.label_range.update(ranges)
+        report.problems.extend(problems)
+        return report
     for dimension, path in recording.labels.items():
         try:
             times, values = read_labels(path)
@@ -389,7 +437,7 @@ def format_table(reports: list[SubjectReport]) -> str:
 
 
 def _cmd_check(args) -> int:
-    corpus = open_corpus(args.corpus)
+    corpus = open_corpus(args.corpus, args.test_list)
     reports = check(corpus, progress=not args.quiet)
     print(format_table(reports))
     bad = [(r.subject, path, problem) for r in reports for path, problem in r.problems]
@@ -402,7 +450,7 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_list(args) -> int:
-    corpus = open_corpus(args.corpus)
+    corpus = open_corpus(args.corpus, args.test_list)
     lines = [
         f"{r.subject}\t{r.partition}\t{r.video}"
         for r in corpus.recordings
@@ -410,6 +458,37 @@ def _cmd_list(args) -> int:
     ]
     if lines:
         print("\n".join(lines))
+    return 0
+
+
+def frame_label_table(recording: Recording) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The labels the pipeline uses at every decoded frame of a recording: (frame times float64 [T],
+    {dimension: float32 [T], NaN where none}): ``Recording.frame_labels`` at shift 0, the gold standard
+    at each frame's time (by time) or the frame's own line (by frame); all NaN for an unlabelled one."""
+    from .video import frame_times
+
+    times = frame_times(recording.video)
+    return times, {
+        dimension: (
+            recording.frame_labels(dimension, times)
+            if dimension in recording.labels
+            else np.full(len(times), np.nan, np.float32)
+        )
+        for dimension in DIMENSIONS
+    }
+
+
+def _cmd_labels(args) -> int:
+    corpus = open_corpus(args.corpus, args.test_list)
+    times, labels = frame_label_table(corpus.recording(args.subject))
+
+    def cell(value) -> str:
+        return np.format_float_positional(value, trim="-") if np.isfinite(value) else ""
+
+    lines = ["frame,time," + ",".join(DIMENSIONS)]
+    for k, time in enumerate(times):
+        lines.append(f"{k},{time:.6f}," + ",".join(cell(labels[d][k]) for d in DIMENSIONS))
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
 
@@ -421,7 +500,8 @@ def corpus_commands(subparsers) -> argparse._SubParsersAction:
         corpus = subparsers.add_parser(
             "corpus",
             help="synthesize, list or check a corpus",
-            description="Corpora in the AV+EC 2015 layout or described by a subjects.tsv sheet.",
+            description="Corpora in the AV+EC 2015 layout, described by a subjects.tsv sheet, or in the "
+            "Aff-Wild2 layout.",
         )
         return corpus.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND", required=True)
     return next(action for action in corpus._actions if isinstance(action, argparse._SubParsersAction))
@@ -437,6 +517,7 @@ def add_commands(subparsers) -> None:
     )
     check_parser.add_argument("corpus", type=Path, help="corpus folder or subjects sheet")
     check_parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _test_list_option(check_parser)
     check_parser.set_defaults(handler=_cmd_check)
 
     list_parser = commands.add_parser(
@@ -446,4 +527,23 @@ def add_commands(subparsers) -> None:
     )
     list_parser.add_argument("corpus", type=Path, help="corpus folder or subjects sheet")
     list_parser.add_argument("--partition", choices=PARTITIONS, default=None)
+    _test_list_option(list_parser)
     list_parser.set_defaults(handler=_cmd_list)
+
+    labels_parser = commands.add_parser(
+        "labels",
+        help="print a subject's per-frame labels",
+        description="The labels the pipeline uses, one row per decoded frame: CSV frame,time,valence,arousal "
+        "(an empty cell where a frame has none). By time (AV+EC, sheets): the gold standard interpolated at "
+        "the frame's time; by frame (Aff-Wild2): the frame's own line, empty at -5 and past the file's end.",
+    )
+    labels_parser.add_argument("corpus", type=Path, help="corpus folder or subjects sheet")
+    labels_parser.add_argument("subject")
+    _test_list_option(labels_parser)
+    labels_parser.set_defaults(handler=_cmd_labels)
+
+
+def _test_list_option(parser) -> None:
+    parser.add_argument(
+        "--test-list", type=Path, default=None, help="Aff-Wild2: a file naming the test subjects, one a line"
+    )

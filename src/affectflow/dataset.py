@@ -1,7 +1,10 @@
 """Joining per-subject face/feature files with the corpus' frame labels.
 
 - Frames and labels are matched by timestamp (affectflow.corpus.labels_for_frames),
-  never by counting.
+  never by counting. Labels by frame (Aff-Wild2, ``recording.labels_by == "frame"``):
+  line k labels decoded frame k at its own time, k / fps, and the frame at time t
+  takes line round((t + shift) * fps), never interpolated; -5, a missing line or a
+  line past the video is NaN (affectflow.affwild2).
 - Fill policy for frames where no face was found or tracked (FILL_POLICY): the
   frame takes the last found frame's chip; frames before the first found frame
   get a blank (zero) chip, so no frame borrows from the future. The CNN trains
@@ -77,13 +80,26 @@ class ChunkFill:
 # ----------------------------------------------------------------------------- labels
 
 
+def by_frame(recording) -> bool:
+    """Whether a recording's labels are indexed by frame (Aff-Wild2) rather than by time."""
+    return getattr(recording, "labels_by", "time") == "frame"
+
+
 def read_gold(recording, dimension: str) -> tuple[np.ndarray, np.ndarray]:
-    """A recording's gold standard of `dimension`: (row times float64 [N], values float32 [N])."""
+    """A recording's gold standard of `dimension`: (row times float64 [N], values float32 [N]).
+
+    By frame: one row per label line up to the video's frame count, at k / fps, NaN where -5.
+    """
     from . import corpus
 
     path = recording.labels.get(dimension) if getattr(recording, "labels", None) else None
     if path is None:
         raise fail(recording.video, f"subject {recording.subject} has no {dimension} labels")
+    if by_frame(recording):
+        from . import affwild2
+
+        labels = affwild2.load(recording, dimension)
+        return labels.times(), labels.values
     return corpus.read_labels(path)
 
 
@@ -92,13 +108,35 @@ def frame_labels(recording, dimension: str, frame_times: np.ndarray, shift: floa
 
     Interpolated between label rows (affectflow.corpus.labels_for_frames), so every frame whose
     t + shift lies in the labelled span has a label, for any shift and any frame rate.
+    By frame (Aff-Wild2): the label of the frame nearest to t + shift, line round((t + shift) * fps),
+    never interpolated; NaN where that line is -5, missing or past the video (affectflow.affwild2).
     """
     from . import corpus
 
+    if by_frame(recording):
+        from . import affwild2
+
+        return affwild2.frame_labels(recording, dimension, frame_times, shift)
     label_times, label_values = read_gold(recording, dimension)
     return corpus.labels_for_frames(
         np.asarray(label_times) - shift, label_values, np.asarray(frame_times, dtype=np.float64)
     )
+
+
+def scored_labels(recording, dimension: str, frame_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The labels `evaluate` scores: (times float64 [N], gold float32 [N]).
+
+    By time: every gold-standard row, at its own time (read_gold). By frame: every decoded frame (the
+    feature file's `frame_times`, one per decoded frame) that has a valid label, at the frame's own
+    time; -5, missing lines and lines past the video are not scored (ABAW scores every validly
+    labelled frame).
+    """
+    if not by_frame(recording):
+        return read_gold(recording, dimension)
+    frame_times = np.asarray(frame_times, np.float64)
+    gold = frame_labels(recording, dimension, frame_times)
+    valid = np.isfinite(gold)
+    return frame_times[valid], gold[valid]
 
 
 def predictions_on_label_times(
@@ -226,12 +264,18 @@ def fit_label_shift(
     # (name, descriptors [n, d], labels [n, candidates]) on the common frame set, per recording.
     parts, uncovered = [], []
     for descriptor, frame_times, recording in zip(descriptors, times, recordings):
-        label_times, label_values = read_gold(recording, dimension)  # once per recording, not per candidate
         frame_times = np.asarray(frame_times, np.float64)
         descriptor = np.asarray(descriptor, np.float64).reshape(len(frame_times), -1)
-        labels = np.stack(
-            [corpus.labels_for_frames(label_times - s, label_values, frame_times) for s in shifts], axis=1
-        ).astype(np.float64)
+        if by_frame(recording):  # each candidate's labels by frame (frame_labels' rule), read once
+            from . import affwild2
+
+            by_line = affwild2.load(recording, dimension)
+            labels = np.stack([by_line.at(frame_times, s) for s in shifts], axis=1).astype(np.float64)
+        else:
+            label_times, label_values = read_gold(recording, dimension)  # once per recording, not per candidate
+            labels = np.stack(
+                [corpus.labels_for_frames(label_times - s, label_values, frame_times) for s in shifts], axis=1
+            ).astype(np.float64)
         common = np.isfinite(labels).all(axis=1) & np.isfinite(descriptor).all(axis=1)
         if common.mean() < MIN_SHIFT_FIT_COVERAGE:
             uncovered.append(f"{recording.subject} ({common.sum()} of {len(common)} frames)")

@@ -8,8 +8,12 @@ gold-standard row: the prediction of frame t is placed at t + shift (the run's
 label shift, the annotation delay) and each row of the unshifted gold standard
 takes the last placed prediction at or before its time (causal: no row uses a
 later frame), so every gold row of every recording is scored, whatever the
-video's frame rate or dropped frames. Scores: over all recordings
-concatenated (the headline) and the mean of per-recording scores.
+video's frame rate or dropped frames. Labels by frame (Aff-Wild2): the scored
+rows are every decoded frame with a valid label (not -5, not past the label
+file's end), at the frame's own time, as ABAW scores; a frame without a face
+still has a prediction under the fill policy, placed by the same convention.
+Scores: over all recordings concatenated (the headline) and the mean of
+per-recording scores.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ def add_commands(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate",
         help="score a CNN or RNN run on a partition",
-        description="Write PREDICTIONS_DIR/{subject}.csv (time,prediction,gold) and "
-        "METRICS.json (RMSE, CC, CCC concatenated and per recording).",
+        description="Write PREDICTIONS_DIR/{subject}.csv (time,prediction,gold: one row per gold-standard row, "
+        "or per validly labelled frame for labels by frame) and METRICS.json (RMSE, CC, CCC concatenated and "
+        "per recording).",
     )
     p.add_argument("--corpus", required=True, type=Path)
     p.add_argument("--model", required=True, type=Path, help="CNN or RNN model file (a run dir means its model file)")
@@ -65,7 +70,7 @@ def evaluate_run(
     import numpy as np
 
     from .corpus import open_corpus
-    from .dataset import FILL_POLICY, TIME_CONVENTION, predictions_on_label_times, read_gold
+    from .dataset import FILL_POLICY, TIME_CONVENTION, predictions_on_label_times, scored_labels
     from .errors import fail
     from .inference import load_pipeline
     from .metrics import mean_scores, scores
@@ -86,7 +91,8 @@ def evaluate_run(
     for subject in subjects:
         frame_times, raw = pipeline.predict_features(files[subject])
         # One prediction per gold row, at the row's own time: no row is lost to a dropped frame or another fps.
-        label_times, gold = read_gold(corpus.recording(subject), dimension)
+        # (By frame: one row per validly labelled frame, at the frame's time.)
+        label_times, gold = scored_labels(corpus.recording(subject), dimension, frame_times)
         try:
             pred = predictions_on_label_times(frame_times, raw, label_times, shift)
         except ValueError as error:

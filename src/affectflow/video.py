@@ -109,6 +109,21 @@ def iter_frames(path: str | Path, *, gray: bool = False) -> Iterator[tuple[float
     _check_complete(info, decoded)
 
 
+def frame_times(path: str | Path) -> np.ndarray:
+    """The time in seconds of every decoded frame (float64 [T]), as :func:`iter_frames` gives them: each
+    frame is decoded (so T is the decoded count) but not converted. Raises as :func:`iter_frames` does."""
+    info = probe(path)
+    capture = _open(info.path)
+    times = []
+    try:
+        while capture.grab():
+            times.append(_frame_time(capture, len(times), info.fps))
+    finally:
+        capture.release()
+    _check_complete(info, len(times))
+    return np.asarray(times, dtype=np.float64)
+
+
 def iter_gray_chunks(
     path: str | Path, chunk_frames: int, *, buffers: int = 2, threads: int | None = None
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
