@@ -375,3 +375,41 @@ def test_evaluate_scores_exactly_the_validly_labelled_frames(scored, affwild2):
     assert result["label_shift"] == pytest.approx(SHIFT_FRAMES / FPS)
     # the frames where no face was found are scored too, on their filled predictions
     assert not found[BLANK].any() and valid[BLANK].all()
+
+
+def test_the_affwild2_config_plans_a_600_subject_corpus(tmp_path):
+    """config/affwild2.yaml, edited at corpus.path only, over a placeholder corpus in this layout of 600
+    videos (24 of them two-person: NAME_left and NAME_right): it parses, plans one alignment per
+    subject, and aligns each person of a two-person video as that person."""
+    import yaml
+
+    from helpers import REPO, snakemake
+    from workflow_helpers import job_counts
+
+    root = tmp_path / "corpus"
+    header = "valence,arousal\n0.1,0.2\n"
+    subjects = []
+    for part, count in (("Train_Set", 350), ("Validation_Set", 250)):
+        folder = root / "annotations" / "VA_Estimation_Challenge" / part
+        folder.mkdir(parents=True)
+        for k in range(count):
+            name = f"{part[:2].lower()}{k:03d}-30-1280x720"
+            video = root / "videos" / f"batch{1 + k % 2}" / f"{name}.mp4"
+            video.parent.mkdir(parents=True, exist_ok=True)
+            video.touch()
+            people = [f"{name}_left", f"{name}_right"] if k % 25 == 0 else [name]
+            for subject in people:
+                (folder / f"{subject}.txt").write_text(header)
+            subjects += people
+    config = yaml.safe_load((REPO / "config" / "affwild2.yaml").read_text())
+    config["corpus"]["path"] = str(root)
+    (tmp_path / "affwild2.yaml").write_text(yaml.safe_dump(config))
+    work = tmp_path / "work"
+    work.mkdir()
+    result = snakemake(work, "-n", "-p", "--configfile", str(tmp_path / "affwild2.yaml"), timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert job_counts(output)["align"] == len(subjects) == 624
+    commands = [line for line in output.splitlines() if line.startswith("Shell command: affectflow align ")]
+    right = [line for line in commands if "tr000-30-1280x720_right.h5" in line]
+    assert len(right) == 1 and "tr000-30-1280x720.mp4" in right[0]

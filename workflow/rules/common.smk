@@ -129,7 +129,7 @@ def _recordings():
         from affectflow.errors import AffectflowError
 
         try:
-            recordings = open_corpus(CORPUS).recordings
+            recordings = open_corpus(CORPUS, config["corpus"].get("test_list")).recordings
         except (AffectflowError, OSError) as error:
             raise WorkflowError(f"config corpus.path: cannot open the corpus: {error}")
     return {
@@ -137,6 +137,8 @@ def _recordings():
             "partition": rec.partition,
             "video": str(rec.video),
             "labels": {dim: str(path) for dim, path in rec.labels.items()},
+            # which person to align (Aff-Wild2's NAME_left / NAME_right share the video NAME)
+            "face": rec.face,
         }
         for rec in recordings
     }
