@@ -19,7 +19,6 @@ not depend on the weights.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import subprocess
 import sys
@@ -53,23 +52,6 @@ def placeholder_folder(root: Path, count: int) -> Path:
     for k in range(count):
         (folder / f"session{k:06d}_camera_front_a.mp4").touch()  # a 25-character id
     return folder
-
-
-def job_counts(output: str) -> dict[str, int]:
-    lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if re.match(r"^job\s+count\s*$", line))
-    counts = {}
-    for line in lines[start + 2 :]:
-        match = re.match(r"^(\w+)\s+(\d+)\s*$", line)
-        if not match:
-            break
-        counts[match.group(1)] = int(match.group(2))
-    counts.pop("total", None)
-    return counts
-
-
-def longest_command(output: str) -> int:
-    return max((len(line) for line in output.splitlines() if line.startswith("Shell command:")), default=0)
 
 
 def tiny_model(path: Path) -> Path:
@@ -138,6 +120,8 @@ def per_process(videos: Path, model: Path, work: Path) -> float:
 
 
 def main() -> int:
+    from affectflow.testing.snakemake_output import job_counts, shell_commands
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--skip-clips", action="store_true")
@@ -153,9 +137,10 @@ def main() -> int:
             work.mkdir()
             seconds, output = snakemake(work, "annotate", "-n", "-p", "--config", annotate_config(folder, model))
             counts = job_counts(output)
+            longest = max(map(len, shell_commands(output)), default=0)
             print(
                 f"   {count:6d} videos: {seconds:6.2f} s, {1000 * seconds / count:.2f} ms per video, "
-                f"{sum(counts.values())} jobs, longest shell command {longest_command(output)} bytes"
+                f"{sum(counts.values())} jobs, longest shell command {longest} bytes"
             )
 
         count = max(args.videos)

@@ -219,3 +219,15 @@ def snakemake(
         timeout=timeout,
         grace=grace,
     )
+
+
+def decoded_frames(video: Path) -> int:
+    """Frames OpenCV decodes from a video, counted one by one (independently of affectflow's reader)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count

@@ -18,7 +18,7 @@ from affectflow.contracts import AFFWILD2_FRAME_TOLERANCE, MODEL_FILE
 from affectflow.corpus import open_corpus
 from affectflow.dataset import frame_labels
 from affectflow.errors import AffectflowError
-from helpers import read_columns, run_cli, write_video
+from helpers import decoded_frames, read_columns, run_cli, write_video
 
 FRAMES = 60  # per video: 2.4 s at 25 fps
 FPS = 25.0
@@ -106,18 +106,6 @@ def affwild2(synthetic_corpus, tmp_path_factory) -> Path:
         write_labels(root / (TRAIN if partition == "train" else DEV) / f"{subject}.txt", lines)
     (root / "test_set.txt").write_text("# the VA track's test set\nclip_9\n\n")
     return root
-
-
-def decoded_frames(path: Path) -> int:
-    """Frames of a video counted with OpenCV alone."""
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
 
 
 def file_lines(path: Path) -> list[tuple[float, float]]:
@@ -383,8 +371,8 @@ def test_the_affwild2_config_plans_a_600_subject_corpus(tmp_path):
     subject, and aligns each person of a two-person video as that person."""
     import yaml
 
+    from affectflow.testing.snakemake_output import job_counts, shell_commands
     from helpers import REPO, snakemake
-    from workflow_helpers import job_counts
 
     root = tmp_path / "corpus"
     header = "valence,arousal\n0.1,0.2\n"
@@ -410,6 +398,6 @@ def test_the_affwild2_config_plans_a_600_subject_corpus(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert job_counts(output)["align"] == len(subjects) == 624
-    commands = [line for line in output.splitlines() if line.startswith("Shell command: affectflow align ")]
+    commands = [line for line in shell_commands(output) if line.startswith("affectflow align ")]
     right = [line for line in commands if "tr000-30-1280x720_right.h5" in line]
     assert len(right) == 1 and "tr000-30-1280x720.mp4" in right[0]

@@ -17,19 +17,9 @@ import pytest
 
 from affectflow.archive import list_videos, summarize
 from affectflow.contracts import MODEL_FILE
-from helpers import BIN, REPO, read_table, run_cli, snakemake, write_video
+from affectflow.testing.snakemake_output import job_counts, shell_commands
+from helpers import BIN, REPO, decoded_frames, read_table, run_cli, snakemake, write_video
 from tiny_models import aligned_corpus, train_tiny_models
-from workflow_helpers import job_counts
-
-
-def decoded_frames(video: Path) -> int:
-    """Frames OpenCV decodes from the file, counted one by one (independently of affectflow's reader)."""
-    capture = cv2.VideoCapture(str(video))
-    count = 0
-    while capture.read()[0]:
-        count += 1
-    capture.release()
-    return count
 
 
 def transcode(source: Path, target: Path, size: tuple[int, int], fps: float) -> None:
@@ -232,6 +222,6 @@ def test_a_dry_run_over_10000_videos_plans_batches_with_short_commands(model_and
     assert result.returncode == 0, output[-3000:]
     counts = job_counts(output)
     assert counts == {"annotate_align": 100, "annotate_batch": 100, "annotate_summary": 1, "annotate": 1}
-    commands = [line for line in output.splitlines() if line.startswith("Shell command: affectflow")]
+    commands = shell_commands(output)
     assert len(commands) == 201 and max(map(len, commands)) < 64 * 1024
     assert not (work / "results").exists()  # a dry run records no batch plan

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import test_annotate
-from helpers import REPO, read_table, snakemake, tool_env
+from helpers import REPO, decoded_frames, read_table, snakemake, tool_env
 from workflow_helpers import finite_numbers_in_tsv
 
 CLUSTER_DIR = REPO / "tests" / "cluster"
@@ -162,7 +162,6 @@ def test_tiny_workflow_runs_through_slurm_with_gpu_rules_on_the_gpu_partition(sl
 
 
 model_and_videos = test_annotate.model_and_videos  # the fixture: a tiny trained model and four videos
-decoded_frames = test_annotate.decoded_frames
 
 
 def test_annotate_an_archive_through_slurm_in_batches(slurm_cluster, model_and_videos, tmp_path):

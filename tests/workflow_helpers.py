@@ -5,11 +5,11 @@ Snakemake itself is launched by helpers.snakemake (a process group of its own)."
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import yaml
 
+from affectflow.testing.snakemake_output import job_counts
 from helpers import SNAKEFILE, read_table, snakemake
 
 # The paper's RNN grid (Tables 1-4 around h=100, W=100, 1 layer, tanh) has 11 distinct
@@ -19,23 +19,6 @@ PAPER_GRID_RNN_CONFIGS = 11
 GRID_WITH_CONTROL = PAPER_GRID_RNN_CONFIGS + 1
 # Table 1's CNN+RNN rows in our configs: tanh (the base), ReLU, and the control W=1.
 TABLE1_RNN_CONFIGS = 3
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The first 'job count' table Snakemake prints (dry run or real run)."""
-    counts: dict[str, int] = {}
-    lines = output.splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if re.match(r"^job\s+count\s*$", line))
-    except StopIteration:
-        raise AssertionError(f"no job table in Snakemake's output:\n{output[-3000:]}") from None
-    for line in lines[start + 2 :]:
-        match = re.match(r"^(\w+)\s+(\d+)\s*$", line)
-        if not match:
-            break
-        counts[match.group(1)] = int(match.group(2))
-    counts.pop("total", None)
-    return counts
 
 
 def dry_run_counts(workdir: Path, *args: str, targets: tuple[str, ...] = ()) -> dict[str, int]:

@@ -6,5 +6,6 @@
 - :mod:`.faces`: a small labelled corpus with ready-made face files, for the
   model, training and evaluation tests;
 - :mod:`.detection`: how often dlib's HOG detector finds the face in a
-  synthetic corpus (``affectflow corpus synth``).
+  synthetic corpus (``affectflow corpus synth``);
+- :mod:`.snakemake_output`: the job counts and shell commands Snakemake prints.
 """
