@@ -43,7 +43,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from affectflow import _native  # noqa: E402
-from affectflow.align import default_threads  # noqa: E402
+from affectflow.align import CHIP_PADDING, default_threads  # noqa: E402
+from affectflow.contracts import DEFAULT_CHIP_SIZE, DEFAULT_FACE_RULE  # noqa: E402
 from affectflow.landmark_models import landmark_model_path  # noqa: E402
 
 
@@ -85,20 +86,21 @@ def bench_aligner(frames: np.ndarray, args) -> dict:
 
     count = len(frames)
     model = str(landmark_model_path(5))
+    faces = {"chip_size": DEFAULT_CHIP_SIZE, "padding": CHIP_PADDING, "face_rule": DEFAULT_FACE_RULE}
     subset = frames[: args.reference_frames]
     reference = ReferenceAligner(landmarks=5)
     seconds_a, result_a = timed(lambda: reference.align_frames(subset))
-    per_frame = _native.Aligner(model, tracking=False, threads=args.threads)
+    per_frame = _native.Aligner(model, **faces, tracking=False, threads=args.threads)
     seconds_b, result_b = timed(lambda: per_frame.process(frames, continue_track=False))
     seconds_b *= len(subset) / count  # timed on all frames: the rate is what counts
-    tracker = _native.Aligner(model, tracking=True, detect_every=args.detect_every, threads=args.threads)
+    tracker = _native.Aligner(model, **faces, tracking=True, detect_every=args.detect_every, threads=args.threads)
 
     def track():
         tracker.reset()
         return tracker.process(frames, continue_track=False)
 
     seconds_c, result_c = timed(track, repeats=3)
-    single = _native.Aligner(model, tracking=True, detect_every=args.detect_every, threads=1)
+    single = _native.Aligner(model, **faces, tracking=True, detect_every=args.detect_every, threads=1)
     seconds_c1, _ = timed(lambda: single.process(frames, continue_track=False), repeats=3)
     identical = bool(
         np.array_equal(result_b["chips"][: len(subset)], result_a.chips)

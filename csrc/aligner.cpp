@@ -5,6 +5,7 @@
 #include <cstring>
 #include <exception>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
@@ -43,6 +44,9 @@ constexpr long kLostSearchMaxEvery = 12;
 constexpr double kHintRegion = 3.0;
 // Segments shorter than this are not worth a thread (each starts with a detection).
 constexpr long kMinSegmentFrames = 16;
+// A detection around the tracked face is the tracked person when its box overlaps the box where
+// the detector is expected to put that face by at least this much (intersection over union).
+constexpr double kSameFaceOverlap = 0.3;
 
 // Normalized cross-correlation of two equally sized chips (0 where one is flat).
 double chip_correlation(const std::uint8_t* a, const std::uint8_t* b, long n) {
@@ -68,6 +72,55 @@ GrayView sub_view(const GrayView& image, const dlib::rectangle& region) {
     view.rows = region.height();
     view.cols = region.width();
     return view;
+}
+
+double centre_x(const dlib::rectangle& box) { return static_cast<double>(box.left() + box.right()) / 2.0; }
+
+// Intersection over union of two boxes.
+double overlap(const dlib::rectangle& a, const dlib::rectangle& b) {
+    const double common = static_cast<double>(a.intersect(b).area());
+    const double either = static_cast<double>(a.area()) + static_cast<double>(b.area()) - common;
+    return either > 0 ? common / either : 0.0;
+}
+
+// The detection `rule` picks among one frame's detections (none when there are none): the best
+// score, or the leftmost / rightmost box centre (equal centres: the better score).
+std::optional<Detection> choose_face(const std::vector<Detection>& detections, FaceRule rule) {
+    if (detections.empty()) return std::nullopt;
+    const auto preferred = [rule](const Detection& a, const Detection& b) {
+        const double ax = centre_x(a.box), bx = centre_x(b.box);
+        if (rule == FaceRule::left && ax != bx) return ax < bx;
+        if (rule == FaceRule::right && ax != bx) return ax > bx;
+        return a.score > b.score;
+    };
+    return *std::min_element(detections.begin(), detections.end(), preferred);
+}
+
+// The tracked person among the detections around it: the one overlapping `expected` (where the
+// detector would box the tracked face) most, by at least kSameFaceOverlap; none when none does.
+std::optional<Detection> same_face(const std::vector<Detection>& detections, const dlib::rectangle& expected) {
+    std::optional<Detection> same;
+    double most = kSameFaceOverlap;
+    for (const Detection& detection : detections) {
+        const double o = overlap(detection.box, expected);
+        if (o >= most) {
+            most = o;
+            same = detection;
+        }
+    }
+    return same;
+}
+
+// The detection whose box centre is nearest `centre` (none when there are none).
+std::optional<Detection> nearest_face(const std::vector<Detection>& detections, const dlib::dpoint& centre) {
+    const auto distance = [&centre](const Detection& d) {
+        return dlib::length(dlib::dpoint(dlib::center(d.box)) - centre);
+    };
+    const auto nearest = std::min_element(detections.begin(), detections.end(), [&](const auto& a, const auto& b) {
+        return distance(a) < distance(b);
+    });
+    if (nearest == detections.end()) return std::nullopt;
+    return *nearest;
 }
 
 double angle_difference(double a, double b) {
@@ -207,10 +260,20 @@ std::vector<Detection> detect_faces(const GrayView& image) {
     return result;
 }
 
+FaceRule parse_face_rule(const std::string& name) {
+    for (std::size_t i = 0; i < std::size(kFaceRuleNames); ++i)
+        if (name == kFaceRuleNames[i]) return static_cast<FaceRule>(i);
+    throw std::invalid_argument("unknown face rule '" + name + "' (best, left, right)");
+}
+
+const char* face_rule_name(FaceRule rule) { return kFaceRuleNames[static_cast<std::size_t>(rule)]; }
+
 namespace {
 
 AlignerOptions validated(const AlignerOptions& options) {
     if (options.chip_size < 8) throw std::invalid_argument("chip_size must be at least 8");
+    if (static_cast<std::size_t>(options.face_rule) >= std::size(kFaceRuleNames))
+        throw std::invalid_argument("unknown face rule");
     if (options.padding < 0) throw std::invalid_argument("padding must not be negative");
     if (options.detect_every < 1) throw std::invalid_argument("detect_every must be at least 1");
     if (options.threads < 1) throw std::invalid_argument("threads must be at least 1");
@@ -270,6 +333,7 @@ void Aligner::process(const FrameBatch& frames, const AlignOutput& out, bool con
         // Later segments start without a track: where the face last was, and its size, guide the
         // first search (around the old place, then the whole frame downscaled).
         states[s].face_width = carry_.face_width;
+        states[s].split_x = carry_.split_x;
         if (options_.tracking && carry_.valid) states[s].hint = predicted_box(carry_, 1.0, 1.0);
     }
     std::vector<std::exception_ptr> errors(static_cast<std::size_t>(segments));
@@ -287,6 +351,16 @@ void Aligner::process(const FrameBatch& frames, const AlignOutput& out, bool con
     for (std::thread& thread : pool) thread.join();
     for (const auto& error : errors)
         if (error) std::rethrow_exception(error);
+    // left/right: a segment that started without knowing where the other person is may have taken
+    // them for the chosen one (the only face in view). Where the segment before it learned where the
+    // two are, it is aligned again continuing that segment's track, as one thread would have.
+    for (long s = 1; s < segments; ++s) {
+        if (!states[s].unchecked_pick || !states[s - 1].split_x) continue;
+        TrackState state = states[s - 1];
+        state.unchecked_pick = false;
+        align_segment(workers_[0], frames, count * s / segments, count * (s + 1) / segments, state, out);
+        states[s] = std::move(state);
+    }
     for (const Worker& worker : workers_) {
         detections_run_ += worker.detections_run;
         region_searches_ += worker.region_searches;
@@ -422,46 +496,82 @@ std::optional<Detection> Aligner::detect(Worker& worker, const GrayView& image, 
     const double scale = options_.tracking && state.face_width > 0
                              ? std::min(1.0, options_.detect_face_width / state.face_width)
                              : 1.0;
-    if (options_.tracking && (state.valid || state.hint)) {
+    if (options_.tracking && (state.valid || state.hint) && !state.unverified) {
         // Search first around the tracked face (or where it last was): a fraction of the frame,
-        // at a scale where the face is about kRegionFaceWidth wide.
+        // at a scale where the face is about kRegionFaceWidth wide. The region may hold part of
+        // another face, and left or right among its faces is not left or right in the frame: the
+        // detection taken is the tracked person's (the one overlapping the box where the detector
+        // would put the tracked face), or the one nearest where the face was at the last batch's end.
         dlib::rectangle region;
+        dlib::rectangle expected;
         double face_width = 0;
-        if (state.valid) {
+        const bool tracked = state.valid;
+        if (tracked) {
             const double side = std::max(state.box_width, state.box_height) * kSearchRegion;
             region = predicted_box(state, side / state.box_width, side / state.box_height);
+            expected = predicted_box(state, 1.0, 1.0);
             face_width = state.box_width * state.chip.rect.width();
         } else {
-            const dlib::rectangle& hint = *state.hint;
-            const double side = std::max(hint.width(), hint.height()) * kHintRegion;
-            region = dlib::centered_rect(dlib::center(hint), std::lround(side), std::lround(side));
-            face_width = static_cast<double>(hint.width());
+            expected = *state.hint;
             state.hint.reset();  // one look: afterwards the whole frame is searched
+            const double side = std::max(expected.width(), expected.height()) * kHintRegion;
+            region = dlib::centered_rect(dlib::center(expected), std::lround(side), std::lround(side));
+            face_width = static_cast<double>(expected.width());
         }
         region = region.intersect(dlib::get_rect(image));
         const double region_scale = std::min(1.0, kRegionFaceWidth / std::max(1.0, face_width));
         ++worker.region_searches;
         if (!region.is_empty()) {
-            if (auto found = search(worker, worker.sized_detector, sub_view(image, region), region_scale,
-                                    region.tl_corner()))
-                return found;
+            const std::vector<Detection> found =
+                search(worker, worker.sized_detector, sub_view(image, region), region_scale, region.tl_corner());
+            const std::optional<Detection> same =
+                tracked ? same_face(found, expected) : nearest_face(found, dlib::dpoint(dlib::center(expected)));
+            if (same) return same;
         }
     }
     ++worker.frame_searches;
     if (scale < 0.9) {
         // The whole frame, downscaled so that a face of the last size is found by the sized
         // detector (faces from about 0.9x to 1.2x that size) ...
-        if (auto found = search(worker, worker.sized_detector, image, scale, dlib::point(0, 0))) return found;
+        const std::vector<Detection> found = search(worker, worker.sized_detector, image, scale, dlib::point(0, 0));
+        if (auto chosen = choose_in_frame(found, state)) return chosen;
         // ... and on every kFullSearchEvery-th search in a row without a face, at full resolution
         // with the whole pyramid: a face that came back at another size (from the detector's
         // smallest, about 80 px).
         if ((state.failed_detections + 1) % kFullSearchEvery != 0) return std::nullopt;
     }
-    return search(worker, worker.detector, image, 1.0, dlib::point(0, 0));
+    return choose_in_frame(search(worker, worker.detector, image, 1.0, dlib::point(0, 0)), state);
 }
 
-std::optional<Detection> Aligner::search(Worker& worker, dlib::frontal_face_detector& detector,
-                                         const GrayView& image, double scale, const dlib::point& origin) {
+std::optional<Detection> Aligner::choose_in_frame(const std::vector<Detection>& detections, TrackState& state) const {
+    const FaceRule rule = options_.face_rule;
+    const std::optional<Detection> chosen = choose_face(detections, rule);
+    if (!chosen || rule == FaceRule::best) return chosen;
+    const double x = centre_x(chosen->box);
+    if (detections.size() == 1) {
+        // One face: while the chosen person is gone (turned away, covered, out of the frame), the
+        // other one would be the leftmost (rightmost) face; a face on the other person's side of
+        // where the two were last seen apart is taken for the other person.
+        if (!state.split_x) {
+            state.unchecked_pick = state.unverified = true;
+            return chosen;
+        }
+        if (rule == FaceRule::left ? x > *state.split_x : x < *state.split_x) return std::nullopt;
+        state.unverified = false;
+        return chosen;
+    }
+    // Two faces or more: the rule decides; the column halfway to the nearest other face divides them.
+    std::vector<double> xs;
+    xs.reserve(detections.size());
+    for (const Detection& detection : detections) xs.push_back(centre_x(detection.box));
+    std::sort(xs.begin(), xs.end());
+    state.split_x = rule == FaceRule::left ? (xs[0] + xs[1]) / 2.0 : (xs[xs.size() - 1] + xs[xs.size() - 2]) / 2.0;
+    state.unverified = false;
+    return chosen;
+}
+
+std::vector<Detection> Aligner::search(Worker& worker, dlib::frontal_face_detector& detector, const GrayView& image,
+                                       double scale, const dlib::point& origin) {
     worker.detections.clear();
     double sx = 1.0, sy = 1.0;
     const long rows = std::lround(image.rows * scale), cols = std::lround(image.cols * scale);
@@ -473,17 +583,19 @@ std::optional<Detection> Aligner::search(Worker& worker, dlib::frontal_face_dete
         sx = (image.cols - 1) / static_cast<double>(std::max(1L, cols - 1));
         sy = (image.rows - 1) / static_cast<double>(std::max(1L, rows - 1));
     } else {
-        if (image.rows < kMinSearchSide || image.cols < kMinSearchSide) return std::nullopt;
+        if (image.rows < kMinSearchSide || image.cols < kMinSearchSide) return {};
         detector(image, worker.detections, 0.0);
     }
-    if (worker.detections.empty()) return std::nullopt;
-    const auto best = std::max_element(
-        worker.detections.begin(), worker.detections.end(),
-        [](const auto& a, const auto& b) { return a.detection_confidence < b.detection_confidence; });
-    const dlib::drectangle r = best->rect;
-    const dlib::rectangle box(origin.x() + std::lround(r.left() * sx), origin.y() + std::lround(r.top() * sy),
-                              origin.x() + std::lround(r.right() * sx), origin.y() + std::lround(r.bottom() * sy));
-    return Detection{box, best->detection_confidence};
+    // Boxes in the frame: rules that compare positions (left, right) compare them in the frame.
+    std::vector<Detection> found;
+    found.reserve(worker.detections.size());
+    for (const dlib::rect_detection& d : worker.detections) {
+        const dlib::drectangle& r = d.rect;
+        const dlib::rectangle box(origin.x() + std::lround(r.left() * sx), origin.y() + std::lround(r.top() * sy),
+                                  origin.x() + std::lround(r.right() * sx), origin.y() + std::lround(r.bottom() * sy));
+        found.push_back({box, d.detection_confidence});
+    }
+    return found;
 }
 
 bool Aligner::plausible_step(const TrackState& state, const FaceChip& chip, const GrayView& image,

@@ -15,9 +15,21 @@
 
 namespace affectflow {
 
+// Which face a search of the whole frame picks among its detections (affectflow.contracts.FACE_RULES):
+// the detector's best score, or the leftmost / rightmost box centre in the full frame (one person of
+// two side by side, as Aff-Wild2 annotates NAME_left and NAME_right). Searches around the tracked
+// face keep the person being tracked whatever the rule.
+enum class FaceRule : std::uint8_t { best, left, right };
+
+FaceRule parse_face_rule(const std::string& name);
+const char* face_rule_name(FaceRule rule);
+// The rules' names, in FaceRule's order.
+inline constexpr const char* kFaceRuleNames[] = {"best", "left", "right"};
+
 struct AlignerOptions {
     long chip_size = 96;
     double padding = 0.25;           // as dlib.get_face_chip(..., padding=0.25)
+    FaceRule face_rule = FaceRule::best;
     bool tracking = true;            // false: detect on every frame (the reference path)
     int detect_every = 10;           // while tracking, detect on every K-th frame (1: every frame)
     int threads = 1;
@@ -74,6 +86,16 @@ struct TrackState {
     // Where the face was some frames earlier (a segment's start: the end of the previous batch):
     // the first search looks around it before searching the whole frame.
     std::optional<dlib::rectangle> hint;
+    // left/right rules: the frame column between the chosen person and the nearest other face, from
+    // the last search of the whole frame that saw both. A later search that sees one face only, on
+    // the other person's side of it, takes it for the other person (the chosen one is not found).
+    std::optional<double> split_x;
+    // left/right rules: a face was taken for the chosen person while that could not be checked (the
+    // only face in view, split_x unknown): Aligner::process may align this segment again ...
+    bool unchecked_pick = false;
+    // ... and while the tracked face is such a pick, its re-detections search the whole frame (not
+    // around it), so that the rule decides as soon as a second face is in view.
+    bool unverified = false;
     std::vector<std::uint8_t> reference_chip;
 };
 
@@ -115,7 +137,9 @@ public:
     // Align a batch; with continue_track the first frame continues the previous batch's track.
     // Frames are split into contiguous segments, one thread each; every segment but a
     // continued first one starts with a detection (first around where the previous batch left
-    // the face, then in the whole frame).
+    // the face, then in the whole frame). With the left/right rules, a segment whose pick could
+    // not be checked is aligned again continuing the previous segment, once that one has learned
+    // where the two people are (see TrackState::split_x).
     void process(const FrameBatch& frames, const AlignOutput& out, bool continue_track);
     void reset() {
         const std::lock_guard<std::mutex> lock(busy_);
@@ -145,11 +169,15 @@ private:
     // Where the detector would box the tracked face (its box at the last detection, moved, scaled
     // and turned with the landmarks), grown by (grow_x, grow_y).
     static dlib::rectangle predicted_box(const TrackState& state, double grow_x, double grow_y);
-    // The face to align in `image`: around the tracked face (or the hint) first, then the whole frame.
+    // The face to align in `image`: around the tracked face (or the hint) first, the detection that
+    // is the tracked person; then the whole frame, the detection the face rule picks.
     std::optional<Detection> detect(Worker& worker, const GrayView& image, TrackState& state) const;
-    // Best-scoring face in `image` searched at `scale`, as a box in the frame (image origin at `origin`).
-    static std::optional<Detection> search(Worker& worker, dlib::frontal_face_detector& detector,
-                                           const GrayView& image, double scale, const dlib::point& origin);
+    // The face rule's pick among a search of the whole frame, unless it is taken for another person
+    // (see TrackState::split_x); updates split_x.
+    std::optional<Detection> choose_in_frame(const std::vector<Detection>& detections, TrackState& state) const;
+    // Every face in `image` searched at `scale`, as boxes in the frame (image origin at `origin`).
+    static std::vector<Detection> search(Worker& worker, dlib::frontal_face_detector& detector,
+                                         const GrayView& image, double scale, const dlib::point& origin);
     // A detection becomes the tracked face (the reference for the next frames).
     void start_track(TrackState& state, const Detection& detection, const dlib::full_object_detection& shape,
                      const FaceChip& chip) const;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -225,11 +226,15 @@ PYBIND11_MODULE(_native, m) {
 
     py::class_<affectflow::Aligner>(m, "Aligner",
                                     "Whole-video face aligner: dlib HOG detection, landmark tracking, face chips.")
-        .def(py::init([](const std::string& predictor_path, long chip_size, double padding, bool tracking,
-                         int detect_every, int threads, double detect_face_width, double min_chip_correlation) {
+        // chip_size, padding and face_rule have no default here: affectflow.contracts and affectflow.align
+        // hold them (DEFAULT_CHIP_SIZE, CHIP_PADDING, DEFAULT_FACE_RULE).
+        .def(py::init([](const std::string& predictor_path, long chip_size, double padding,
+                         const std::string& face_rule, bool tracking, int detect_every, int threads,
+                         double detect_face_width, double min_chip_correlation) {
                  affectflow::AlignerOptions options;
                  options.chip_size = chip_size;
                  options.padding = padding;
+                 options.face_rule = affectflow::parse_face_rule(face_rule);
                  options.tracking = tracking;
                  options.detect_every = detect_every;
                  options.threads = threads;
@@ -240,7 +245,7 @@ PYBIND11_MODULE(_native, m) {
                  py::gil_scoped_release release;
                  return std::make_unique<affectflow::Aligner>(predictor_path, options);
              }),
-             py::arg("predictor_path"), py::kw_only(), py::arg("chip_size") = 96, py::arg("padding") = 0.25,
+             py::arg("predictor_path"), py::kw_only(), py::arg("chip_size"), py::arg("padding"), py::arg("face_rule"),
              py::arg("tracking") = true, py::arg("detect_every") = 10, py::arg("threads") = 1,
              py::arg("detect_face_width") = 80.0, py::arg("min_chip_correlation") = 0.6)
         .def("process", &align_batch, py::arg("frames"), py::arg("continue_track") = true,
@@ -261,7 +266,16 @@ PYBIND11_MODULE(_native, m) {
                                "Detector searches around a tracked face.")
         .def_property_readonly("frame_searches", &affectflow::Aligner::frame_searches,
                                "Detector searches of whole frames.")
-        .def_property_readonly("threads", [](const affectflow::Aligner& a) { return a.options().threads; });
+        .def_property_readonly("threads", [](const affectflow::Aligner& a) { return a.options().threads; })
+        .def_property_readonly(
+            "face_rule", [](const affectflow::Aligner& a) { return affectflow::face_rule_name(a.options().face_rule); },
+            "Which face a search of the whole frame picks: best (detector score), left or right (box centre).");
+
+    // affectflow.contracts.FACE_RULES names the same rules (a test holds them equal).
+    py::tuple face_rules(std::size(affectflow::kFaceRuleNames));
+    for (std::size_t i = 0; i < std::size(affectflow::kFaceRuleNames); ++i)
+        face_rules[i] = affectflow::kFaceRuleNames[i];
+    m.attr("FACE_RULES") = face_rules;
 
     m.attr("SOURCE_LOST") = static_cast<int>(affectflow::FaceSource::lost);
     m.attr("SOURCE_DETECTED") = static_cast<int>(affectflow::FaceSource::detected);

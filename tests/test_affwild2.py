@@ -400,4 +400,7 @@ def test_the_affwild2_config_plans_a_600_subject_corpus(tmp_path):
     assert job_counts(output)["align"] == len(subjects) == 624
     commands = [line for line in shell_commands(output) if line.startswith("affectflow align ")]
     right = [line for line in commands if "tr000-30-1280x720_right.h5" in line]
-    assert len(right) == 1 and "tr000-30-1280x720.mp4" in right[0]
+    assert len(right) == 1 and "tr000-30-1280x720.mp4" in right[0] and "--face right" in right[0]
+    left = [line for line in commands if "tr000-30-1280x720_left.h5" in line]
+    assert len(left) == 1 and "--face left" in left[0]
+    assert all("--face best" in line for line in commands if "tr001-30-1280x720.h5" in line)

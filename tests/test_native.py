@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 
 from affectflow import _native
+from affectflow.align import CHIP_PADDING
+from affectflow.contracts import DEFAULT_CHIP_SIZE, DEFAULT_FACE_RULE, FACE_RULES
 from affectflow.landmark_models import landmark_model_path
 from affectflow.testing.reference import ReferenceAligner, moving_face_video, similarity
 
 # (rotation degrees, scale, tx, ty) applied to the astronaut photo about its face
 WARPS = [(0, 1.0, 0, 0), (15, 1.0, 30, -20), (-20, 1.3, -40, 25), (8, 0.8, 60, 40), (-5, 1.6, 10, 10), (25, 1.1, 0, 0)]
 FACE_CENTRE = (222.0, 126.0)
+# The native aligner has no defaults of its own for these: the pipeline's are affectflow's.
+DEFAULTS = {"chip_size": DEFAULT_CHIP_SIZE, "padding": CHIP_PADDING, "face_rule": DEFAULT_FACE_RULE}
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +99,7 @@ def moving() -> np.ndarray:
 
 
 def test_per_frame_path_equals_the_dlib_reference(moving, reference):
-    aligner = _native.Aligner(str(landmark_model_path(5)), tracking=False, threads=2)
+    aligner = _native.Aligner(str(landmark_model_path(5)), **DEFAULTS, tracking=False, threads=2)
     ours = aligner.process(moving)
     expected = reference.align_frames(moving)
     np.testing.assert_array_equal(ours["found"], expected.found)
@@ -114,16 +118,16 @@ def test_bgr_frames_align_as_their_opencv_gray(moving):
     bgr[..., 0] //= 2  # colour, so that the conversion's weights matter
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in bgr])
     model = str(landmark_model_path(5))
-    from_bgr = _native.Aligner(model, threads=1).process(bgr)
-    from_gray = _native.Aligner(model, threads=1).process(gray)
+    from_bgr = _native.Aligner(model, **DEFAULTS, threads=1).process(bgr)
+    from_gray = _native.Aligner(model, **DEFAULTS, threads=1).process(gray)
     for name in ("chips", "found", "landmarks"):
         np.testing.assert_array_equal(from_bgr[name], from_gray[name])
 
 
 def test_tracking_runs_few_detections_and_stays_on_the_face(moving):
     model = str(landmark_model_path(5))
-    per_frame = _native.Aligner(model, tracking=False).process(moving)
-    aligner = _native.Aligner(model, detect_every=10, threads=1)
+    per_frame = _native.Aligner(model, **DEFAULTS, tracking=False).process(moving)
+    aligner = _native.Aligner(model, **DEFAULTS, detect_every=10, threads=1)
     tracked = aligner.process(moving)
     assert aligner.detections_run < len(moving) / 2
     assert tracked["found"].sum() >= per_frame["found"].sum()
@@ -140,8 +144,8 @@ def test_tracking_runs_few_detections_and_stays_on_the_face(moving):
 
 def test_batches_continue_the_track(moving):
     model = str(landmark_model_path(5))
-    whole = _native.Aligner(model, threads=1).process(moving)
-    aligner = _native.Aligner(model, threads=1)
+    whole = _native.Aligner(model, **DEFAULTS, threads=1).process(moving)
+    aligner = _native.Aligner(model, **DEFAULTS, threads=1)
     parts = [aligner.process(np.ascontiguousarray(moving[i : i + 7])) for i in range(0, len(moving), 7)]
     assert not any(p["detected"][0] for p in parts[1:3])  # frames 7 and 14 continue the track
     np.testing.assert_array_equal(np.concatenate([p["found"] for p in parts]), whole["found"])
@@ -149,7 +153,7 @@ def test_batches_continue_the_track(moving):
 
 
 def test_68_point_model(astronaut):
-    aligner = _native.Aligner(str(landmark_model_path(68)), threads=1)
+    aligner = _native.Aligner(str(landmark_model_path(68)), **DEFAULTS, threads=1)
     result = aligner.process(astronaut[None])
     assert aligner.landmark_count == 68 and result["landmarks"].shape == (1, 68, 2) and result["found"][0]
 
@@ -165,18 +169,18 @@ def test_68_point_model(astronaut):
     ],
 )
 def test_bad_frames_are_named(frames, problem):
-    aligner = _native.Aligner(str(landmark_model_path(5)), threads=1)
+    aligner = _native.Aligner(str(landmark_model_path(5)), **DEFAULTS, threads=1)
     with pytest.raises(ValueError, match=problem):
         aligner.process(frames)
 
 
 def test_missing_or_bad_landmark_model(tmp_path):
     with pytest.raises(ValueError, match="not found"):
-        _native.Aligner(str(tmp_path / "missing.dat"))
+        _native.Aligner(str(tmp_path / "missing.dat"), **DEFAULTS)
     junk = tmp_path / "junk.dat"
     junk.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="shape predictor"):
-        _native.Aligner(str(junk))
+        _native.Aligner(str(junk), **DEFAULTS)
     with pytest.raises(ValueError, match="landmarks"):
         _native.face_chip(np.zeros((64, 64), np.uint8), np.zeros((3, 2)))
 
@@ -184,8 +188,8 @@ def test_missing_or_bad_landmark_model(tmp_path):
 def test_a_returning_face_is_tracked_backwards_to_its_first_frame():
     frames = moving_face_video(40, size=(480, 360), face_width=120, hidden=((10, 20),))
     model = str(landmark_model_path(5))
-    tracked = _native.Aligner(model, threads=1).process(frames)
-    per_frame = _native.Aligner(model, tracking=False).process(frames)
+    tracked = _native.Aligner(model, **DEFAULTS, threads=1).process(frames)
+    per_frame = _native.Aligner(model, **DEFAULTS, tracking=False).process(frames)
     np.testing.assert_array_equal(tracked["found"], per_frame["found"])
     assert not tracked["found"][10:20].any() and tracked["found"][20:].all()
     assert tracked["detected"][10:20].sum() < 10  # searches skip frames while the face is gone
@@ -202,7 +206,7 @@ def test_sources_and_scores_of_the_per_frame_path_are_dlibs(moving, reference):
         "detected",
         "tracked",
     )
-    result = _native.Aligner(str(landmark_model_path(5)), tracking=False, threads=2).process(moving)
+    result = _native.Aligner(str(landmark_model_path(5)), **DEFAULTS, tracking=False, threads=2).process(moving)
     assert result["source"].dtype == np.uint8 and result["score"].dtype == np.float32
     np.testing.assert_array_equal(result["source"], np.where(result["found"], DETECTED, LOST))
     detector = dlib.get_frontal_face_detector()
@@ -219,7 +223,7 @@ def test_sources_and_scores_of_the_per_frame_path_are_dlibs(moving, reference):
 def test_sources_and_scores_while_tracking(moving):
     from affectflow.faces import DETECTED, LOST, TRACKED
 
-    result = _native.Aligner(str(landmark_model_path(5)), detect_every=10, threads=1).process(moving)
+    result = _native.Aligner(str(landmark_model_path(5)), **DEFAULTS, detect_every=10, threads=1).process(moving)
     source, found, detected, score = result["source"], result["found"], result["detected"], result["score"]
     # Detected: the detector ran on this frame and found the face; tracked: found without it;
     # lost: no face (the detector may have run and failed, or skipped the frame).
@@ -236,7 +240,7 @@ def test_landmarks_equal_dlibs_shape_predictor_on_any_box(astronaut, points):
     """Our flat evaluation of the regression trees gives dlib's landmarks, boxes partly outside the frame included."""
     import dlib
 
-    aligner = _native.Aligner(str(landmark_model_path(points)), threads=1)
+    aligner = _native.Aligner(str(landmark_model_path(points)), **DEFAULTS, threads=1)
     predictor = dlib.shape_predictor(str(landmark_model_path(points)))
     rng = np.random.default_rng(points)
     for _ in range(60):
@@ -261,3 +265,18 @@ def test_bgr_to_gray_is_opencvs(size):
     np.testing.assert_array_equal(gray, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
     with pytest.raises(ValueError, match="out"):
         _native.bgr_to_gray(bgr, np.empty((size[0] + 1, size[1]), np.uint8))
+
+
+def test_chip_size_padding_and_face_rule_are_required():
+    """Their defaults live in Python only (contracts.DEFAULT_CHIP_SIZE, align.CHIP_PADDING and
+    contracts.DEFAULT_FACE_RULE)."""
+    model = str(landmark_model_path(5))
+    for missing in DEFAULTS:
+        with pytest.raises(TypeError):
+            _native.Aligner(model, **{key: value for key, value in DEFAULTS.items() if key != missing})
+    assert _native.FACE_RULES == FACE_RULES
+    assert [_native.Aligner(model, **{**DEFAULTS, "face_rule": rule}).face_rule for rule in FACE_RULES] == list(
+        FACE_RULES
+    )
+    with pytest.raises(ValueError, match="face rule 'middle'"):
+        _native.Aligner(model, **{**DEFAULTS, "face_rule": "middle"})

@@ -62,7 +62,7 @@ class Entry(NamedTuple):
     partition: str
     video: Path
     labels: Path | None  # the label file (both dimensions); None for a test subject
-    face: str  # "best", "left" or "right"
+    face: str  # contracts.FACE_RULES: "best", "left" or "right"
 
 
 def is_layout(root: Path) -> bool:

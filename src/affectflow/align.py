@@ -9,8 +9,12 @@ too much, leave the frame, or the chip stops correlating with the last
 detection's chip. While no face is found the detector runs on every 3rd frame
 at first, then less and less often (down to every 12th), on the frame
 downscaled to the last face's size and every 5th time at full resolution; a
-returning face is tracked backwards to the frames passed over. Detection picks
-the best-scoring face; landmarks (5-point by default) map eyes and nose to
+returning face is tracked backwards to the frames passed over. Where the whole
+frame is searched, the face rule (``face``, :data:`affectflow.contracts.FACE_RULES`)
+picks the face among the detections: ``best`` the detector's best score,
+``left``/``right`` the leftmost/rightmost box centre in the full frame (one of
+two people side by side); searches around the tracked face keep the person
+being tracked. Landmarks (5-point by default) map eyes and nose to
 fixed chip positions exactly as ``dlib.get_face_chip(img, shape, size,
 padding=0.25)``. Every frame records where its face comes from (``source``:
 lost, detected, tracked) and, where detected, the detector's score.
@@ -41,7 +45,9 @@ import numpy as np
 
 from .contracts import (
     DEFAULT_CHIP_SIZE,
+    DEFAULT_FACE_RULE,
     DEFAULT_NORMALIZATION,
+    FACE_RULES,
     LANDMARK_POINTS,
     NORMALIZATIONS,
     chip_size_problem,
@@ -106,6 +112,7 @@ class AlignedChunks:
         normalization: str,
         detect_every: int,
         tracking: bool,
+        face: str,
         threads: int | None,
         progress: bool,
         chunk_frames: int | None,
@@ -122,6 +129,8 @@ class AlignedChunks:
             raise fail(video, problem)
         if detect_every < 1:
             raise fail(video, f"detect_every must be at least 1, got {detect_every}")
+        if face not in FACE_RULES:
+            raise fail(video, f"unknown face rule {face!r} (one of {', '.join(FACE_RULES)})")
         if threads is not None and threads < 1:
             raise fail(video, f"threads must be at least 1, got {threads}")
         if chunk_frames is not None and chunk_frames < 1:
@@ -138,7 +147,7 @@ class AlignedChunks:
         self.chunk_frames = chunk_frames or chunk_frames_for(self.info.width, self.info.height)
         # A batch of videos shares one aligner per setting (`aligners`): reading the landmark model
         # takes longer than aligning a short clip. reset() forgets the last video's face and counts.
-        key = (str(model), chip_size, tracking, detect_every, self.align_threads)
+        key = (str(model), chip_size, tracking, detect_every, face, self.align_threads)
         self.aligner = aligners.get(key) if aligners is not None else None
         if self.aligner is not None:
             self.aligner.reset()
@@ -148,6 +157,7 @@ class AlignedChunks:
                     str(model),
                     chip_size=chip_size,
                     padding=CHIP_PADDING,
+                    face_rule=face,
                     tracking=tracking,
                     detect_every=detect_every,
                     threads=self.align_threads,
@@ -169,6 +179,7 @@ class AlignedChunks:
             "source": str(video),
             "tracking": bool(tracking),
             "detect_every": int(detect_every),
+            "face_rule": face,
         }
         self._started = False
 
@@ -240,6 +251,7 @@ def iter_aligned_chunks(
     normalization: str = DEFAULT_NORMALIZATION,
     detect_every: int = DEFAULT_DETECT_EVERY,
     tracking: bool = True,
+    face: str = DEFAULT_FACE_RULE,
     threads: int | None = None,
     progress: bool = False,
     chunk_frames: int | None = None,
@@ -247,6 +259,7 @@ def iter_aligned_chunks(
 ) -> AlignedChunks:
     """Align a video chunk by chunk (bounded memory): an iterable of FaceTrack chunks, see :class:`AlignedChunks`.
 
+    ``face`` is the face rule (:data:`affectflow.contracts.FACE_RULES`): which face of several is aligned.
     Options are checked (and the landmark model loaded) here, before any frame is decoded;
     ``chunk_frames`` defaults to :func:`chunk_frames_for` the video's frame size. ``aligners``, a dict
     the caller keeps across videos, shares one native aligner per setting between them.
@@ -258,6 +271,7 @@ def iter_aligned_chunks(
         normalization=normalization,
         detect_every=detect_every,
         tracking=tracking,
+        face=face,
         threads=threads,
         progress=progress,
         chunk_frames=chunk_frames,
@@ -273,6 +287,7 @@ def align_video(
     normalization: str = DEFAULT_NORMALIZATION,
     detect_every: int = DEFAULT_DETECT_EVERY,
     tracking: bool = True,
+    face: str = DEFAULT_FACE_RULE,
     threads: int | None = None,
     progress: bool = True,
 ):
@@ -290,6 +305,7 @@ def align_video(
         normalization=normalization,
         detect_every=detect_every,
         tracking=tracking,
+        face=face,
         threads=threads,
         progress=progress,
     )
@@ -319,15 +335,22 @@ def align_to_file(
     threads: int | None,
     progress: bool,
     aligners: dict | None = None,
+    face: str = DEFAULT_FACE_RULE,
     **options,
 ):
     """Align a video into its face file, written as it is aligned: memory stays bounded for any video
-    length, and a failure (no face in the whole video, say) leaves no file. Returns the chunks (their
-    attrs and counts)."""
+    length, and a failure (no face in the whole video, say) leaves no file. ``face`` is the face rule,
+    recorded as the file's attribute ``face_rule``. Returns the chunks (their attrs and counts)."""
     from .faces import face_writer
 
     chunks = iter_aligned_chunks(
-        video, **options, normalization=normalization, threads=threads, progress=progress, aligners=aligners
+        video,
+        **options,
+        face=face,
+        normalization=normalization,
+        threads=threads,
+        progress=progress,
+        aligners=aligners,
     )
     with face_writer(output) as writer:
         for chunk in chunks:
@@ -348,9 +371,11 @@ def _cmd_align(args) -> int:
         from .modelfile import read_settings
 
         options.update(read_settings(args.like).settings.faces.align_options())
+    # which person: a choice about the video, not a setting of the model's training faces (--like)
     chunks = align_to_file(
         args.video,
         args.output,
+        face=args.face,
         normalization=args.normalization,
         threads=args.threads,
         progress=not args.quiet,
@@ -412,6 +437,14 @@ def add_commands(subparsers) -> None:
         help=f"re-run the face detector at least every K frames (default {DEFAULT_DETECT_EVERY})",
     )
     parser.add_argument("--no-tracking", action="store_true", help="run the detector on every frame")
+    parser.add_argument(
+        "--face",
+        choices=FACE_RULES,
+        default=DEFAULT_FACE_RULE,
+        help="which face to follow where there are several: best (the detector's best score), left or right "
+        "(the leftmost or rightmost face in the frame, e.g. Aff-Wild2's NAME_left and NAME_right videos); "
+        f"tracking stays with the person chosen (default {DEFAULT_FACE_RULE})",
+    )
     parser.add_argument(
         "--like",
         type=Path,

@@ -31,9 +31,6 @@ LABEL_STEP_S = 0.04  # the gold standard has a row every 40 ms, from t = 0
 # How a recording's labels are indexed: "time" (AV+EC, sheets: rows at stated times, interpolated at frame
 # times) or "frame" (Aff-Wild2: line k labels decoded frame k).
 LABELS_BY = ("time", "frame")
-# Which person of a video a recording is: "best" (the one face the aligner keeps), or the left / right one of
-# a two-person video (Aff-Wild2's NAME_left / NAME_right annotations; align's --face).
-FACES = ("best", "left", "right")
 # Aff-Wild2 (ABAW's valence-arousal track): videos anywhere under videos/, one label file per recording
 # annotations/VA_Estimation_Challenge/{Train_Set,Validation_Set}/{subject}.txt (header "valence,arousal",
 # line k = decoded frame k, -5 where that frame has no valid annotation); test subjects from a list file.
@@ -93,6 +90,10 @@ NORMALIZATIONS = ("gcn", "lcn-box", "lcn-gauss", "local-mean", "none")
 DEFAULT_NORMALIZATION = "local-mean"
 LANDMARK_POINTS = (5, 68)
 DEFAULT_CHIP_SIZE = 96
+# Which face `align` follows in a video of several (affectflow._native.FACE_RULES, equal): the detector's
+# best score, or the leftmost / rightmost face in the frame (Aff-Wild2's NAME_left and NAME_right).
+FACE_RULES = ("best", "left", "right")
+DEFAULT_FACE_RULE = "best"
 # The CNN's two 2x2 max-pools and its quadrant pooling need a multiple of 4; below 16 no face is left.
 CHIP_SIZE_RANGE = (16, 512)
 CHIP_SIZE_MULTIPLE = 4

@@ -41,6 +41,7 @@ from .contracts import (
     AFFWILD2_LABEL_DIR,
     AVEC_LABEL_DIR,
     AVEC_VIDEO_DIR,
+    DEFAULT_FACE_RULE,
     DIMENSIONS,
     LABEL_TIME_COLUMN,
     LABEL_VALUE_COLUMN,
@@ -67,7 +68,7 @@ class Recording:
     partition: str
     video: Path
     labels: dict[str, Path] = field(default_factory=dict)  # dimension -> label file; absent when unlabeled
-    face: str = "best"  # which person of the video (contracts.FACES): Aff-Wild2's NAME_left / NAME_right
+    face: str = DEFAULT_FACE_RULE  # which person (contracts.FACE_RULES): Aff-Wild2's NAME_left / NAME_right
     labels_by: str = "time"  # contracts.LABELS_BY: "time" (ARFF rows at their times) or "frame" (Aff-Wild2)
 
     def frame_labels(self, dimension: str, frame_times: np.ndarray, edge: float | None = None) -> np.ndarray:

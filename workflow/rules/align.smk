@@ -22,8 +22,11 @@ rule align:
         normalization=config["align"]["normalization"],
         detect_every=config["align"]["detect_every"],
         tracking="" if config["align"]["tracking"] else "--no-tracking",
+        # which person: Aff-Wild2's NAME_left / NAME_right are the left / right face of video NAME
+        face=lambda wc: RECORDINGS[wc.subject]["face"],
     shell:
         "affectflow align {input.video} -o {output.faces} --threads {threads}"
         " --landmarks {params.landmarks} --chip-size {params.chip_size}"
         " --normalization {params.normalization}"
-        " --detect-every {params.detect_every} {params.tracking} > {log} 2>&1"
+        " --detect-every {params.detect_every} {params.tracking} --face {params.face}"
+        " > {log} 2>&1"
