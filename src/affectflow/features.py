@@ -8,10 +8,15 @@ What a frozen CNN makes of one face file, every frame (face-lost frames filled b
 - attributes: ``cnn_sha256`` (the SHA-256 of the extracting CNN's weights: RNN training and
   evaluation refuse features of another CNN), ``model`` (the CNN model file's path, informative
   only), ``subject``, ``fill_policy``, ``normalization``.
+
+:func:`feature_writer` writes one chunk by chunk (extraction: memory independent of the recording's
+length); :func:`write_feature_file` writes a whole recording through it.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +38,72 @@ class FeatureFile:
     attrs: dict
 
 
+class FeatureWriter:
+    """Appends rows (chunks of one recording's frames, in order) to an open feature file; see
+    :func:`feature_writer`."""
+
+    def __init__(self, h5, path: Path, frames: int) -> None:
+        self._h5, self._path, self.frames, self.rows = h5, path, frames, 0
+
+    def append(self, *, features: np.ndarray, prediction: np.ndarray, found: np.ndarray, time: np.ndarray) -> None:
+        n = len(time)
+        if not len(features) == len(prediction) == len(found) == n:
+            raise ValueError(f"{len(features)} features, {len(prediction)} predictions, {len(found)} found, {n} times")
+        if self.rows + n > self.frames:
+            raise ValueError(f"{self._path}: {self.rows + n} rows written to a file of {self.frames} frames")
+        if n == 0:
+            return
+        features = np.asarray(features, np.float32)
+        if "features" not in self._h5:
+            self._h5.create_dataset("features", shape=(self.frames,) + features.shape[1:], dtype=np.float32)
+        end = self.rows + n
+        self._h5["features"][self.rows : end] = features
+        self._h5["prediction"][self.rows : end] = np.asarray(prediction, np.float32)
+        self._h5["found"][self.rows : end] = np.asarray(found, bool)
+        self._h5["time"][self.rows : end] = np.asarray(time, np.float64)
+        self.rows = end
+
+
+@contextlib.contextmanager
+def feature_writer(
+    path,
+    frames: int,
+    *,
+    cnn_sha256: str,
+    model: str,
+    subject: str,
+    fill_policy: str,
+    normalization: str,
+    fc: int | None = None,
+) -> Iterator[FeatureWriter]:
+    """Write a feature file of `frames` rows chunk by chunk (datasets preallocated: memory of one chunk,
+    whatever the recording's length). The file appears at `path` only when all `frames` rows were
+    appended and the block ends without an error. `fc`: the feature width, needed only for 0 frames."""
+    import h5py
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            h5.create_dataset("prediction", shape=(frames,), dtype=np.float32)
+            h5.create_dataset("found", shape=(frames,), dtype=bool)
+            h5.create_dataset("time", shape=(frames,), dtype=np.float64)
+            writer = FeatureWriter(h5, path, frames)
+            yield writer
+            if writer.rows != frames:
+                raise ValueError(f"{path}: {writer.rows} of {frames} rows written")
+            if "features" not in h5:
+                h5.create_dataset("features", shape=(0, fc or 0), dtype=np.float32)
+            h5.attrs.update(
+                {
+                    CNN_ATTR: cnn_sha256,
+                    "model": model,
+                    "subject": subject,
+                    "fill_policy": fill_policy,
+                    "normalization": normalization,
+                }
+            )
+
+
 def write_feature_file(
     path,
     *,
@@ -46,26 +117,19 @@ def write_feature_file(
     fill_policy: str,
     normalization: str,
 ) -> None:
-    import h5py
-
-    count = len(time)
-    if not len(features) == len(prediction) == len(found) == count:
-        raise ValueError(f"{len(features)} features, {len(prediction)} predictions, {len(found)} found, {count} times")
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as h5:
-            h5.create_dataset("features", data=np.asarray(features, np.float32))
-            h5.create_dataset("prediction", data=np.asarray(prediction, np.float32))
-            h5.create_dataset("found", data=np.asarray(found, bool))
-            h5.create_dataset("time", data=np.asarray(time, np.float64))
-            h5.attrs.update(
-                {
-                    CNN_ATTR: cnn_sha256,
-                    "model": model,
-                    "subject": subject,
-                    "fill_policy": fill_policy,
-                    "normalization": normalization,
-                }
-            )
+    """A whole recording's feature file (through :func:`feature_writer`)."""
+    features = np.asarray(features, np.float32)
+    with feature_writer(
+        path,
+        len(time),
+        cnn_sha256=cnn_sha256,
+        model=model,
+        subject=subject,
+        fill_policy=fill_policy,
+        normalization=normalization,
+        fc=features.shape[1] if features.ndim == 2 else None,
+    ) as writer:
+        writer.append(features=features, prediction=prediction, found=found, time=time)
 
 
 def read_feature_file(path, cnn_sha256: str | None = None, with_features: bool = True) -> FeatureFile:

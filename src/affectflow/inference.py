@@ -164,25 +164,38 @@ def _rebuild(path: Path, build, state_dict: dict):
     return model
 
 
-def extract_to_file(path: Path, pipeline: Pipeline, faces_path: Path, batch_size: int = 512) -> None:
-    """The feature file (affectflow.features) of one face file, by a CNN model file."""
-    from .dataset import FILL_POLICY, load_faces
-    from .features import write_feature_file
+EXTRACT_CHUNK_ROWS = 2048  # frames read, predicted and written at a time by extract_to_file
+
+
+def extract_to_file(
+    path: Path, pipeline: Pipeline, faces_path: Path, batch_size: int = 512, chunk_rows: int = EXTRACT_CHUNK_ROWS
+) -> None:
+    """The feature file (affectflow.features) of one face file, by a CNN model file, read, filled
+    (dataset.ChunkFill), predicted and written `chunk_rows` frames at a time: memory independent of the
+    recording's length, the same file as from the whole recording (the CNN sees frames independently)."""
+    from .dataset import FILL_POLICY, ChunkFill
+    from .faces import face_chunks
+    from .features import feature_writer
 
     if pipeline.kind != "cnn":
         raise fail(pipeline.path, "extract needs a CNN model file")
     subject = Path(faces_path).stem
-    frames = load_faces(faces_path, subject)
-    features, prediction = pipeline.cnn_outputs(frames.data, batch_size, where=faces_path)
-    write_feature_file(
-        path,
-        features=features,
-        prediction=prediction,
-        found=frames.found,
-        time=frames.time,
-        cnn_sha256=pipeline.cnn_sha256,
-        model=str(pipeline.path.resolve()),
-        subject=subject,
-        fill_policy=FILL_POLICY,
-        normalization=pipeline.normalization,
-    )
+    with face_chunks(faces_path, chunk_rows, ("chips", "found", "time")) as (_attrs, frames, chunks):
+        with feature_writer(
+            path,
+            frames,
+            cnn_sha256=pipeline.cnn_sha256,
+            model=str(pipeline.path.resolve()),
+            subject=subject,
+            fill_policy=FILL_POLICY,
+            normalization=pipeline.normalization,
+            fc=pipeline.cnn.config.fc,
+        ) as writer:
+            fill, any_found = ChunkFill(), False
+            for chunk in chunks:
+                found = np.asarray(chunk["found"], bool)
+                any_found = any_found or bool(found.any())
+                features, prediction = pipeline.cnn_outputs(fill(chunk["chips"], found), batch_size, where=faces_path)
+                writer.append(features=features, prediction=prediction, found=found, time=chunk["time"])
+            if not any_found:
+                raise fail(faces_path, "no frame with a detected face")

@@ -35,6 +35,12 @@ from .contracts import (
     SELECTIONS,
 )
 
+# affectflow.stream's defaults, repeated here so that building the parser imports no numpy (test_rules
+# holds them equal)
+DEFAULT_MEMORY_BUDGET_GB = 4.0
+STREAM_CHUNK_ROWS = 1024
+STREAM_BUFFER_CHUNKS = 16
+
 # The run's settings that run.json records, by name, per command: what --resume compares
 # (trainer.RESUME_MUST_MATCH) and what the tables read. Renaming a flag breaks the test that holds
 # these names equal to the parser's destinations, not silently what a resume compares.
@@ -58,6 +64,10 @@ CNN_RUN_FIELDS = (
     "corpus",
     "faces",
     "out",
+    "stream",
+    "memory_budget_gb",
+    "stream_chunk_rows",
+    "stream_buffer_chunks",
 )
 RNN_RUN_FIELDS = (
     "seed",
@@ -120,6 +130,15 @@ def add_commands(subparsers) -> None:
         help="weight initialization: 'paper' (the authors': k ~ U(0.2, 1.2) per model), 'he' (k = sqrt 2) "
         "or 'pytorch' (PyTorch's default); see affectflow.models",
     )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="stream the training chips from the face files through a bounded shuffle buffer (affectflow.stream); "
+        "chosen automatically when the face files' chips exceed --memory-budget-gb",
+    )
+    p.add_argument("--memory-budget-gb", type=float, default=DEFAULT_MEMORY_BUDGET_GB, help="(default %(default)s)")
+    p.add_argument("--stream-chunk-rows", type=int, default=STREAM_CHUNK_ROWS, help="frames per contiguous read")
+    p.add_argument("--stream-buffer-chunks", type=int, default=STREAM_BUFFER_CHUNKS, help="chunks per shuffle buffer")
     _common_training(p, epochs=30)
     p.set_defaults(handler=_train_cnn_command)
 
@@ -265,6 +284,7 @@ def _eval_sets(args, corpus, train, dev, validation, frames, holdout, device, ev
     time and gold are kept, and its input too when the model is `frame_wise` (the CNN; the
     RNN's windows need every frame). Returns (eval sets, name of the selection set, run.json entries).
     """
+    import numpy as np
     import torch
 
     from .dataset import frame_labels
@@ -273,10 +293,15 @@ def _eval_sets(args, corpus, train, dev, validation, frames, holdout, device, ev
 
     input_every = every if frame_wise else 1
 
+    def inputs(data):
+        if isinstance(data, np.ndarray):
+            return torch.from_numpy(data[::input_every]).to(device)
+        return data  # read chunk by chunk (affectflow.stream.ChunkedRecording), already every `every`-th frame
+
     def eval_set(name, subjects):
         return EvalSet(
             name,
-            [torch.from_numpy(frames[s].data[::input_every]).to(device) for s in subjects],
+            [inputs(frames[s].data) for s in subjects],
             [frames[s].time[::every] for s in subjects],
             [frame_labels(corpus.recording(s), args.dimension, frames[s].time)[::every] for s in subjects],
         )
@@ -289,9 +314,7 @@ def _eval_sets(args, corpus, train, dev, validation, frames, holdout, device, ev
         sets.append(eval_set("val", validation))
     elif holdout is not None:
         data, times, gold = holdout
-        sets.append(
-            EvalSet("val", [torch.from_numpy(data[::input_every]).to(device)], [times[::every]], [gold[::every]])
-        )
+        sets.append(EvalSet("val", [inputs(data)], [times[::every]], [gold[::every]]))
     selection_set = "dev" if args.selection == "dev" else "val"
     if selection_set not in {e.name for e in sets}:
         raise fail(args.corpus, f"no labelled {args.selection} data for model selection")
@@ -312,6 +335,7 @@ def _train_cnn_command(args) -> int:
     from .faces import common_alignment_settings
     from .modelfile import FaceSettings, PipelineSettings
     from .models import CNNConfig, FaceCNN
+    from .stream import ChunkedRecording, TrainingStream, choose_data_path, found_descriptors, streamed_frames
     from .tensors import resolve_device
     from .trainer import TrainSettings, fit_cnn, seed_everything
 
@@ -329,11 +353,21 @@ def _train_cnn_command(args) -> int:
     # every face file the CNN sees must be aligned alike: the model file records one way to align new videos
     alignment = common_alignment_settings([face_files[s] for s in train + validation + dev])
     chip_size = alignment["chip_size"]
-    faces = {s: load_faces(face_files[s], s) for s in train + validation + dev}
+    # The in-memory path loads every given face file's chips (and the training ones onto the device); above
+    # the budget, or with --stream, the chips stay in the files and stream (affectflow.stream).
+    loaded = {s: face_files[s] for s in train + validation + dev}
+    streamed, data_path = choose_data_path(list(loaded.values()), args.stream, args.memory_budget_gb)
+    every, rows = max(1, args.eval_stride), args.stream_chunk_rows
+    faces = streamed_frames(loaded, every, rows) if streamed else {s: load_faces(p, s) for s, p in loaded.items()}
 
     def fit():
         return fit_label_shift(
-            [descriptor_from_chips(faces[s].data[faces[s].found].astype(np.float32) / 255) for s in train],
+            [
+                found_descriptors(face_files[s], faces[s].found, rows)
+                if streamed
+                else descriptor_from_chips(faces[s].data[faces[s].found].astype(np.float32) / 255)
+                for s in train
+            ],
             [faces[s].time[faces[s].found] for s in train],
             [corpus.recording(s) for s in train],
             args.dimension,
@@ -341,7 +375,7 @@ def _train_cnn_command(args) -> int:
 
     shift, shift_fit = _resolve_shift(args.label_shift, fit)
 
-    xs, ys = [], []
+    xs, ys, indices = [], [], []
     holdout = None
     for s in train:
         f = faces[s]
@@ -349,15 +383,24 @@ def _train_cnn_command(args) -> int:
         keep = f.found & np.isfinite(labels)
         if args.selection == "validation" and not validation and s == train[-1]:
             cut = int(0.8 * len(f.time))  # single training subject: its last 20% of frames validate
-            holdout = (f.data[cut:], f.time[cut:], frame_labels(corpus.recording(s), args.dimension, f.time[cut:]))
+            data = ChunkedRecording(face_files[s], cut, every, rows) if streamed else f.data[cut:]
+            holdout = (data, f.time[cut:], frame_labels(corpus.recording(s), args.dimension, f.time[cut:]))
             keep[cut:] = False
-        index = np.flatnonzero(keep)[:: max(1, args.frame_stride)]
-        xs.append(f.data[index])
-        ys.append(labels[index])
-    train_x = torch.from_numpy(np.concatenate(xs)).to(device)
-    train_y = torch.from_numpy(np.concatenate(ys).astype(np.float32)).to(device)
-    if len(train_x) == 0:
+        indices.append(np.flatnonzero(keep)[:: max(1, args.frame_stride)])
+        xs.append(None if streamed else f.data[indices[-1]])
+        ys.append(labels[indices[-1]].astype(np.float32))
+    train_y = torch.from_numpy(np.concatenate(ys))
+    stream, train_x = None, None
+    if streamed:  # the labels only stay in memory: variance and count
+        paths = [face_files[s] for s in train]
+        stream = TrainingStream(paths, indices, ys, args.batch_size, rows, args.stream_buffer_chunks)
+        data_path["stream"] = stream.describe()
+    else:
+        train_x, train_y = torch.from_numpy(np.concatenate(xs)).to(device), train_y.to(device)
+    train_frames = len(train_y)
+    if train_frames == 0:
         raise fail(face_files[train[0]], "no training frame with a face and a label")
+    data_path["train_chips_bytes"] = int(train_frames * chip_size * chip_size)
 
     eval_sets, selection_set, subject_info = _eval_sets(
         args, corpus, train, dev, validation, faces, holdout, device, max(1, args.eval_stride), frame_wise=True
@@ -374,7 +417,8 @@ def _train_cnn_command(args) -> int:
             **subject_info,
             "augment": augment,
             "dropout": dropout,
-            "train_frames": int(len(train_x)),
+            "train_frames": int(train_frames),
+            "data_path": data_path,
             "device": str(device),
             "init_k": model.init_k,
             "train_label_variance": float(train_y.float().var(unbiased=False)),
@@ -404,7 +448,7 @@ def _train_cnn_command(args) -> int:
     fit_cnn(
         model,
         train_x,
-        train_y,
+        None if streamed else train_y,
         eval_sets,
         settings,
         args.out,
@@ -414,6 +458,7 @@ def _train_cnn_command(args) -> int:
         info,
         device,
         pipeline,
+        stream=stream,
     )
     return 0
 

@@ -2,9 +2,11 @@
 
 The CLI layer (affectflow.train) loads corpus, faces and features into arrays and
 calls `fit_cnn` / `fit_rnn`. Everything the hot loop touches is one device tensor
-(chips as float16, features as float32); batches are gathered by index on the
+(raw uint8 chips, features as float32); batches are gathered by index on the
 device, augmentation runs there in batch, and CUDA runs under autocast with a
-GradScaler. On CPU, with a seed, runs are deterministic and a resumed run ends
+GradScaler. A CNN training set too large for that streams from the face files through
+a bounded shuffle buffer (affectflow.stream); the two paths run the same training step
+(make_cnn_batch_step). On CPU, with a seed, runs are deterministic and a resumed run ends
 with the same weights as an uninterrupted one: the checkpoint holds model,
 optimizer, scaler, history, best model and the python/numpy/torch/cuda RNG states,
 all as tensors and plain values (affectflow.modelfile reads it with weights_only=True).
@@ -17,7 +19,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -94,7 +96,7 @@ class EvalSet:
     """Recordings scored each epoch: inputs for every frame (filled), gold at shift 0."""
 
     name: str  # "dev" or "val"
-    inputs: list[torch.Tensor]  # on the device
+    inputs: list  # on the device (torch.Tensor), or read chunk by chunk (affectflow.stream.ChunkedRecording)
     times: list[np.ndarray]
     gold: list[np.ndarray]
 
@@ -324,15 +326,28 @@ def _optimizer(model: nn.Module, s: TrainSettings):
     return torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
 
 
+def index_batches(n_items: int, batch_size: int, device: torch.device) -> Callable[[], Iterator[tuple]]:
+    """An epoch's batches of indices into on-device data: a fresh random permutation each epoch."""
+
+    def epoch() -> Iterator[tuple]:
+        order = torch.randperm(n_items, device=device)
+        for begin in range(0, n_items, batch_size):
+            yield (order[begin : begin + batch_size],)
+
+    return epoch
+
+
 def _loop(
     run: Run,
     device: torch.device,
-    n_items: int,
-    step: Callable[[torch.Tensor], torch.Tensor],
+    epoch_batches: Callable[[], Iterable[tuple]],
+    step: Callable[..., torch.Tensor],
     predictors: dict[str, Callable],
     desc: str,
 ) -> Path:
-    """The epoch loop shared by both networks. `step(batch_indices)` returns the batch loss (on device)."""
+    """The epoch loop shared by both networks and both data paths. `epoch_batches()` gives an epoch's
+    batches (tuples whose first element has the batch's length); `step(*batch)` returns the batch loss
+    (on device)."""
     from tqdm import tqdm
 
     s = run.settings
@@ -341,11 +356,11 @@ def _loop(
     while run.epoch < s.epochs:
         started = time.perf_counter()
         run.model.train()
-        order = torch.randperm(n_items, device=device)
         total = torch.zeros((), device=device)
-        for begin in range(0, n_items, s.batch_size):
-            batch = order[begin : begin + s.batch_size]
-            total += step(batch).detach() * len(batch)
+        n_items = 0
+        for batch in epoch_batches():
+            total += step(*batch).detach() * len(batch[0])
+            n_items += len(batch[0])
         train_loss = float(total) / max(1, n_items)
         run.model.eval()
         with torch.no_grad():
@@ -382,21 +397,26 @@ def _loop(
 # ----------------------------------------------------------------------------- CNN
 
 
-def cnn_predictor(model: FaceCNN, normalization: str, batch_size: int = 512) -> Callable[[torch.Tensor], np.ndarray]:
-    """Chips -> the CNN's predictions, for the per-epoch scoring (the same forward pass as extraction)."""
+def cnn_predictor(model: FaceCNN, normalization: str, batch_size: int = 512) -> Callable[[object], np.ndarray]:
+    """Chips -> the CNN's predictions, for the per-epoch scoring (the same forward pass as extraction).
 
-    def predict(chips: torch.Tensor) -> np.ndarray:
+    The chips are a tensor or array of a whole recording, or an affectflow.stream.ChunkedRecording read
+    chunk by chunk (the CNN scores frames independently: the same predictions)."""
+    from .stream import ChunkedRecording
+
+    def predict(chips) -> np.ndarray:
+        if isinstance(chips, ChunkedRecording):
+            parts = [cnn_forward(model, c, normalization, batch_size, features=False)[1] for c in chips.chunks()]
+            return np.concatenate(parts) if parts else np.zeros(0, np.float32)
         return cnn_forward(model, chips, normalization, batch_size, features=False)[1]
 
     return predict
 
 
-def make_cnn_step(
+def make_cnn_batch_step(
     model: FaceCNN,
     optimizer,
     scaler,
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
     augment: bool,
     device: torch.device,
     *,
@@ -404,20 +424,20 @@ def make_cnn_step(
     amp: bool | None = None,
     channels_last: bool = True,
     clip_norm: float | None = None,
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """One SGD step on the batch `train_x[indices]`: gather, augment, normalize and train all on the device.
-
-    `train_x` holds the raw uint8 chips [N,S,S] on the device; `amp=None` means AMP on CUDA only.
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """THE CNN training step, `step(chips, labels)`: raw uint8 chips [B,S,S] and labels [B] on the device
+    -> augment, normalize and one SGD step there; returns the batch loss. Both data paths (in memory,
+    streamed) and the benchmarks run it. `amp=None` means AMP on CUDA only.
     """
     # channels-last convolutions: ~1.7x faster training of the demo's CNN on CPU (oneDNN), AMP-friendly on CUDA
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format)
     use_amp = device.type == "cuda" if amp is None else bool(amp)
 
-    def step(batch: torch.Tensor) -> torch.Tensor:
-        x = chips_to_inputs(train_x[batch], normalization, augment).contiguous(memory_format=memory_format)
+    def step(chips: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        x = chips_to_inputs(chips, normalization, augment).contiguous(memory_format=memory_format)
         with torch.autocast(device.type, enabled=use_amp):
-            loss = masked_loss(model(x), train_y[batch], "mse")
+            loss = masked_loss(model(x), labels, "mse")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -436,16 +456,44 @@ def make_cnn_step(
     return step
 
 
+def make_cnn_step(
+    model: FaceCNN,
+    optimizer,
+    scaler,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    augment: bool,
+    device: torch.device,
+    **options,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The in-memory path's step on the batch `train_x[indices]`: gathered on the device, then
+    make_cnn_batch_step's step. `train_x` holds the raw uint8 chips [N,S,S] on the device."""
+    step = make_cnn_batch_step(model, optimizer, scaler, augment, device, **options)
+    return lambda batch: step(train_x[batch], train_y[batch])
+
+
 def cnn_optimizer(model: FaceCNN, settings: TrainSettings, device: torch.device):
     """(SGD optimizer, GradScaler on CUDA else None)."""
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     return _optimizer(model, settings), scaler
 
 
+def streamed_batches(stream, device: torch.device) -> Callable[[], Iterator[tuple]]:
+    """An epoch's batches from an affectflow.stream.TrainingStream, moved to the device. The epoch's
+    order comes from a seed drawn from torch's global (seeded, checkpointed) generator."""
+
+    def epoch() -> Iterator[tuple]:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+        for x, y in stream.epoch(seed):
+            yield torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+
+    return epoch
+
+
 def fit_cnn(
     model: FaceCNN,
-    train_x: torch.Tensor,
-    train_y: torch.Tensor,
+    train_x: torch.Tensor | None,
+    train_y: torch.Tensor | None,
     eval_sets: list[EvalSet],
     settings: TrainSettings,
     out: Path,
@@ -455,24 +503,33 @@ def fit_cnn(
     run_info: dict,
     device: torch.device,
     pipeline: PipelineSettings,
+    stream=None,
 ) -> Path:
-    """Train the CNN on device tensors train_x [N,S,S] (raw uint8 chips), train_y [N] float32."""
+    """Train the CNN on device tensors train_x [N,S,S] (raw uint8 chips), train_y [N] float32 (the
+    in-memory path), or, with `stream` (an affectflow.stream.TrainingStream; train_x, train_y None), on
+    batches streamed from the face files. Both paths run the same step (make_cnn_batch_step)."""
     model.to(device)
     optimizer, scaler = cnn_optimizer(model, settings, device)
     run = Run(out, "cnn", model, optimizer, scaler, settings, eval_sets, run_info, resume, pipeline)
-    step = make_cnn_step(
+    step = make_cnn_batch_step(
         model,
         optimizer,
         scaler,
-        train_x,
-        train_y,
         augment,
         device,
         normalization=normalization,
         clip_norm=settings.clip_norm,
     )
+    if stream is None:
+        indices = index_batches(len(train_x), settings.batch_size, device)
+
+        def batches() -> Iterator[tuple]:
+            for (index,) in indices():
+                yield train_x[index], train_y[index]
+    else:
+        batches = streamed_batches(stream, device)
     predictor = cnn_predictor(model, normalization)
-    return _loop(run, device, len(train_x), step, {e.name: predictor for e in eval_sets}, "train-cnn")
+    return _loop(run, device, batches, step, {e.name: predictor for e in eval_sets}, "train-cnn")
 
 
 # ----------------------------------------------------------------------------- RNN
@@ -536,4 +593,5 @@ def fit_rnn(
         # eval sets hold every eval_stride-th frame's time and gold (see train-rnn --eval-stride)
         return rnn_window_predictions(model, feats, window, stride=eval_stride)
 
-    return _loop(run, device, len(starts_t), step, {e.name: predictor for e in eval_sets}, "train-rnn")
+    batches = index_batches(len(starts_t), settings.batch_size, device)
+    return _loop(run, device, batches, step, {e.name: predictor for e in eval_sets}, "train-rnn")
