@@ -14,7 +14,7 @@ from affectflow import _native
 from affectflow.align import iter_aligned_chunks
 from affectflow.contracts import DEFAULT_FACE_RULE, FACE_RULES
 from affectflow.faces import read_faces
-from helpers import run_cli, write_video
+from helpers import read_columns, run_cli, write_video
 
 SIZE = (1280, 720)
 MIDDLE = SIZE[0] / 2
@@ -149,3 +149,19 @@ def test_the_other_person_is_never_taken_for_the_chosen_one(tmp_path):
     one_thread = aligned(video, "left", threads=2)
     np.testing.assert_array_equal(one_thread[0], left_found)
     np.testing.assert_array_equal(one_thread[1], left)
+
+
+def test_predict_follows_the_person_it_is_asked_for(side_by_side, tmp_path):
+    """`predict --face` aligns the chosen person as `align --face` does: left equals best here (the
+    astronaut is tracked throughout), right is another person and another trace."""
+    from test_modelfile import cnn_and_rnn
+
+    cnn_and_rnn(tmp_path)  # an untrained CNN+RNN at 32x32: the traces differ where the faces do
+    traces = {}
+    for rule in FACE_RULES:
+        out = tmp_path / f"{rule}.csv"
+        model = tmp_path / "rnn.safetensors"
+        run_cli("predict", side_by_side[0], "--model", model, "-o", out, "--face", rule, "--quiet", check=True)
+        traces[rule] = read_columns(out)["arousal"]
+    np.testing.assert_array_equal(traces["best"], traces["left"])
+    assert np.abs(traces["right"] - traces["left"]).max() > 1e-5  # 10x the CSV's 6 decimals

@@ -74,7 +74,7 @@ def test_resume_compares_only_recorded_fields():
     from affectflow.trainer import RESUME_MUST_MATCH
 
     # the fields both commands record, and those they add beside the command line (affectflow.train)
-    recorded = set(train.CNN_RUN_FIELDS) | set(train.RNN_RUN_FIELDS) | {"train_subjects", "label_shift"}
+    recorded = set(train.CNN_RUN_FIELDS) | set(train.RNN_RUN_FIELDS) | {"train_subjects", "label_shift", "data_path"}
     assert set(RESUME_MUST_MATCH) <= recorded, set(RESUME_MUST_MATCH) - recorded
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .contracts import DEVICES
+from .contracts import DEFAULT_FACE_RULE, DEVICES, FACE_RULES
 
 
 def add_commands(subparsers) -> None:
@@ -39,6 +39,12 @@ def add_commands(subparsers) -> None:
     p.add_argument("--plot", type=Path, default=None, help="TRACE.png")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--threads", type=int, default=None, help="alignment threads")
+    p.add_argument(
+        "--face",
+        choices=FACE_RULES,
+        default=DEFAULT_FACE_RULE,
+        help="which face of several: the detector's best, or the leftmost / rightmost (see `affectflow align`)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_predict_command)
 
@@ -57,7 +63,12 @@ def add_commands(subparsers) -> None:
 
 
 def predict_video(
-    video: Path, model_files: list[Path], device_name: str = "auto", threads: int | None = None, progress: bool = True
+    video: Path,
+    model_files: list[Path],
+    device_name: str = "auto",
+    threads: int | None = None,
+    progress: bool = True,
+    face: str = DEFAULT_FACE_RULE,
 ) -> tuple:
     """(frame times float64 [T], {dimension: trace float32 [T]}) for a video, one trace per model file.
 
@@ -85,7 +96,7 @@ def predict_video(
             options = pipeline.align_options()
             key = repr(sorted(options.items()))
             if key not in tracks:
-                tracks[key] = align_video(video, threads=threads, progress=progress, **options)
+                tracks[key] = align_video(video, threads=threads, progress=progress, face=face, **options)
             track = tracks[key]
             times = track.time
             bar.update(1)
@@ -134,7 +145,7 @@ def _predict_command(args) -> int:
     from .io import atomic_path
     from .modelfile import read_settings
 
-    times, traces = predict_video(args.video, args.model, args.device, args.threads, progress=not args.quiet)
+    times, traces = predict_video(args.video, args.model, args.device, args.threads, not args.quiet, args.face)
     write_trace_csv(args.output, times, traces)
     models = [read_settings(path) for path in args.model]
     summary = {

@@ -53,6 +53,9 @@ RESUME_MUST_MATCH = (
     "clip_norm",
     "train_subjects",
     "normalization",
+    "data_path",  # in memory or streamed, and the stream's buffer: another path is another run
+    "stream_chunk_rows",
+    "stream_buffer_chunks",
 )
 
 
