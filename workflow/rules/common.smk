@@ -129,7 +129,9 @@ def _recordings():
         from affectflow.errors import AffectflowError
 
         try:
-            recordings = open_corpus(CORPUS, config["corpus"].get("test_list")).recordings
+            recordings = open_corpus(
+                CORPUS, config["corpus"].get("test_list")
+            ).recordings
         except (AffectflowError, OSError) as error:
             raise WorkflowError(f"config corpus.path: cannot open the corpus: {error}")
     return {
