@@ -335,9 +335,10 @@ def _train_cnn_command(args) -> int:
     from .faces import common_alignment_settings
     from .modelfile import FaceSettings, PipelineSettings
     from .models import CNNConfig, FaceCNN
+    from .seeding import seed_everything
     from .stream import ChunkedRecording, TrainingStream, choose_data_path, found_descriptors, streamed_frames
     from .tensors import resolve_device
-    from .trainer import TrainSettings, fit_cnn, seed_everything
+    from .trainer import TrainSettings, fit_cnn
 
     device = resolve_device(args.device)
     seed_everything(args.seed, device)
@@ -477,8 +478,9 @@ def _train_rnn_command(args) -> int:
     from .errors import AffectflowError, fail
     from .modelfile import load_model_file, model_file
     from .models import FrameRNN, RNNConfig
+    from .seeding import seed_everything
     from .tensors import resolve_device
-    from .trainer import TrainSettings, fit_rnn, seed_everything
+    from .trainer import TrainSettings, fit_rnn
 
     device = resolve_device(args.device)
     seed_everything(args.seed, device)
