@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,10 @@ import yaml
 from snakemake.utils import validate
 
 from affectflow.cli import main
-from affectflow.contracts import metrics_path
+from affectflow.contracts import RUN_PATTERN, metrics_path, run_dimension, run_id, run_seed, run_selection
 from affectflow.report import check_layout, write_tables
 from affectflow.tables_layout import model_runs, rnn_grid, tables_config, tables_layout
+from helpers import read_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,3 +115,116 @@ def test_tables_command_reads_the_config_file(tmp_path, monkeypatch, capsys):
     Path("bad.yaml").write_text(yaml.safe_dump({"seeds": 1}))
     assert main(["tables", "--config", "bad.yaml", "--out-dir", "bad"]) == 2
     assert "bad.yaml: not a workflow config: no key" in capsys.readouterr().err
+
+
+# ---- several dimensions (`dimension: [valence, arousal]`): every model for each, Table 6
+
+
+def test_run_names_carry_every_dimension_but_the_first():
+    assert [run_id(0, "dev", "dev", d, "valence") for d in ("valence", "arousal")] == ["seed0", "seed0-arousal"]
+    assert run_id(2, "validation", "dev", "arousal", "valence") == "seed2-validation-arousal"
+    assert run_id(1, "validation", "dev") == "seed1-validation"  # one dimension: the names of before
+    for run, seed, selection, dimension in [
+        ("seed0", 0, "dev", "valence"),
+        ("seed12-validation", 12, "validation", "valence"),
+        ("seed3-arousal", 3, "dev", "arousal"),
+        ("seed0-validation-arousal", 0, "validation", "arousal"),
+    ]:
+        assert re.fullmatch(RUN_PATTERN, run)
+        assert (run_seed(run), run_selection(run, "dev"), run_dimension(run, "valence")) == (seed, selection, dimension)
+    assert run_dimension("seed0", "arousal") == "arousal"  # the config's first dimension
+    for bad in ("seed0-arousal-validation", "seed0-dominance", "seed-1"):
+        assert not re.fullmatch(RUN_PATTERN, bad)
+        with pytest.raises(ValueError, match="not a run name"):
+            run_seed(bad)
+
+
+def two_dimensions(name: str = "tiny", **changes) -> dict:
+    config = workflow_config(name)
+    config.update(dimension=["valence", "arousal"], **changes)
+    validate(config, schema=str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
+
+
+def test_two_dimensions_train_every_model_for_each_and_tables_1_to_5_stay_the_first_ones():
+    one = workflow_config("tiny")
+    two = two_dimensions(selection=["dev", "validation"])
+    one["selection"] = ["dev", "validation"]
+    runs_one, runs_two = set(model_runs(one)), set(model_runs(two))
+    assert runs_one < runs_two and len(runs_two) == 2 * len(runs_one)
+    assert {(kind, model, f"{run}-arousal") for kind, model, run in runs_one} == runs_two - runs_one
+    assert ("cnn", "AD", "seed0-validation-arousal") in runs_two
+
+    layout_one, layout_two = tables_layout(one), tables_layout(two)
+    assert list(layout_two["tables"]) == ["1", "2", "3", "4", "5", "6"] and "6" not in layout_one["tables"]
+    assert layout_two["dimension"] == "valence" and layout_two["dimensions"] == ["valence", "arousal"]
+    for n in "12345":
+        assert layout_two["tables"][n] == layout_one["tables"][n]
+    table6 = layout_two["tables"]["6"]
+    assert [row["label"] for row in table6] == [row["label"] for row in layout_two["tables"]["1"]]
+    ad = next(row for row in table6 if row["key"] == "cnn:AD")
+    assert ad["dimensions"] == {
+        "valence": ["results/metrics/cnn/AD/seed0.json"],
+        "arousal": ["results/metrics/cnn/AD/seed0-arousal.json"],
+    }
+    # every metrics file the tables read is one the workflow makes (the arousal sweeps' are not tabulated)
+    read = layout_metrics(layout_two) | {p for row in table6 for paths in row["dimensions"].values() for p in paths}
+    assert read <= {metrics_path(*run) for run in runs_two}
+    assert check_layout(layout_two, "test") is layout_two
+
+
+def test_the_schema_takes_one_dimension_or_a_list_of_distinct_ones():
+    schema = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    for good in ("arousal", ["arousal"], ["valence", "arousal"]):
+        validate({**workflow_config("tiny"), "dimension": good}, schema=schema)
+    for bad in ([], ["valence", "valence"], ["valence", "dominance"], "dominance"):
+        with pytest.raises(Exception):  # noqa: B017 - snakemake's WorkflowError wraps the schema's ValidationError
+            validate({**workflow_config("tiny"), "dimension": bad}, schema=schema)
+
+
+def _write_scores(path: str, ccc: float, loss_ratio: float = 0.5) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    scores = {"rmse": 0.3, "cc": 0.5, "ccc": ccc}
+    settings = {"train_loss_to_label_variance": loss_ratio}
+    Path(path).write_text(json.dumps({"concatenated": scores, "per_recording_mean": scores, "settings": settings}))
+
+
+def test_table6_gives_ccc_per_dimension_and_p_va_the_mean_of_the_two_per_seed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = two_dimensions(seeds=2, sweep_seeds=1)
+    layout = tables_layout(config)
+    for path in layout_metrics(layout) | {metrics_path(*run) for run in model_runs(config)}:
+        _write_scores(path, 0.1)
+    # CNN+AD by construction (exact in binary): valence 0.5 / 0.75, arousal 0.25 / 0 over seeds 0 / 1: P_VA 0.375 both
+    for seed, valence, arousal in ((0, 0.5, 0.25), (1, 0.75, 0.0)):
+        _write_scores(f"results/metrics/cnn/AD/seed{seed}.json", valence)
+        _write_scores(f"results/metrics/cnn/AD/seed{seed}-arousal.json", arousal, loss_ratio=0.9)
+    Path("config.yaml").write_text(yaml.safe_dump(tables_config(config), sort_keys=False))
+    assert main(["tables", "--config", "config.yaml", "--out-dir", "tables"]) == 0
+
+    table6 = Path("tables/table6.md").read_text()
+    assert table6.startswith("# Table 6: CCC per dimension and P_VA\n")
+    assert "| CNN+AD | ours | 0.625 ± 0.177 | 0.125 ± 0.177 | 0.375 ± 0.000 | 2 | 0.50 ± 0.00 | 0.90 ± 0.00 |" in table6
+    assert "| CNN | ours | 0.100 ± 0.000 | 0.100 ± 0.000 | 0.100 ± 0.000 | 2 |" in table6
+    # ABAW's anchors, quoted as published, never computed
+    assert "| ABAW2 baseline | quoted: ABAW challenges, Aff-Wild2 Validation_Set | 0.21 | 0.23 | 0.22 | - |" in table6
+    assert (
+        "| ABAW8 baseline (ResNet-50) | quoted: ABAW challenges, Aff-Wild2 Validation_Set |  |  | about 0.22 |"
+        in table6
+    )
+    assert "0.55-0.66" in table6 and "not computed here" in table6
+    rows = {row["model"]: row for row in read_table(Path("tables/table6.tsv"))}
+    ad = rows["CNN+AD"]
+    assert (ad["source"], ad["seeds"], ad["p_va_mean"], ad["p_va_sd"]) == ("ours", "2", "0.375", "0")
+    assert (float(ad["ccc_valence_mean"]), float(ad["ccc_arousal_mean"])) == pytest.approx((0.625, 0.125))
+    assert rows["ABAW2 baseline"]["p_va_mean"] == "0.22" and rows["Best ABAW entries"]["p_va_published"] == "0.55-0.66"
+    assert all(rows[label]["source"].startswith("quoted: ") for label in ("ABAW2 baseline", "Best ABAW entries"))
+
+    # Tables 1-5 are the first dimension's: byte-identical to those of the same config with valence alone
+    Path("one.yaml").write_text(yaml.safe_dump(tables_config({**config, "dimension": "valence"}), sort_keys=False))
+    assert main(["tables", "--config", "one.yaml", "--out-dir", "one"]) == 0
+    assert sorted(p.name for p in Path("one").iterdir()) == [
+        f"table{n}.{e}" for n in range(1, 6) for e in ("md", "tsv")
+    ]
+    for name in Path("one").iterdir():
+        assert Path("tables", name.name).read_bytes() == name.read_bytes()

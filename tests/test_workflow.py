@@ -58,6 +58,40 @@ def test_recola_sized_dag_fans_out_over_18_labelled_subjects_and_3_seeds(recola_
     assert counts == expected_counts(9, 9, ["plain", "D", "A", "AD"], 3, RECOLA_RNN_RUNS, extra_selections=1)
 
 
+@pytest.mark.slow
+def test_two_dimensions_train_and_score_every_model_for_each(tmp_path):
+    """config/tiny.yaml with `dimension: [valence, arousal]`: every CNN, feature, RNN and scoring job
+    once more for arousal (runs seed0-arousal, `--dimension arousal`), the faces aligned once, Table 6."""
+    from affectflow.testing.snakemake_output import shell_commands
+
+    single = dry_run_counts(tmp_path / "one", "--configfile", str(REPO / "config" / "tiny.yaml"))
+    config = write_config(tmp_path / "tiny2.yaml", REPO / "config" / "tiny.yaml", dimension=["valence", "arousal"])
+    both = dry_run_counts(tmp_path / "two", "--configfile", str(config))
+    doubled = {"train_cnn", "extract", "train_rnn", "evaluate"}
+    assert both == {rule: count * (2 if rule in doubled else 1) for rule, count in single.items()}
+    assert both["align"] == single["align"] == 3
+
+    result = snakemake(tmp_path / "two", "-n", "-p", "--configfile", str(config))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    commands = shell_commands(output)
+    trained = [c for c in commands if c.startswith(("affectflow train-cnn", "affectflow train-rnn"))]
+    assert len(trained) == 2 * (single["train_cnn"] + single["train_rnn"])
+    for command in trained:
+        arousal = "seed0-arousal" in command
+        assert ("--dimension arousal" in command) == arousal and ("--dimension valence" in command) != arousal
+        if arousal and "train-rnn" in command:  # an arousal RNN reads the arousal CNN and its features
+            assert "--cnn results/cnn/AD/seed0-arousal/model.safetensors" in command
+            assert "results/features/AD/seed0/" not in command
+    arousal_runs = [c for c in commands if "-arousal" in c]
+    assert sum(c.startswith("affectflow evaluate") for c in arousal_runs) == single["evaluate"]
+    assert sum(c.startswith("affectflow extract") for c in arousal_runs) == single["extract"]
+    assert "ratings_gold_standard/arousal/train_1.arff" in output  # the arousal runs' label inputs
+    assert "results/tables/table6.md" in output and "results/tables/table6.tsv" in output
+    single_output = snakemake(tmp_path / "one", "-n", "-p", "--configfile", str(REPO / "config" / "tiny.yaml"))
+    assert "table6" not in single_output.stdout + single_output.stderr
+
+
 def _mark_everything_done(workdir, config):
     """Create every output of the DAG as an empty file, then let Snakemake touch them in DAG order."""
     summary = snakemake(workdir, "--configfile", str(config), "--summary")
@@ -131,6 +165,33 @@ def test_tiny_config_runs_the_whole_dag_to_tables_figures_and_report(tmp_path):
     # Nothing left to do: every output is complete and up to date.
     assert dry_run_counts(tmp_path, "--configfile", str(config)) == {}
     print(f"tiny workflow: {elapsed:.0f} s")
+
+
+@pytest.mark.slow
+def test_tiny_config_with_two_dimensions_runs_to_table6(tmp_path):
+    """A real run of config/tiny.yaml with `dimension: [valence, arousal]` (~2.5 min on 4 cores)."""
+    config = write_config(tmp_path / "tiny2.yaml", REPO / "config" / "tiny.yaml", dimension=["valence", "arousal"])
+    work = tmp_path / "work"
+    run = snakemake(work, "--configfile", str(config), "--cores", "4", timeout=900)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    for kind, model in (("cnn", "AD"), ("rnn", "rnn-tanh-h8-w10-l1")):
+        for run_name, dimension in (("seed0", "valence"), ("seed0-arousal", "arousal")):
+            metrics = json.loads((work / f"results/metrics/{kind}/{model}/{run_name}.json").read_text())
+            assert metrics["dimension"] == dimension
+    for n in range(1, 6):
+        finite_numbers_in_tsv(work / f"results/tables/table{n}.tsv")
+    finite_numbers_in_tsv(work / "results/tables/table6.tsv", ("ccc_valence_mean", "ccc_arousal_mean", "p_va_mean"))
+    table6 = {row["model"]: row for row in read_table(work / "results/tables/table6.tsv")}
+    ours = [row for row in table6.values() if row["source"] == "ours"]
+    assert len(ours) == 4 and all(
+        float(row["p_va_mean"])
+        == pytest.approx(
+            (float(row["ccc_valence_mean"]) + float(row["ccc_arousal_mean"])) / 2, abs=1e-5
+        )  # TSV: 6 digits
+        for row in ours
+    )
+    assert table6["ABAW2 baseline"]["source"].startswith("quoted: ")
+    assert dry_run_counts(work, "--configfile", str(config)) == {}
 
 
 def _metrics(path, rmse, cc, ccc, ccc_rec):

@@ -127,23 +127,36 @@ def rnn_name(settings: Mapping) -> str:
     return "{cell}-{nonlinearity}-h{hidden}-w{window}-l{layers}".format(**settings)
 
 
-# ---- run names: seed{N} for the headline selection, seed{N}-{selection} for another one
-RUN_PATTERN = r"seed\d+(-(" + "|".join(SELECTIONS) + r"))?"
+# ---- run names: seed{N} for the headline selection, seed{N}-{selection} for another one; a further
+# dimension of the config's (every one but the first) adds -{dimension}: seed0-arousal, seed0-validation-arousal.
+RUN_PATTERN = r"seed\d+(-(" + "|".join(SELECTIONS) + r"))?(-(" + "|".join(DIMENSIONS) + r"))?"
 
 
-def run_id(seed: int, selection: str, headline: str) -> str:
-    return f"seed{seed}" if selection == headline else f"seed{seed}-{selection}"
+def run_id(seed: int, selection: str, headline: str, dimension: str | None = None, first: str | None = None) -> str:
+    """A run's name; ``dimension`` other than ``first`` (the config's first dimension) is named in it."""
+    run = f"seed{seed}" if selection == headline else f"seed{seed}-{selection}"
+    return run if dimension is None or dimension == first else f"{run}-{dimension}"
+
+
+def _run_parts(run: str) -> list[str]:
+    if not re.fullmatch(RUN_PATTERN, run):
+        raise ValueError(
+            f"not a run name: {run!r} (expected seed<N>, seed<N>-<selection>, seed<N>[-<selection>]-<dimension>)"
+        )
+    return run.split("-")
 
 
 def run_seed(run: str) -> int:
-    match = re.fullmatch(RUN_PATTERN, run)
-    if not match:
-        raise ValueError(f"not a run name: {run!r} (expected seed<N> or seed<N>-<selection>)")
-    return int(run[4:].split("-", 1)[0])
+    return int(_run_parts(run)[0][4:])
 
 
 def run_selection(run: str, headline: str) -> str:
-    return run.split("-", 1)[1] if "-" in run else headline
+    return next((part for part in _run_parts(run)[1:] if part in SELECTIONS), headline)
+
+
+def run_dimension(run: str, first: str) -> str:
+    """The dimension a run trains and scores: the one it names, else the config's first."""
+    return next((part for part in _run_parts(run)[1:] if part in DIMENSIONS), first)
 
 
 # ---- the workflow's results layout
@@ -190,6 +203,15 @@ def predictions_path(kind: str, model: str, run: str, subject: str, results: str
 
 # ---- the tables
 TABLES = ("1", "2", "3", "4", "5")
+# With two or more dimensions (config `dimension: [valence, arousal]`): Table 1's rows' CCC per dimension and P_VA.
+DIMENSIONS_TABLE = "6"
+
+
+def table_numbers(n_dimensions: int = 1) -> tuple[str, ...]:
+    """The tables a config with ``n_dimensions`` dimensions has: Tables 1-5, and Table 6 beyond one dimension."""
+    return TABLES + ((DIMENSIONS_TABLE,) if n_dimensions > 1 else ())
+
+
 TABLE_FORMATS = ("md", "tsv")
 # The workflow config's RNN sweeps (rnn.tables): Table 1's CNN+RNN rows and Tables 2-4 (Table 5 repeats Table 1).
 SWEEP_TABLES = ("table1", "table2", "table3", "table4")

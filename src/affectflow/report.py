@@ -1,6 +1,7 @@
 """The paper's Tables 1-5 and Figure 3 from the workflow's metrics, predictions and histories.
 
-``affectflow tables --config CONFIG --out-dir DIR`` writes DIR/table{1..5}.{md,tsv}.
+``affectflow tables --config CONFIG --out-dir DIR`` writes DIR/table{1..5}.{md,tsv} (and table6 with two
+or more dimensions: Table 1's rows' CCC per dimension and P_VA).
 CONFIG is the workflow's config (YAML or JSON; the workflow's rule ``tables_config`` writes the
 keys the tables read), from which :func:`affectflow.tables_layout.tables_layout` derives the
 layout: per table, the rows and each row's metrics files (one per seed). ``--layout LAYOUT``
@@ -11,7 +12,8 @@ layout: per table, the rows and each row's metrics files (one per seed). ``--lay
                                          "metrics": ["results/metrics/cnn/plain/seed0.json"]}, ...]}}
 
 A cell is the mean over seeds, with +- the sample standard deviation where there is
-more than one seed. Table 5 puts our rows beside results quoted from the paper.
+more than one seed. Table 5 puts our rows beside results quoted from the paper, Table 6 beside the
+ABAW challenges' anchors on Aff-Wild2 (quoted, never computed).
 
 ``affectflow figures --trace LABEL CSV [--trace ...] --histories TSV... --figure3 PNG --curves PNG``
 draws the paper's Figure 3 (predicted valence of single-frame CNN and CNN+RNN against the
@@ -23,13 +25,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .contracts import CNN_LABELS, METRICS, RUN_FILE, cnn_label, cnn_row_key, rnn_row_key
+from .contracts import CNN_LABELS, DIMENSIONS_TABLE, METRICS, RUN_FILE, cnn_label, cnn_row_key, rnn_row_key
 from .errors import fail
 from .io import atomic_path
+from .table_cells import SELECTION_TEXT, Cell, aggregate, read_metrics
+from .table_cells import tsv_number as _tsv_number
+from .table_dimensions import TITLE as DIMENSIONS_TITLE
+from .table_dimensions import check_dimensions_layout, write_dimensions_table
 
 TABLE_TITLES = {
     "1": "Single-frame CNN variants and CNN+RNN (nonlinearity of the RNN)",
@@ -37,6 +42,7 @@ TABLE_TITLES = {
     "3": "CNN+RNN: window length W (frames)",
     "4": "CNN+RNN: number of RNN layers (3 layers = h, h, h/2 units)",
     "5": "Comparison with the published results",
+    DIMENSIONS_TABLE: DIMENSIONS_TITLE,
 }
 
 # Valence CCC on the AV+EC 2015 (RECOLA) development set, as reported by Khorrami et al.,
@@ -60,10 +66,6 @@ FEATURE_NORM_CAPTIONS = {
     "its frames, so a prediction at t depends on frames after t (the CNN rows do not "
     "get this help).",
 }
-SELECTION_TEXT = {
-    "dev": "the dev partition itself (the paper's protocol)",
-    "validation": "a held-out training subject (dev never seen)",
-}
 PAPER_LABELS = {
     **{cnn_row_key(variant): cnn_label(variant) for variant in CNN_LABELS},
     rnn_row_key({"nonlinearity": "tanh"}): "CNN+RNN (tanh)",
@@ -76,7 +78,8 @@ def add_commands(subparsers) -> None:
     tables = subparsers.add_parser(
         "tables",
         help="write the paper's Tables 1-5 (markdown and TSV) from metrics files",
-        description="Write DIR/table{1..5}.md and .tsv: RMSE, CC, CCC per model (mean +- sd over seeds).",
+        description="Write DIR/table{1..5}.md and .tsv: RMSE, CC, CCC per model (mean +- sd over seeds); with "
+        "two or more dimensions also table6: CCC per dimension and P_VA.",
     )
     source = tables.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -113,43 +116,6 @@ def add_commands(subparsers) -> None:
 
 
 # ---------------------------------------------------------------- tables
-
-
-@dataclass(frozen=True)
-class Cell:
-    """A metric over seeds: mean, sample sd (None for one seed) and the count of finite values."""
-
-    mean: float
-    sd: float | None
-    count: int
-
-    def text(self, digits: int = 3) -> str:
-        if self.count == 0:
-            return "n/a"
-        if self.sd is None:
-            return f"{self.mean:.{digits}f}"
-        return f"{self.mean:.{digits}f} ± {self.sd:.{digits}f}"
-
-
-def aggregate(values: list[float | None]) -> Cell:
-    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not finite:
-        return Cell(math.nan, None, 0)
-    sd = statistics.stdev(finite) if len(finite) > 1 else None
-    return Cell(statistics.fmean(finite), sd, len(finite))
-
-
-def read_metrics(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise fail(path, "metrics file is missing") from None
-    except json.JSONDecodeError as error:
-        raise fail(path, f"not a metrics JSON file: {error}") from None
-    for section in ("concatenated", "per_recording_mean"):
-        if not isinstance(data.get(section), dict):
-            raise fail(path, f"metrics file has no {section!r} scores")
-    return data
 
 
 @dataclass(frozen=True)
@@ -263,10 +229,6 @@ def render_markdown(number: str, rows: list[Row], layout: dict, comparison: bool
     return "\n".join(lines) + "\n"
 
 
-def _tsv_number(value: float | None) -> str:
-    return "" if value is None or not math.isfinite(value) else f"{value:.6g}"
-
-
 def render_tsv(rows: list[Row]) -> str:
     header = ["model", "source", "key", "seeds"]
     for m in ("rmse", "cc", "ccc", "ccc_rec", "loss_ratio"):
@@ -310,6 +272,8 @@ def check_layout(layout, source) -> dict:
             isinstance(r, dict) and "label" in r and r.get("metrics") for r in rows
         ):
             raise fail(source, f"table {number}: rows need a label and a non-empty metrics list")
+    if DIMENSIONS_TABLE in tables:
+        check_dimensions_layout(layout, source)
     return layout
 
 
@@ -317,6 +281,9 @@ def write_tables(layout: dict, out_dir: Path) -> list[Path]:
     """Write table{N}.md and .tsv for every table of the layout; returns the paths written."""
     written = []
     for number, specs in layout["tables"].items():
+        if number == DIMENSIONS_TABLE:
+            written += write_dimensions_table(number, specs, layout, out_dir)
+            continue
         rows = [build_row(spec) for spec in specs]
         comparison = number == "5"
         if comparison:

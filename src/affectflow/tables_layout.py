@@ -16,6 +16,11 @@ makes. Everything here follows from the config (a mapping, as Snakemake's ``conf
   mapping of settings to values) or a list of sweeps whose rows follow each other; every
   combination of a sweep's values around ``rnn.base`` is one row. Identical settings share a
   name (:func:`affectflow.contracts.rnn_name`) and are trained once.
+- Dimensions: ``dimension`` is one (the paper: valence) or a list, e.g. ``[valence, arousal]`` (Aff-Wild2,
+  ABAW's VA track); every model is trained and scored for each, the runs of every dimension but the first
+  named ``...-{dimension}`` (:func:`affectflow.contracts.run_id`). Tables 1-5 are the first dimension's;
+  with two or more, Table 6 gives Table 1's rows' CCC per dimension and P_VA (the mean of valence's and
+  arousal's CCC).
 
 This module imports nothing heavy: Snakemake loads it when it parses the workflow.
 """
@@ -29,6 +34,7 @@ from pathlib import Path
 
 from .contracts import (
     DEFAULT_FEATURE_NORM,
+    DIMENSIONS_TABLE,
     RESULTS,
     SWEEP_TABLES,
     cnn_label,
@@ -37,6 +43,7 @@ from .contracts import (
     rnn_name,
     rnn_row_key,
     run_id,
+    table_numbers,
 )
 from .errors import fail
 
@@ -75,10 +82,22 @@ def model_selections(config: Mapping) -> list[str]:
     return [selection] if isinstance(selection, str) else list(selection)
 
 
-def runs(config: Mapping, of_seeds: list[int], selection: str | None = None) -> list[str]:
-    """The run names of seeds ``of_seeds`` with the models chosen by ``selection`` (default: the headline one)."""
-    headline = model_selections(config)[0]
-    return [run_id(seed, selection or headline, headline) for seed in of_seeds]
+def dimensions(config: Mapping) -> list[str]:
+    """The dimensions every model is trained and scored for, the first (Tables 1-5's) first."""
+    dimension = config["dimension"]
+    return [dimension] if isinstance(dimension, str) else list(dimension)
+
+
+def table_names(config: Mapping) -> tuple[str, ...]:
+    """The tables' numbers: 1-5, and 6 (CCC per dimension, P_VA) with two or more dimensions."""
+    return table_numbers(len(dimensions(config)))
+
+
+def runs(config: Mapping, of_seeds: list[int], selection: str | None = None, dimension: str | None = None) -> list[str]:
+    """The run names of seeds ``of_seeds`` with the models chosen by ``selection`` (default: the headline
+    one), trained for ``dimension`` (default: the first)."""
+    headline, first = model_selections(config)[0], dimensions(config)[0]
+    return [run_id(seed, selection or headline, headline, dimension or first, first) for seed in of_seeds]
 
 
 def rnn_grid(config: Mapping) -> tuple[dict[str, list[RnnRow]], dict[str, dict]]:
@@ -102,20 +121,22 @@ def rnn_grid(config: Mapping) -> tuple[dict[str, list[RnnRow]], dict[str, dict]]
 
 
 def model_runs(config: Mapping) -> list[tuple[str, str, str]]:
-    """(kind, model, run) of every model the tables need, sorted."""
+    """(kind, model, run) of every model the tables need, for every dimension, sorted."""
     all_seeds, sweeps_seeds = seeds(config), sweep_seeds(config)
     rows, configs = rnn_grid(config)
     variants, features = config["cnn"]["variants"], config["rnn"]["features"]
-    found = {("cnn", v, r) for v in variants for r in runs(config, all_seeds)}
     table1 = {name for _, name in rows["table1"]}
     swept = {name for table in SWEEP_TABLES[1:] for _, name in rows[table]}
-    for name in configs:
-        name_seeds = set(all_seeds if name in table1 else []) | set(sweeps_seeds if name in swept else [])
-        found |= {("rnn", name, r) for r in runs(config, sorted(name_seeds))}
-    for selection in model_selections(config)[1:]:
-        extra = runs(config, all_seeds[:1], selection)
-        found |= {("cnn", features, r) for r in extra}
-        found |= {("rnn", name, r) for name in table1 for r in extra}
+    found = set()
+    for dimension in dimensions(config):
+        found |= {("cnn", v, r) for v in variants for r in runs(config, all_seeds, dimension=dimension)}
+        for name in configs:
+            name_seeds = set(all_seeds if name in table1 else []) | set(sweeps_seeds if name in swept else [])
+            found |= {("rnn", name, r) for r in runs(config, sorted(name_seeds), dimension=dimension)}
+        for selection in model_selections(config)[1:]:
+            extra = runs(config, all_seeds[:1], selection, dimension)
+            found |= {("cnn", features, r) for r in extra}
+            found |= {("rnn", name, r) for name in table1 for r in extra}
     return sorted(found)
 
 
@@ -142,10 +163,13 @@ def tables_config_path(results: str = RESULTS) -> str:
 
 
 def tables_layout(config: Mapping) -> dict:
-    """Tables 1-5 of ``affectflow tables``: per table, its rows, each with its label, its row key, its
-    metrics files (one per seed) and, for Table 1, the same model picked by each further selection."""
+    """Tables 1-5 of ``affectflow tables`` (the first dimension's): per table, its rows, each with its label,
+    its row key, its metrics files (one per seed) and, for Table 1, the same model picked by each further
+    selection. With two or more dimensions, Table 6: Table 1's rows, each also with ``dimensions``, its
+    metrics files (one per seed, in the same seed order) for every dimension."""
     config = tables_config(config)  # a key read here but not kept for the tables' file fails every test
     all_seeds = seeds(config)
+    all_dimensions = dimensions(config)
     selections = model_selections(config)
     features = config["rnn"]["features"]
     rows, _ = rnn_grid(config)
@@ -177,9 +201,25 @@ def tables_layout(config: Mapping) -> dict:
     cnn_rows = [cnn_row(v) for v in config["cnn"]["variants"]]
     table1 = cnn_rows + [rnn_row(swept, name, all_seeds, True) for swept, name in rows["table1"]]
     sweeps = {t: [rnn_row(swept, name, sweep_seeds(config)) for swept, name in rows[t]] for t in SWEEP_TABLES[1:]}
+
+    def by_dimension(row: dict, kind: str, model: str) -> dict:
+        """Table 6's row: Table 1's, with its metrics files (one per seed, in order) for every dimension."""
+        return {
+            **row,
+            "selected": {},
+            "dimensions": {
+                dimension: [metrics_path(kind, model, run) for run in runs(config, all_seeds, dimension=dimension)]
+                for dimension in all_dimensions
+            },
+        }
+
+    table6 = [by_dimension(row, "cnn", v) for row, v in zip(cnn_rows, config["cnn"]["variants"])] + [
+        by_dimension(row, "rnn", name) for row, (_, name) in zip(table1[len(cnn_rows) :], rows["table1"])
+    ]
     return {
         "partition": config["evaluate"]["partition"],
-        "dimension": config["dimension"],
+        "dimension": all_dimensions[0],
+        "dimensions": all_dimensions,
         "rnn_features": cnn_label(features),
         "rnn_base": config["rnn"]["base"],
         "rnn_feature_norm": config["rnn"].get("feature_norm", DEFAULT_FEATURE_NORM),
@@ -191,6 +231,7 @@ def tables_layout(config: Mapping) -> dict:
             "3": sweeps["table3"],
             "4": sweeps["table4"],
             "5": table1,
+            **({DIMENSIONS_TABLE: table6} if DIMENSIONS_TABLE in table_names(config) else {}),
         },
     }
 

@@ -24,7 +24,7 @@ rule train_cnn:
         corpus=lambda wc: CORPUS,
         out=lambda wc: cnn_dir(wc.variant, wc.run),
         epochs=lambda wc: cnn_epochs(wc.variant),
-        dimension=config["dimension"],
+        dimension=run_dimension_of,
         seed=lambda wc: run_seed(wc.run),
         selection=lambda wc: run_selection(wc.run, HEADLINE_SELECTION),
         normalization=config["cnn"]["normalization"],

@@ -22,7 +22,6 @@ from affectflow.contracts import (
     RESULTS,
     RUN_FILE,
     RUN_PATTERN,
-    TABLES,
     TABLE_FORMATS,
     TRAINING_CURVES,
     annotation_batch_marker,
@@ -42,6 +41,7 @@ from affectflow.contracts import (
     predictions_path,
     rnn_dir,
     rnn_name,
+    run_dimension,
     run_seed,
     run_selection,
     table_path,
@@ -74,6 +74,11 @@ SEEDS = tables_layout.seeds(config)
 SWEEP_SEEDS = tables_layout.sweep_seeds(config)
 MODEL_SELECTIONS = tables_layout.model_selections(config)
 HEADLINE_SELECTION = MODEL_SELECTIONS[0]
+# Every model is trained and scored for each dimension; a run of any but the first names its
+# dimension (seed0-arousal): the rules read it from the run (affectflow.contracts.run_dimension).
+DIMENSIONS = tables_layout.dimensions(config)
+FIRST_DIMENSION = DIMENSIONS[0]
+TABLES = tables_layout.table_names(config)
 # The config's CNN variants (a subset of affectflow.contracts.CNN_VARIANTS).
 VARIANTS = list(config["cnn"]["variants"])
 RNN_FEATURES = config["rnn"]["features"]
@@ -213,13 +218,23 @@ wildcard_constraints:
     run=RUN_PATTERN,
 
 
+def run_dimension_of(wildcards):
+    """The dimension a run trains and scores (its name's, else the config's first)."""
+    return run_dimension(wildcards.run, FIRST_DIMENSION)
+
+
 def label_files(subject_list):
-    dim = config["dimension"]
-    return [
-        RECORDINGS[s]["labels"][dim]
-        for s in subject_list
-        if dim in RECORDINGS[s]["labels"]
-    ]
+    """An input function: the subjects' label files of the run's dimension."""
+
+    def files(wildcards):
+        dim = run_dimension_of(wildcards)
+        return [
+            RECORDINGS[s]["labels"][dim]
+            for s in subject_list
+            if dim in RECORDINGS[s]["labels"]
+        ]
+
+    return files
 
 
 def table_files():
@@ -285,14 +300,19 @@ ANNOTATE = config.get("annotate") or {}
 
 
 def annotate_models(wildcards=None):
-    """annotate.models, else the workflow's own base RNN (first seed) once it is trained."""
+    """annotate.models, else the workflow's own base RNN (first seed), one per dimension, once trained."""
     if ANNOTATE.get("models"):
         return list(ANNOTATE["models"])
-    own = model_file("rnn", FIGURE_RNN, FIGURE_RUN)
-    if os.path.exists(own):
-        return [own]
+    own = [
+        model_file(
+            "rnn", FIGURE_RNN, tables_layout.runs(config, SEEDS[:1], dimension=d)[0]
+        )
+        for d in DIMENSIONS
+    ]
+    if all(os.path.exists(path) for path in own):
+        return own
     raise WorkflowError(
-        f"config annotate.models: none given, and the workflow's own model {own} is not trained yet "
+        f"config annotate.models: none given, and the workflow's own model {' '.join(own)} is not trained yet "
         "(run the workflow first, or name model files: --config 'annotate={videos: DIR, models: [M.safetensors]}')"
     )
 

@@ -31,7 +31,7 @@ rule train_rnn:
         settings=lambda wc: RNN_CONFIGS[wc.name],
         epochs=config["rnn"]["epochs"],
         loss=config["rnn"]["loss"],
-        dimension=config["dimension"],
+        dimension=run_dimension_of,
         seed=lambda wc: run_seed(wc.run),
         selection=lambda wc: run_selection(wc.run, HEADLINE_SELECTION),
         feature_norm=RNN_FEATURE_NORM,
