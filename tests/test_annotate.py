@@ -91,7 +91,7 @@ def test_summary_reads_the_outcomes_ok_failed_and_pending(tmp_path, capsys):
     (tmp_path / "a" / "ok.json").write_text(json.dumps(ok))
     bad = {"id": "bad", "status": "failed", "stage": "align", "error": "bad.mp4: no face found in any of its 9 frames"}
     (tmp_path / "a" / "bad.json").write_text(json.dumps(bad))
-    counts = summarize(list_videos(tmp_path / "v"), tmp_path / "a", tmp_path / "s.tsv")
+    counts, _ = summarize(list_videos(tmp_path / "v"), tmp_path / "a", tmp_path / "s.tsv")
     assert counts == {"ok": 1, "failed": 1, "pending": 1}
     table = {row["id"]: row for row in read_table(tmp_path / "s.tsv")}
     assert [table[v]["status"] for v in ("bad", "never", "ok")] == ["failed", "pending", "ok"]

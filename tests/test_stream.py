@@ -11,42 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from affectflow.cli import main
+import test_train
 from affectflow.testing.faces import write_face_corpus
+from test_train import TINY_CNN, face_files, train_cnn
 
-TINY_CNN = ["--channels", "4,8,8", "--fc", "16", "--device", "cpu", "--batch-size", "32", "--normalization", "gcn"]
 # small chunks and buffers, so that the 8 s fixture streams through several buffers
 SMALL_STREAM = ["--stream", "--stream-chunk-rows", "32", "--stream-buffer-chunks", "3"]
-
-
-@pytest.fixture(scope="module")
-def face_corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faces")
-    write_face_corpus(root / "corpus", root / "faces", train=2, dev=1, seconds=8.0, size=32, noise=0.7, seed=0)
-    return root
-
-
-def face_files(root):
-    return [str(p) for p in sorted((root / "faces").glob("*.h5"))]
-
-
-def train_cnn(root, out, *extra):
-    return main(
-        [
-            "train-cnn",
-            "--corpus",
-            str(root / "corpus"),
-            "--faces",
-            *face_files(root),
-            "--seed",
-            "0",
-            "--out",
-            str(out),
-            "--quiet",
-            *TINY_CNN,
-            *extra,
-        ]
-    )
+face_corpus = test_train.face_corpus  # the fixture: 2 train + 1 dev face files of 8 s at 32x32
 
 
 def test_parser_defaults_are_the_stream_modules():

@@ -46,6 +46,7 @@ def train_cnn(face_corpus, out, *extra):
             "0",
             "--out",
             str(out),
+            "--quiet",
             *TINY_CNN,
             *extra,
         ]

@@ -336,9 +336,11 @@ def annotate_batch(
 # ----------------------------------------------------------------------------- the summary
 
 
-def summarize(videos: dict[str, Path], annotations: Path, output: Path | None = None) -> dict[str, int]:
+def summarize(
+    videos: dict[str, Path], annotations: Path, output: Path | None = None
+) -> tuple[dict[str, int], list[dict]]:
     """One row per video, in the listing's order: its outcome, or pending. Reads only the outcomes,
-    so it can run at any time, also while a run goes on. Returns the counts per status."""
+    so it can run at any time, also while a run goes on. Returns (the counts per status, the rows)."""
     from .io import atomic_path
 
     rows, dimensions = [], []
@@ -353,7 +355,7 @@ def summarize(videos: dict[str, Path], annotations: Path, output: Path | None = 
             fh.write("\t".join(columns) + "\n")
             for row in rows:
                 fh.write("\t".join(_cell(row.get(c, "")) for c in columns) + "\n")
-    return counts
+    return counts, rows
 
 
 def _cell(value) -> str:
@@ -478,9 +480,8 @@ def _known(source: Path, videos: dict, ids: list[str]) -> None:
 
 def _summary_command(args) -> int:
     videos = list_videos(args.videos)
-    counts = summarize(videos, args.annotations, args.output)
-    failed = [(v, read_outcome(args.annotations, v)) for v in videos]
-    failed = [(v, o) for v, o in failed if o and o["status"] == "failed"]
+    counts, rows = summarize(videos, args.annotations, args.output)
+    failed = [(video, row) for video, row in zip(videos, rows) if row["status"] == "failed"]
     where = f"{args.output}: " if args.output else f"{args.videos}: "
     print(
         where
