@@ -43,8 +43,7 @@ onstart:
 
 
 onerror:
-    # A crashed batch stops `annotate_summary`; the folder's summary is still written (its videos pending).
-    if ANNOTATE_VIDEOS and os.path.isdir(
-        os.path.dirname(annotations_summary_path())
-    ):
-        shell(annotate_summary_command(annotations_summary_path()) + " || true")
+    # A crashed batch stops `annotate_summary`: the counts are printed, and the summary table (the
+    # target) is not written, so that the next run redoes what is pending (affectflow.archive).
+    if ANNOTATE_VIDEOS and os.path.isdir(annotations_dir()):
+        shell(annotate_summary_command() + " || true")

@@ -53,6 +53,7 @@ from .contracts import (
     chip_size_problem,
 )
 from .errors import fail
+from .io import OutputPath
 from .landmark_models import landmark_model_path
 
 CHIP_PADDING = 0.25
@@ -407,7 +408,7 @@ def add_commands(subparsers) -> None:
         "time) of a video: dlib HOG detection + landmark tracking, chips aligned as dlib.get_face_chip.",
     )
     parser.add_argument("video", type=Path, help="input video")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="face file to write (.h5)")
+    parser.add_argument("-o", "--output", required=True, type=OutputPath, help="face file to write (.h5)")
     parser.add_argument(
         "--threads",
         type=int,

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .contracts import DEVICES
+from .io import OutputPath
 
 CHUNK_FRAMES = 2048
 CSV_COLUMNS = ("frame", "time", "found", "source", "score")
@@ -44,9 +45,9 @@ def add_commands(subparsers) -> None:
         action="append",
         help="model file, one per dimension (repeat: e.g. valence and arousal)",
     )
-    p.add_argument("-o", "--output", required=True, type=Path, help="ANNOTATIONS.csv")
-    p.add_argument("--summary", type=Path, default=None, help="SUMMARY.json (default: beside the CSV)")
-    p.add_argument("--plot", type=Path, default=None, help="a PNG of the traces")
+    p.add_argument("-o", "--output", required=True, type=OutputPath, help="ANNOTATIONS.csv")
+    p.add_argument("--summary", type=OutputPath, default=None, help="SUMMARY.json (default: beside the CSV)")
+    p.add_argument("--plot", type=OutputPath, default=None, help="a PNG of the traces")
     p.add_argument("--id", default=None, help="the video's id in the summary (default: the face file's name)")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -206,8 +207,12 @@ def write_annotation(
 
 
 def _annotate_command(args) -> int:
-    pipelines = load_models(args.model, args.device)
+    from .io import claim_output
+
     summary_path = args.summary or args.output.with_suffix(".json")
+    if args.summary is None:
+        claim_output(summary_path)
+    pipelines = load_models(args.model, args.device)
     summary = write_annotation(
         args.faces, pipelines, args.output, summary_path, args.plot, args.id or args.faces.stem, not args.quiet
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from . import __version__
 from .errors import AffectflowError
@@ -47,7 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .io import claim_output, protect_inputs, release_claims
+
     try:
+        outputs, inputs = path_arguments(args)
+        protect_inputs(inputs)
+        for output in outputs:
+            claim_output(output)
         code = args.handler(args)
     except AffectflowError as error:
         print(f"affectflow {args.command}: error: {error}", file=sys.stderr)
@@ -55,7 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"affectflow {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        release_claims()
     return int(code or 0)
+
+
+def path_arguments(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """(outputs, inputs): the path arguments declared as affectflow.io.OutputPath, and every other one."""
+    from .io import OutputPath
+
+    outputs, inputs = [], []
+    for value in vars(args).values():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, Path):
+                (outputs if isinstance(item, OutputPath) else inputs).append(item)
+    return outputs, inputs
 
 
 if __name__ == "__main__":

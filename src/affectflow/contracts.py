@@ -260,13 +260,14 @@ def annotation_plan_path(results: str = RESULTS) -> str:
     return f"{results}/annotations/batches/plan.tsv"
 
 
-def annotation_work_dir(batch: str, results: str = RESULTS) -> str:
-    """A batch's aligned faces (temporary)."""
-    return f"{results}/annotations/work/{batch}"
+def annotation_work_dir(batch_round: str, results: str = RESULTS) -> str:
+    """A batch round's aligned faces (temporary); the round is ``{batch}-{state}`` (affectflow.archive)."""
+    return f"{results}/annotations/work/{batch_round}"
 
 
-def annotation_batch_marker(batch: str, results: str = RESULTS) -> str:
-    return f"{results}/annotations/batches/{batch}.tsv"
+def annotation_batch_marker(batch_round: str, results: str = RESULTS) -> str:
+    """What a batch round did, written last (id, status, error)."""
+    return f"{results}/annotations/batches/{batch_round}.tsv"
 
 
 def annotations_summary_path(results: str = RESULTS) -> str:

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 from .contracts import DEVICES, PARTITIONS
+from .io import OutputPath
 
 
 def add_commands(subparsers) -> None:
@@ -42,8 +43,8 @@ def add_commands(subparsers) -> None:
         help="feature files {subject}.h5 of the subjects to score (made by the model's CNN)",
     )
     p.add_argument("--partition", default="dev", choices=PARTITIONS, help="the partition the subjects must belong to")
-    p.add_argument("--predictions-dir", required=True, type=Path)
-    p.add_argument("-o", "--output", required=True, type=Path)
+    p.add_argument("--predictions-dir", required=True, type=OutputPath)
+    p.add_argument("-o", "--output", required=True, type=OutputPath)
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.set_defaults(handler=_evaluate_command)
 

@@ -8,6 +8,14 @@ output from the rest of the group.
 A writer killed outright (``kill -9``, a node lost) cannot clean up: its temporary
 (``.NAME.partial-XXXX``) stays. The next write of the same target removes it. One writer per
 target at a time is assumed, which the workflow guarantees (Snakemake runs one job per output).
+
+Nothing a user gave is lost to an output. A command's inputs are *protected* (the CLI protects
+every path argument that is not an output, commands add what they read from sheets and plans):
+no atomic write replaces one, nor a folder that holds one. A folder is replaced only if
+affectflow wrote it (its manifest, ``.affectflow-folder``, says so) or it is empty; any other
+existing folder is refused, however it was named. Outputs are *claimed* before any work starts,
+so that two outputs of one command, or an output and an input, that resolve to the same file
+(symlinks, ``..``) are refused before anything is written.
 """
 
 from __future__ import annotations
@@ -19,6 +27,85 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import fail
+
+FOLDER_MANIFEST = ".affectflow-folder"  # marks a folder affectflow wrote (and may replace)
+_protected: dict[str, str] = {}  # resolved path -> this process's input as the user named it
+_claimed: dict[str, str] = {}  # resolved path -> the output as the user named it
+
+
+class OutputPath(type(Path())):
+    """A path argument that names an output (use as argparse ``type``): the CLI claims it before the
+    command runs; every other path argument is protected as an input."""
+
+
+def resolved(path: str | os.PathLike) -> str:
+    """The path with symlinks and '..' resolved (as far as it exists); a symlink loop is a named error."""
+    try:
+        return os.path.realpath(path, strict=False)
+    except OSError as error:  # a loop (Python 3.13+ raises; 3.11 returns the path)
+        raise fail(path, f"cannot resolve the path ({error.strerror or error})") from None
+
+
+def protect_inputs(paths) -> None:
+    """Record `paths` as this process's inputs: no output may replace one, nor a folder holding one."""
+    _protected.update({resolved(p): str(p) for p in paths})
+
+
+def claim_output(path: str | os.PathLike) -> None:
+    """Refuse `path` as an output before any work: it is an input, another output of the same command,
+    lies under a file, or is a folder where a file is to be written."""
+    real = resolved(path)
+    if real in _protected:
+        raise fail(path, f"is {_input_named(real, path)}: choose another output path")
+    if real in _claimed:
+        raise fail(path, f"two outputs of this command would be this file ({_claimed[real]}): give each its own path")
+    _check_parents(path)
+    _claimed[real] = str(path)
+
+
+def release_claims() -> None:
+    """Forget this process's inputs and outputs (the CLI calls it after each command, for in-process runs)."""
+    _protected.clear()
+    _claimed.clear()
+
+
+def _input_named(real: str, path) -> str:
+    given = _protected[real]
+    return "one of this command's inputs" if given == str(path) else f"this command's input {given}"
+
+
+def _check_parents(target: str | os.PathLike) -> None:
+    for parent in Path(target).absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise fail(target, f"cannot be written: {parent} is a file, not a folder")
+            return
+
+
+def _refuse_protected(target: Path, folder: bool) -> None:
+    real = resolved(target)
+    if real in _protected:
+        raise fail(target, f"is {_input_named(real, target)}: affectflow never replaces an input")
+    if folder:
+        inside = next((p for p in sorted(_protected) if p.startswith(real.rstrip(os.sep) + os.sep)), None)
+        if inside is not None:
+            raise fail(target, f"holds this command's input {_protected[inside]}: affectflow never replaces it")
+
+
+def check_replaceable_folder(target: str | os.PathLike) -> None:
+    """Refuse to replace an existing folder that affectflow did not write (no manifest) and that is not
+    empty, or a file where a folder is to be written."""
+    target = Path(target)
+    _check_parents(target)
+    _refuse_protected(target, folder=True)
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise fail(target, "exists and is not a folder affectflow wrote: choose a new folder")
+    if target.is_dir() and not (target / FOLDER_MANIFEST).is_file() and any(target.iterdir()):
+        raise fail(
+            target, "exists and was not written by affectflow: choose a new folder (affectflow replaces only its own)"
+        )
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -28,6 +115,10 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     a format by extension (OpenCV, matplotlib) still do.
     """
     target = Path(target)
+    _check_parents(target)
+    _refuse_protected(target, folder=False)
+    if target.is_dir() and not target.is_symlink():
+        raise fail(target, "is a folder: a file cannot replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
     fd, name = tempfile.mkstemp(
@@ -46,15 +137,23 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
 
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Like :func:`atomic_path` for a whole folder (e.g. a corpus)."""
+    """Like :func:`atomic_path` for a whole folder (e.g. a corpus). The folder gets affectflow's manifest;
+    an existing folder is replaced only if it has one (or is empty): see check_replaceable_folder."""
+    import json
     import shutil
 
+    from . import __version__
+
     target = Path(target)
+    check_replaceable_folder(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
     tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(target), dir=target.parent))
     try:
         yield tmp
+        manifest = {"written_by": "affectflow", "version": __version__}
+        (tmp / FOLDER_MANIFEST).write_text(json.dumps(manifest) + "\n")
+        os.chmod(tmp / FOLDER_MANIFEST, 0o666 & ~current_umask())
         os.chmod(tmp, 0o777 & ~current_umask())
         if target.exists():
             shutil.rmtree(target)

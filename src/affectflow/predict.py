@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .contracts import DEFAULT_FACE_RULE, DEVICES, FACE_RULES
+from .io import OutputPath
 
 
 def add_commands(subparsers) -> None:
@@ -34,9 +35,13 @@ def add_commands(subparsers) -> None:
         "dimensions (e.g. a valence and an arousal model: one CSV column each)",
     )
     p.add_argument(
-        "-o", "--output", required=True, type=Path, help="TRACE.csv (and TRACE.json: the models and time convention)"
+        "-o",
+        "--output",
+        required=True,
+        type=OutputPath,
+        help="TRACE.csv (and TRACE.json: the models and time convention)",
     )
-    p.add_argument("--plot", type=Path, default=None, help="TRACE.png")
+    p.add_argument("--plot", type=OutputPath, default=None, help="TRACE.png")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--threads", type=int, default=None, help="alignment threads")
     p.add_argument(
@@ -56,7 +61,7 @@ def add_commands(subparsers) -> None:
     )
     p.add_argument("--model", required=True, type=Path, help="CNN model file (a run dir means its model file)")
     p.add_argument("--faces", required=True, type=Path)
-    p.add_argument("-o", "--output", required=True, type=Path)
+    p.add_argument("-o", "--output", required=True, type=OutputPath)
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--batch-size", type=int, default=512)
     p.set_defaults(handler=_extract_command)
@@ -142,9 +147,11 @@ def _predict_command(args) -> int:
 
     from .dataset import TIME_CONVENTION
     from .evaluate import write_trace_csv
-    from .io import atomic_path
+    from .io import atomic_path, claim_output
     from .modelfile import read_settings
 
+    summary_path = args.output.with_suffix(".json")
+    claim_output(summary_path)
     times, traces = predict_video(args.video, args.model, args.device, args.threads, not args.quiet, args.face)
     write_trace_csv(args.output, times, traces)
     models = [read_settings(path) for path in args.model]
@@ -156,7 +163,7 @@ def _predict_command(args) -> int:
         "label_shifts": [m.settings.label_shift for m in models],
         "time_convention": TIME_CONVENTION,
     }
-    with atomic_path(args.output.with_suffix(".json")) as tmp:
+    with atomic_path(summary_path) as tmp:
         tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     if args.plot is not None:
         plot_traces(args.plot, times, traces, f"{args.video.name}: predicted {', '.join(traces)}")

@@ -33,6 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import AffectflowError
+from .io import OutputPath
 
 # option -> (the marker of the line it fills in, what it is, how to find yours)
 SITE_VALUES = {
@@ -318,7 +319,7 @@ def add_commands(subparsers) -> None:
     account.add_argument("--no-account", action="store_true", help="no slurm_account (clusters without accounts)")
     inst.add_argument("--partition", metavar="P", help="CPU partition (default-resources: slurm_partition)")
     inst.add_argument("--gpu-partition", metavar="G", help="GPU partition of train_cnn, extract and train_rnn")
-    inst.add_argument("--dest", type=Path, metavar="DIR", help="profile folder to write instead of the default")
+    inst.add_argument("--dest", type=OutputPath, metavar="DIR", help="profile folder to write instead of the default")
     inst.add_argument("--force", action="store_true", help="replace a different profile installed there")
     inst.add_argument("--repo", type=Path, metavar="DIR", help="the workflow checkout (default: affectflow's own)")
     inst.set_defaults(handler=install)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .contracts import CNN_LABELS, DIMENSIONS_TABLE, METRICS, RUN_FILE, cnn_label, cnn_row_key, rnn_row_key
 from .errors import fail
-from .io import atomic_path
+from .io import OutputPath, atomic_path
 from .table_cells import SELECTION_TEXT, Cell, aggregate, read_metrics
 from .table_cells import tsv_number as _tsv_number
 from .table_dimensions import TITLE as DIMENSIONS_TITLE
@@ -89,7 +89,7 @@ def add_commands(subparsers) -> None:
         help="the workflow's config (YAML or JSON), from which the rows and their metrics files follow",
     )
     source.add_argument("--layout", help="JSON layout (rows and their metrics files per table), or @FILE")
-    tables.add_argument("--out-dir", required=True, type=Path)
+    tables.add_argument("--out-dir", required=True, type=OutputPath)
     tables.set_defaults(handler=_run_tables)
 
     figures = subparsers.add_parser(
@@ -107,11 +107,14 @@ def add_commands(subparsers) -> None:
         help="a model's prediction CSV for the subject (repeatable)",
     )
     figures.add_argument("--histories", nargs="+", type=Path, required=True, help="history.tsv files")
-    figures.add_argument("--figure3", required=True, type=Path, help="output PNG of Figure 3")
+    figures.add_argument("--figure3", required=True, type=OutputPath, help="output PNG of Figure 3")
     figures.add_argument(
-        "--smoothness", type=Path, default=None, help="output JSON: mean |first difference| of each trace of Figure 3"
+        "--smoothness",
+        type=OutputPath,
+        default=None,
+        help="output JSON: mean |first difference| of each trace of Figure 3",
     )
-    figures.add_argument("--curves", required=True, type=Path, help="output PNG of the training curves")
+    figures.add_argument("--curves", required=True, type=OutputPath, help="output PNG of the training curves")
     figures.set_defaults(handler=_run_figures)
 
 

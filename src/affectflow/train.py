@@ -34,6 +34,7 @@ from .contracts import (
     RNN_LAYERS,
     SELECTIONS,
 )
+from .io import OutputPath
 
 # affectflow.stream's defaults, repeated here so that building the parser imports no numpy (test_rules
 # holds them equal)
@@ -189,7 +190,7 @@ def add_commands(subparsers) -> None:
 
 def _common_training(p: argparse.ArgumentParser, epochs: int) -> None:
     p.add_argument("--seed", required=True, type=int)
-    p.add_argument("--out", required=True, type=Path, help="run dir")
+    p.add_argument("--out", required=True, type=OutputPath, help="run dir")
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--dimension", default="valence")
     p.add_argument(

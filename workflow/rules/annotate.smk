@@ -4,11 +4,15 @@
 # A video that cannot be aligned or annotated (no face, undecodable, missing) is recorded as a
 # failure in its outcome ({id}.json) and its batch goes on; a crash fails the batch's job (and
 # the cluster retries it: it skips the members already done). Only the batches that hold a video
-# not yet done are in the DAG, so a rerun after adding videos aligns and annotates only those.
+# not yet done are in the DAG, each under its round ({batch}-{state}: what it has left to do), so
+# a rerun after a crash, a replaced video or a deleted outcome runs that batch again, and a rerun
+# after adding videos aligns and annotates only those. The state lives in the outcomes: no target
+# file stands for work that was not done.
 
 
 wildcard_constraints:
-    batch=r"b\d+",
+    batch=r"b\d{5}\d*",
+    state=r"[0-9a-f]{12}",
 
 
 localrules:
@@ -27,11 +31,11 @@ rule annotate_align:
         model=lambda wc: annotate_models()[0],
     output:
         # temporary: the chips are large, the tables are what stays
-        work=temp(directory(annotation_work_dir("{batch}"))),
+        work=temp(directory(annotation_work_dir("{batch}-{state}"))),
     log:
-        "logs/annotate/align/{batch}.log",
+        "logs/annotate/align/{batch}-{state}.log",
     benchmark:
-        "benchmarks/annotate/align/{batch}.tsv"
+        "benchmarks/annotate/align/{batch}-{state}.tsv"
     conda:
         "../../envs/affectflow.yaml"
     threads: config["align"]["threads"]
@@ -44,8 +48,7 @@ rule annotate_align:
         models=lambda wc: shlex.join(
             word for model in annotate_models() for word in ("--model", model)
         ),
-        # results/annotations/work/{batch} -> results/annotations
-        annotations=lambda wc, output: os.path.dirname(os.path.dirname(output.work)),
+        annotations=annotations_dir(),
         retry=ANNOTATE_RETRY,
     shell:
         "affectflow align-batch --videos {params.source:q} --batch {wildcards.batch} --plan {params.plan}"
@@ -55,14 +58,14 @@ rule annotate_align:
 
 rule annotate_batch:
     input:
-        work=annotation_work_dir("{batch}"),
+        work=annotation_work_dir("{batch}-{state}"),
         models=annotate_models,
     output:
-        marker=annotation_batch_marker("{batch}"),
+        marker=annotation_batch_marker("{batch}-{state}"),
     log:
-        "logs/annotate/batch/{batch}.log",
+        "logs/annotate/batch/{batch}-{state}.log",
     benchmark:
-        "benchmarks/annotate/batch/{batch}.tsv"
+        "benchmarks/annotate/batch/{batch}-{state}.tsv"
     conda:
         "../../envs/affectflow.yaml"
     threads: 1
@@ -75,8 +78,8 @@ rule annotate_batch:
         models=lambda wc, input: shlex.join(
             word for model in input.models for word in ("--model", model)
         ),
-        # results/annotations/batches/{batch}.tsv -> results/annotations
-        annotations=lambda wc, output: os.path.dirname(os.path.dirname(output.marker)),
+        annotations=annotations_dir(),
+        retry=ANNOTATE_RETRY,
         plots=(
             "" if str(ANNOTATE.get("plots", False)).lower() == "true" else "--no-plots"
         ),
@@ -84,12 +87,12 @@ rule annotate_batch:
     shell:
         "affectflow annotate-batch --videos {params.source:q} --batch {wildcards.batch} --plan {params.plan}"
         " --work {input.work} {params.models} --annotations {params.annotations}"
-        " --marker {output.marker} {params.plots} --device {params.device} > {log} 2>&1"
+        " --marker {output.marker} {params.plots} {params.retry} --device {params.device} > {log} 2>&1"
 
 
 rule annotate_summary:
     input:
-        [annotation_batch_marker(batch) for batch in ANNOTATE_BATCHES],
+        [annotation_batch_marker(batch_round) for batch_round in ANNOTATE_ROUNDS.values()],
     output:
         annotations_summary_path(),
     log:

@@ -340,7 +340,7 @@ def _annotate_plan():
 ANNOTATE_RETRY_FAILED = str(ANNOTATE.get("retry_failed", False)).lower() == "true"
 ANNOTATE_PLAN = _annotate_plan()
 ANNOTATE_VIDEOS = ANNOTATE_PLAN.videos if ANNOTATE_PLAN else {}
-ANNOTATE_BATCHES = ANNOTATE_PLAN.todo if ANNOTATE_PLAN else {}
+ANNOTATE_ROUNDS = ANNOTATE_PLAN.rounds if ANNOTATE_PLAN else {}
 ANNOTATE_RETRY = "--retry-failed" if ANNOTATE_RETRY_FAILED else ""
 
 
@@ -364,9 +364,11 @@ def annotate_batch_videos(wildcards):
     ]
 
 
-def annotate_summary_command(output):
-    """The folder's summary (also run by `onerror`): the shell command does not grow with the folder."""
+def annotate_summary_command(output=None):
+    """The folder's summary table (or, without `output`, its counts printed: what `onerror` does, since a
+    table written after a failure would stand for work not done); the command does not grow with the folder."""
     return shlex.join(
         ["affectflow", "annotate-summary", "--videos", str(ANNOTATE["videos"])]
-        + ["--annotations", annotations_dir(), "-o", output]
+        + ["--annotations", annotations_dir()]
+        + (["-o", output] if output else [])
     )

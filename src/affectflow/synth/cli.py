@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import re
-from pathlib import Path
 
 from ..corpus import corpus_commands
+from ..io import OutputPath
 
 
 def _parse_counts(text: str) -> tuple[int, int, int]:
@@ -54,7 +54,7 @@ def add_commands(subparsers) -> None:
         description="Render the synthetic corpus (real face photos, expression driven by valence/arousal) "
         "in the AV+EC 2015 layout, atomically.",
     )
-    synth.add_argument("--out", required=True, type=Path, metavar="DIR", help="corpus folder to write")
+    synth.add_argument("--out", required=True, type=OutputPath, metavar="DIR", help="corpus folder to write")
     synth.add_argument("--seed", type=int, default=0, help="random seed; same seed, same corpus (0)")
     synth.add_argument(
         "--subjects",
