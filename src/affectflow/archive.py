@@ -241,9 +241,7 @@ def batches_to_do(
     return dict(sorted(pending.items()))
 
 
-def batch_round(
-    batch: str, pending: dict[str, dict | None], models: list[str], retry_failed: bool, marker_of
-) -> str:
+def batch_round(batch: str, pending: dict[str, dict | None], models: list[str], retry_failed: bool, marker_of) -> str:
     """The batch's round, ``{batch}-{state}``: the state digests what is left to do (pending members, their
     videos' fingerprints, the models, the retry flag) and, should that round's marker exist already (its
     outcomes were removed since), a counter that gives the first round without one."""
