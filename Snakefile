@@ -44,6 +44,6 @@ onstart:
 
 onerror:
     # A crashed batch stops `annotate_summary`: the counts are printed, and the summary table (the
-    # target) is not written, so that the next run redoes what is pending (affectflow.archive).
+    # target) is not written, so that the next run redoes what is pending (affectflow.annotation.batches).
     if ANNOTATE_VIDEOS and os.path.isdir(annotations_dir()):
         shell(annotate_summary_command() + " || true")

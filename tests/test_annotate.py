@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from affectflow.archive import list_videos, summarize
+from affectflow.annotation.outcomes import list_videos, summarize
 from affectflow.contracts import MODEL_FILE
 from affectflow.testing.snakemake_output import job_counts, shell_commands
 from helpers import BIN, REPO, decoded_frames, read_table, run_cli, snakemake, write_video

@@ -25,8 +25,8 @@ COMMAND_MODULES = (
     "affectflow.train",
     "affectflow.evaluate",
     "affectflow.predict",
-    "affectflow.annotate",
-    "affectflow.archive",
+    "affectflow.annotation.table",
+    "affectflow.annotation.commands",
     "affectflow.report",
     "affectflow.profile",
 )

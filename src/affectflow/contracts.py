@@ -256,12 +256,12 @@ def annotations_dir(results: str = RESULTS) -> str:
 
 
 def annotation_plan_path(results: str = RESULTS) -> str:
-    """Which batch each video belongs to (affectflow.archive)."""
+    """Which batch each video belongs to (affectflow.annotation.batches)."""
     return f"{results}/annotations/batches/plan.tsv"
 
 
 def annotation_work_dir(batch_round: str, results: str = RESULTS) -> str:
-    """A batch round's aligned faces (temporary); the round is ``{batch}-{state}`` (affectflow.archive)."""
+    """A batch round's aligned faces (temporary); the round is ``{batch}-{state}`` (affectflow.annotation.batches)."""
     return f"{results}/annotations/work/{batch_round}"
 
 

@@ -1,5 +1,5 @@
 # `snakemake annotate`: a per-frame valence/arousal table for every video of a folder or sheet,
-# in batches of annotate.batch videos (affectflow.archive): per batch one alignment job (CPU) and
+# in batches of annotate.batch videos (affectflow.annotation.batches): per batch one alignment job (CPU) and
 # one annotation job (the models load once; a GPU job on a cluster), then the folder's summary.
 # A video that cannot be aligned or annotated (no face, undecodable, missing) is recorded as a
 # failure in its outcome ({id}.json) and its batch goes on; a crash fails the batch's job (and

@@ -295,7 +295,7 @@ _refuse(
 
 
 # ---- annotate: a per-frame table for every video of a folder (`snakemake annotate`), in batches
-# (affectflow.archive): one alignment job and one annotation job per batch of annotate.batch videos.
+# (affectflow.annotation.batches): one alignment job and one annotation job per batch of annotate.batch videos.
 ANNOTATE = config.get("annotate") or {}
 
 
@@ -318,10 +318,10 @@ def annotate_models(wildcards=None):
 
 
 def _annotate_plan():
-    """The videos, their batches and the batches still to do (affectflow.archive.AnnotationPlan)."""
+    """The videos, their batches and the batches still to do (affectflow.annotation.batches.AnnotationPlan)."""
     if not ANNOTATE.get("videos"):
         return None
-    from affectflow.archive import plan_annotation
+    from affectflow.annotation.batches import plan_annotation
     from affectflow.errors import AffectflowError
 
     try:

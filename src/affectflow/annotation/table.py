@@ -1,4 +1,4 @@
-"""`affectflow annotate`: a per-frame valence/arousal table for a video's face file, and the folder summary.
+"""`affectflow annotate`: a per-frame valence/arousal table for a video's face file.
 
 One CSV row per decoded frame, in order, none skipped: ``frame``, ``time`` (the frame's own
 timestamp, s; a model's value there is its estimate of the annotation at that time,
@@ -10,7 +10,7 @@ column per model file's dimension. Lost frames are predicted under the fill poli
 say so in ``source``. The face file is read in chunks and every model predicts chunk by chunk
 (affectflow.inference.PipelineStream), so memory does not grow with the video's length. A
 JSON summary (frames, duration, fps, found %, mean and sd per dimension, label shifts, the time
-convention, wall times) goes beside the CSV. affectflow.archive annotates a whole folder in batches
+convention, wall times) goes beside the CSV. affectflow.annotation.batches annotates a whole folder in batches
 (docs/design.md, "Annotating videos").
 """
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .contracts import DEVICES
-from .io import OutputPath
+from ..contracts import DEVICES
+from ..io import OutputPath
 
 CHUNK_FRAMES = 2048
 CSV_COLUMNS = ("frame", "time", "found", "source", "score")
@@ -56,9 +56,9 @@ def add_commands(subparsers) -> None:
 
 def load_models(model_files: list[Path], device_name: str = "auto") -> list:
     """The model files of one annotation, loaded once (a batch job reuses them for every video)."""
-    from .errors import fail
-    from .inference import load_pipeline
-    from .tensors import resolve_device
+    from ..errors import fail
+    from ..inference import load_pipeline
+    from ..tensors import resolve_device
 
     device = resolve_device(device_name)
     pipelines = [load_pipeline(path, device) for path in model_files]
@@ -73,11 +73,11 @@ def annotate_faces(faces_path: Path, pipelines: list, output: Path, progress: bo
     (without wall times of other stages)."""
     from tqdm import tqdm
 
-    from .dataset import TIME_CONVENTION, ChunkFill, ShiftedStream
-    from .errors import fail
-    from .faces import SOURCES, face_chunks
-    from .inference import PipelineStream
-    from .io import atomic_path
+    from ..dataset import TIME_CONVENTION, ChunkFill, ShiftedStream
+    from ..errors import fail
+    from ..faces import SOURCES, face_chunks
+    from ..inference import PipelineStream
+    from ..io import atomic_path
 
     started = time.perf_counter()
     dimensions = [p.dimension for p in pipelines]
@@ -190,8 +190,8 @@ def write_annotation(
     extra: dict | None = None,
 ) -> dict:
     """A video's table, then its plot, then its JSON summary (status ok): the summary is written last,
-    so that its presence means the video is done (affectflow.archive reads it so)."""
-    from .io import atomic_path
+    so that its presence means the video is done (affectflow.annotation.outcomes reads it so)."""
+    from ..io import atomic_path
 
     summary = {
         "id": video_id,
@@ -207,7 +207,7 @@ def write_annotation(
 
 
 def _annotate_command(args) -> int:
-    from .io import claim_output
+    from ..io import claim_output
 
     summary_path = args.summary or args.output.with_suffix(".json")
     if args.summary is None:
@@ -226,7 +226,7 @@ def _annotate_command(args) -> int:
 def _plot(csv_path: Path, png: Path, summary: dict) -> None:
     import csv
 
-    from .predict import plot_traces
+    from ..predict import plot_traces
 
     times, traces = [], {d: [] for d in summary["dimensions"]}
     with open(csv_path) as fh:

@@ -1,12 +1,4 @@
-"""Annotating an archive: thousands of videos in batches (docs/design.md, "Annotating videos").
-
-A video's outcome is its JSON in the annotations folder, ``{id}.json``: status ``ok`` (written
-last, after its table and plot: affectflow.annotate.write_annotation) or ``failed`` with the
-stage and the reason (no face, cannot be decoded, missing file). Both record the models' SHA-256
-and the video's fingerprint (size and modification time, read when it was aligned). A video is
-done when its outcome was made by the same models from the same video: a replaced or touched
-video, or a change of models, makes it pending again; a plain rerun does not retry a failed one
-(``--retry-failed`` does). The state of an archive lives in the outcomes alone.
+"""Batches of an archive: the plan, each batch's round, and the two batch jobs.
 
 Batches: the workflow groups the videos into batches of ``annotate.batch`` videos so that a
 cluster gets one CPU job (alignment, ``align-batch``) and one GPU job (``annotate-batch``: the
@@ -32,7 +24,6 @@ cluster's retries apply.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -42,9 +33,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .contracts import VIDEO_ID_PATTERN, VIDEO_SUFFIXES, video_id
-from .errors import AffectflowError, fail
-from .io import OutputPath
+from ..contracts import VIDEO_ID_PATTERN
+from ..errors import AffectflowError, fail
+from .outcomes import (
+    is_done,
+    list_videos,
+    model_hashes,
+    outcome_path,
+    read_outcome,
+    tsv_cell,
+    video_fingerprint,
+    write_failure,
+)
 
 PLAN_COLUMNS = ("id", "batch")
 BATCH_PREFIX = "b"
@@ -52,124 +52,6 @@ BATCH_PATTERN = re.compile(r"b\d{5,}\Z")  # the plan's batch ids (bNNNNN), as th
 ROUND_PATTERN = re.compile(r"(b\d{5,})-([0-9a-f]{12})\Z")  # a batch's round: {batch}-{state}
 FAILED_SUFFIX = ".failed.json"  # a member's alignment failure record in a batch's work folder
 WORK_MEMBERS = "members.json"  # in a work folder: {id: {video, fingerprint}} of what it aligned, and the models
-SUMMARY_COLUMNS = (
-    "id",
-    "status",
-    "video",
-    "frames",
-    "duration_s",
-    "fps",
-    "found_percent",
-    "align_s",
-    "predict_s",
-)
-STATUSES = ("ok", "failed", "pending")
-
-
-def list_videos(source: str | Path) -> dict[str, Path]:
-    """{id: video} of a folder (its files with a video suffix, not recursive; id = the file's stem) or
-    of a sheet (.tsv/.csv with a `video` column, paths relative to the sheet, and an optional `id`).
-
-    Files are not opened (a missing one fails its own video later). Light on purpose: the workflow
-    calls it when it parses.
-    """
-    source = Path(source)
-    entries: list[tuple[str | None, Path]] = []
-    if source.is_dir():
-        entries = [
-            (None, p)
-            for p in sorted(source.iterdir())
-            if not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
-        ]
-        if not entries:
-            raise fail(source, f"no videos ({', '.join(VIDEO_SUFFIXES)}) in this folder")
-    elif source.is_file():
-        with open(source, newline="") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if source.suffix.lower() == ".tsv" else ",")
-            if "video" not in (reader.fieldnames or []):
-                raise fail(source, f"a video sheet needs a 'video' column (has {reader.fieldnames})")
-            for row in reader:
-                if not (row.get("video") or "").strip():
-                    continue
-                path = Path(row["video"].strip())
-                entries.append(
-                    ((row.get("id") or "").strip() or None, path if path.is_absolute() else source.parent / path)
-                )
-        if not entries:
-            raise fail(source, "the video sheet lists no video")
-    else:
-        raise fail(source, "no such folder or video sheet")
-    videos: dict[str, Path] = {}
-    for given, path in entries:
-        name = given or video_id(str(path))
-        if not VIDEO_ID_PATTERN.match(name):
-            raise fail(source, f"video id {name!r} ({path}): use letters, digits, '.', '_' and '-'")
-        if name in videos:
-            raise fail(source, f"two videos have the id {name!r}: {videos[name]} and {path}")
-        videos[name] = path
-    return videos
-
-
-# ----------------------------------------------------------------------------- outcomes
-
-
-def outcome_path(annotations: Path, video: str) -> Path:
-    return Path(annotations) / f"{video}.json"
-
-
-def read_outcome(annotations: Path, video: str) -> dict | None:
-    """A video's outcome, or None when it has none (or an unreadable one: it is redone)."""
-    try:
-        outcome = json.loads(outcome_path(annotations, video).read_text())
-    except (OSError, ValueError):
-        return None
-    return outcome if isinstance(outcome, dict) and outcome.get("status") in ("ok", "failed") else None
-
-
-def video_fingerprint(path: Path | str) -> dict | None:
-    """What identifies a video file's contents without reading it: its size and modification time
-    (ns); None when it is not a file. A replaced, rewritten or touched video gets another one."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    if not Path(path).is_file():
-        return None
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def write_failure(
-    annotations: Path, video: str, source: Path | str, stage: str, error: str, models: list[str], fingerprint
-) -> dict:
-    from .io import atomic_path
-
-    outcome = {
-        "id": video,
-        "status": "failed",
-        "video": str(source),
-        "stage": stage,
-        "error": error,
-        "model_sha256": models,
-        "video_fingerprint": fingerprint,
-    }
-    with atomic_path(outcome_path(annotations, video)) as tmp:
-        tmp.write_text(json.dumps(outcome, indent=2, sort_keys=True) + "\n")
-    return outcome
-
-
-def is_done(outcome: dict | None, models: list[str], fingerprint: dict | None, retry_failed: bool = False) -> bool:
-    """Done: annotated by these models (their weights' SHA-256) from this video (its fingerprint now), or
-    failed on it with these models (unless retried). An outcome without a fingerprint is not done."""
-    if outcome is None or outcome.get("video_fingerprint") != fingerprint or outcome.get("model_sha256") != models:
-        return False
-    return outcome["status"] == "ok" or not retry_failed
-
-
-def model_hashes(model_files: Iterable[Path]) -> list[str]:
-    """The models' weights' SHA-256, read from their headers (no torch)."""
-    from .modelfile import read_settings
-
-    return [read_settings(path).settings.weights_sha256 for path in model_files]
 
 
 # ----------------------------------------------------------------------------- batches
@@ -220,7 +102,7 @@ def extend_plan(plan: dict[str, str], videos: Iterable[str], size: int) -> dict[
 
 
 def write_plan(path: Path, plan: dict[str, str]) -> None:
-    from .io import atomic_path
+    from ..io import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         fh.write("\t".join(PLAN_COLUMNS) + "\n")
@@ -282,7 +164,7 @@ def batch_members(plan: dict[str, str], batch: str, videos: dict[str, Path]) -> 
 def plan_annotation(
     source: str | Path, model_files: list[Path], batch_size: int, results: str, retry_failed: bool = False
 ) -> AnnotationPlan:
-    from .contracts import annotation_batch_marker, annotation_plan_path, annotations_dir
+    from ..contracts import annotation_batch_marker, annotation_plan_path, annotations_dir
 
     videos = list_videos(source)
     plan_file = Path(annotation_plan_path(results))
@@ -317,9 +199,9 @@ def align_batch(
     the same batch (a sibling `{batch}-*` folder) made from the same video for the same models is taken
     over, not aligned again; earlier rounds' folders are then removed. Returns
     {id: "aligned" | "reused" | "failed" | "done"}."""
-    from .align import align_to_file
-    from .io import atomic_dir
-    from .modelfile import read_settings
+    from ..align import align_to_file
+    from ..io import atomic_dir
+    from ..modelfile import read_settings
 
     options = read_settings(model).settings.faces.align_options()
     aligners: dict = {}  # one native aligner for the whole batch
@@ -394,14 +276,14 @@ def remove_work_folder(folder: Path) -> None:
     """Remove a batch's work folder that affectflow wrote (io's manifest), never another folder."""
     import shutil
 
-    from .io import FOLDER_MANIFEST
+    from ..io import FOLDER_MANIFEST
 
     if (Path(folder) / FOLDER_MANIFEST).is_file():
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def _align(options: dict) -> dict:
-    from .contracts import DEFAULT_NORMALIZATION
+    from ..contracts import DEFAULT_NORMALIZATION
 
     return {"normalization": DEFAULT_NORMALIZATION, **options}
 
@@ -422,8 +304,8 @@ def annotate_batch(
     the batch's marker (id, status, error) last. A member that is done (same models, same video) is
     skipped, whichever process did it; every other member must have a face file or a failure record
     in `work`, else nothing is done (align the batch first)."""
-    from .annotate import load_models, write_annotation
-    from .io import atomic_path
+    from ..io import atomic_path
+    from .table import load_models, write_annotation
 
     work = Path(work)
     if not work.is_dir():
@@ -477,7 +359,7 @@ def annotate_batch(
             print(f"annotate {video}: {rows[-1][1]}", flush=True)
     with atomic_path(marker) as tmp, open(tmp, "w") as fh:
         fh.write("id\tstatus\terror\n")
-        fh.writelines(f"{v}\t{s}\t{_cell(e)}\n" for v, s, e in rows)
+        fh.writelines(f"{v}\t{s}\t{tsv_cell(e)}\n" for v, s, e in rows)
     return {v: s for v, s, _ in rows}
 
 
@@ -490,169 +372,3 @@ def _work_members(work: Path) -> dict[str, dict]:
     if not isinstance(members, dict):
         raise fail(work / WORK_MEMBERS, "the member list is not a mapping: align again")
     return members
-
-
-# ----------------------------------------------------------------------------- the summary
-
-
-def summarize(
-    videos: dict[str, Path], annotations: Path, output: Path | None = None
-) -> tuple[dict[str, int], list[dict]]:
-    """One row per video, in the listing's order: its outcome, or pending. Reads only the outcomes,
-    so it can run at any time, also while a run goes on. Returns (the counts per status, the rows)."""
-    from .io import atomic_path
-
-    rows, dimensions = [], []
-    for video, path in videos.items():
-        outcome = read_outcome(annotations, video) or {"id": video, "status": "pending", "video": str(path)}
-        dimensions += [d for d in outcome.get("dimensions", []) if d not in dimensions]
-        rows.append(outcome)
-    counts = {status: sum(r["status"] == status for r in rows) for status in STATUSES}
-    if output is not None:
-        columns = [*SUMMARY_COLUMNS, *(f"{d}_{s}" for d in dimensions for s in ("mean", "sd")), "stage", "error"]
-        with atomic_path(output) as tmp, open(tmp, "w") as fh:
-            fh.write("\t".join(columns) + "\n")
-            for row in rows:
-                fh.write("\t".join(_cell(row.get(c, "")) for c in columns) + "\n")
-    return counts, rows
-
-
-def _cell(value) -> str:
-    return str(value).replace("\t", " ").replace("\n", " ")
-
-
-# ----------------------------------------------------------------------------- commands
-
-
-def add_commands(subparsers) -> None:
-    from .contracts import DEVICES
-
-    p = subparsers.add_parser(
-        "align-batch",
-        help="align a batch of videos of a folder or sheet (the workflow's `annotate` target)",
-        description="Align the given videos (those not yet annotated) into WORK/{id}.h5 as the model's "
-        "training faces were aligned; a video that cannot be aligned gets WORK/{id}.failed.json.",
-    )
-    _members_arguments(p)
-    p.add_argument("--like", required=True, type=Path, metavar="MODEL", help="align as this model's faces")
-    p.add_argument("--model", required=True, type=Path, action="append", help="the annotating models (done check)")
-    p.add_argument("--annotations", required=True, type=Path, help="the folder of outcomes ({id}.json)")
-    p.add_argument("-o", "--output", required=True, type=OutputPath, help="WORK folder")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--retry-failed", action="store_true", help="align videos whose earlier attempt failed")
-    p.add_argument("--quiet", action="store_true", help="no progress")
-    p.set_defaults(handler=_align_batch_command)
-
-    p = subparsers.add_parser(
-        "annotate-batch",
-        help="annotate a batch of aligned videos with models loaded once",
-        description="For each id: ANNOTATIONS/{id}.csv, .png and .json (status ok), or {id}.json with "
-        "status failed and the reason; then the batch's marker.",
-    )
-    _members_arguments(p)
-    p.add_argument("--work", required=True, type=Path, help="the batch's align-batch folder")
-    p.add_argument("--model", required=True, type=Path, action="append", help="model file, one per dimension")
-    p.add_argument("--annotations", required=True, type=OutputPath, help="the folder of tables and outcomes")
-    p.add_argument("--marker", required=True, type=OutputPath, help="BATCH.tsv, written last")
-    p.add_argument("--no-plots", action="store_true", help="no PNG per video")
-    p.add_argument("--retry-failed", action="store_true", help="annotate videos whose earlier attempt failed")
-    p.add_argument("--device", default="auto", choices=DEVICES)
-    p.add_argument("--quiet", action="store_true", help="no progress")
-    p.set_defaults(handler=_annotate_batch_command)
-
-    p = subparsers.add_parser(
-        "annotate-summary",
-        help="the state of an annotated folder: ok / failed (with the reason) / pending, per video",
-        description="Print the counts of a folder's (or sheet's) videos by status, read from the outcomes; "
-        "with -o, write one row per video. Runs at any time, also while the workflow goes on.",
-    )
-    p.add_argument("--videos", required=True, type=Path, help="the folder or sheet")
-    p.add_argument("--annotations", required=True, type=Path, help="the folder of outcomes ({id}.json)")
-    p.add_argument("-o", "--output", type=OutputPath, default=None, help="summary.tsv")
-    p.set_defaults(handler=_summary_command)
-
-
-def _members_arguments(p) -> None:
-    p.add_argument("--videos", required=True, type=Path, help="the folder or sheet the ids come from")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--ids", nargs="+", help="the videos to do")
-    which.add_argument("--batch", help="the batch to do: its videos are read from --plan (a command of any batch size)")
-    p.add_argument("--plan", type=Path, default=None, help="the batch plan (plan.tsv) that --batch refers to")
-
-
-def _members(args) -> tuple[dict[str, Path], list[str]]:
-    from .io import protect_inputs
-
-    videos = list_videos(args.videos)
-    protect_inputs(videos.values())
-    if args.batch is not None and not BATCH_PATTERN.match(args.batch):
-        raise fail(args.batch, "is not a batch id (b and 5 or more digits, as in the plan)")
-    if args.batch is None:
-        ids = args.ids
-    elif args.plan is None or not args.plan.is_file():
-        raise fail(args.plan or "--plan", f"batch {args.batch} needs its plan file (the workflow writes it at start)")
-    else:
-        ids = batch_members(read_plan(args.plan), args.batch, videos)
-        if not ids:
-            raise fail(args.plan, f"no video of {args.videos} is in batch {args.batch}")
-    _known(args.videos, videos, ids)
-    return videos, ids
-
-
-def _align_batch_command(args) -> int:
-    videos, ids = _members(args)
-    status = align_batch(
-        videos,
-        ids,
-        args.like,
-        args.output,
-        args.annotations,
-        model_hashes(args.model),
-        args.threads,
-        args.retry_failed,
-        not args.quiet,
-    )
-    print(f"{args.output}: {_counts(status, ('aligned', 'reused', 'failed', 'done'))}")
-    return 0
-
-
-def _annotate_batch_command(args) -> int:
-    videos, ids = _members(args)
-    status = annotate_batch(
-        videos,
-        ids,
-        args.work,
-        args.model,
-        args.annotations,
-        args.marker,
-        args.device,
-        not args.no_plots,
-        not args.quiet,
-        args.retry_failed,
-    )
-    print(f"{args.marker}: {_counts(status, ('ok', 'failed', 'done'))}")
-    return 0
-
-
-def _counts(status: dict[str, str], kinds: tuple[str, ...]) -> str:
-    return ", ".join(f"{sum(s == kind for s in status.values())} {kind}" for kind in kinds)
-
-
-def _known(source: Path, videos: dict, ids: list[str]) -> None:
-    unknown = [v for v in ids if v not in videos]
-    if unknown:
-        raise fail(source, f"lists no video with the id(s) {', '.join(unknown[:5])}")
-
-
-def _summary_command(args) -> int:
-    videos = list_videos(args.videos)
-    counts, rows = summarize(videos, args.annotations, args.output)
-    failed = [(video, row) for video, row in zip(videos, rows) if row["status"] == "failed"]
-    where = f"{args.output}: " if args.output else f"{args.videos}: "
-    print(
-        where
-        + f"{len(videos)} videos: {counts['ok']} annotated, {counts['failed']} failed, {counts['pending']} pending"
-        + "".join(f"\n  {v}: {o.get('error', '')}" for v, o in failed[:50])
-        + (f"\n  ... and {len(failed) - 50} more failures (see the summary table)" if len(failed) > 50 else "")
-    )
-    return 0
