@@ -92,7 +92,10 @@ rule annotate_batch:
 
 rule annotate_summary:
     input:
-        [annotation_batch_marker(batch_round) for batch_round in ANNOTATE_ROUNDS.values()],
+        [
+            annotation_batch_marker(batch_round)
+            for batch_round in ANNOTATE_ROUNDS.values()
+        ],
     output:
         annotations_summary_path(),
     log:

@@ -366,7 +366,8 @@ def annotate_batch_videos(wildcards):
 
 def annotate_summary_command(output=None):
     """The folder's summary table (or, without `output`, its counts printed: what `onerror` does, since a
-    table written after a failure would stand for work not done); the command does not grow with the folder."""
+    table written after a failure would stand for work not done); the command does not grow with the folder.
+    """
     return shlex.join(
         ["affectflow", "annotate-summary", "--videos", str(ANNOTATE["videos"])]
         + ["--annotations", annotations_dir()]
