@@ -48,7 +48,7 @@ rule annotate_align:
         models=lambda wc: shlex.join(
             word for model in annotate_models() for word in ("--model", model)
         ),
-        annotations=annotations_dir(),
+        annotations=lambda wc: annotations_dir(),
         retry=ANNOTATE_RETRY,
     shell:
         "affectflow align-batch --videos {params.source:q} --batch {wildcards.batch} --plan {params.plan}"
@@ -78,7 +78,7 @@ rule annotate_batch:
         models=lambda wc, input: shlex.join(
             word for model in input.models for word in ("--model", model)
         ),
-        annotations=annotations_dir(),
+        annotations=lambda wc: annotations_dir(),
         retry=ANNOTATE_RETRY,
         plots=(
             "" if str(ANNOTATE.get("plots", False)).lower() == "true" else "--no-plots"
