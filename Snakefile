@@ -10,6 +10,12 @@
 
 import os
 
+from snakemake.utils import min_version
+
+# The release the workflow is tested with (requirements.txt pins it; 9 for the SLURM plugin 2.x,
+# the `--profile` loading and `workflow.overwrite_configfiles`).
+min_version("9.27")
+
 # The demo config, unless the command line names its own (--configfile): each config
 # file is complete, so a RECOLA run never inherits the demo's synthetic corpus.
 if not workflow.overwrite_configfiles:

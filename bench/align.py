@@ -8,7 +8,7 @@ Detection dominates (a) and (b) on every frame alike, so they are timed on the
 first --reference-frames frames; (c) runs over the first --frames.
 
 Part 2, the whole path against decoding alone, on the same video: (decode) OpenCV
-decoding + conversion to gray of every frame (affectflow.video.iter_frames, as
+decoding + conversion to gray of every frame (affectflow.faces.video.iter_frames, as
 any script would do it), (align) `affectflow align VIDEO -o FILE` (its CLI entry,
 decoding, aligning, normalizing and writing the face file), alternated --repeats
 times after one untimed warm-up run (the first run in a process also decodes
@@ -42,10 +42,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from affectflow import _native  # noqa: E402
-from affectflow.align import CHIP_PADDING, default_threads  # noqa: E402
+from affectflow import _native
 from affectflow.contracts import DEFAULT_CHIP_SIZE, DEFAULT_FACE_RULE  # noqa: E402
-from affectflow.landmark_models import landmark_model_path  # noqa: E402
+from affectflow.faces.align import CHIP_PADDING, default_threads  # noqa: E402
+from affectflow.faces.landmark_models import landmark_model_path  # noqa: E402
 
 
 def synthetic_video(size: tuple[int, int], frames: int, workdir: Path) -> Path:
@@ -123,7 +123,7 @@ def bench_aligner(frames: np.ndarray, args) -> dict:
 
 
 def decode_gray(video: Path) -> int:
-    from affectflow.video import iter_frames
+    from affectflow.faces.video import iter_frames
 
     return sum(1 for _ in iter_frames(video, gray=True))
 
@@ -142,7 +142,7 @@ def align_command(video: Path, out: Path, threads: int) -> float:
 
 def bench_pipeline(video: Path, args, workdir: Path, per_frame: dict | None) -> dict:
     """Part 2: decode + gray vs `affectflow align`, alternated on the same video."""
-    from affectflow.faces import read_faces
+    from affectflow.faces.facefile import read_faces
 
     out = workdir / f"{video.stem}.h5"
     started = time.perf_counter()
@@ -214,7 +214,7 @@ def main() -> None:
             video = synthetic_video(size, max(args.frames, args.video_frames), workdir)
             part1 = None
             if not args.skip_part1:
-                from affectflow.video import read_video
+                from affectflow.faces.video import read_video
 
                 _, gray, _ = read_video(video, gray=True)
                 part1 = bench_aligner(np.ascontiguousarray(gray[: args.frames]), args)

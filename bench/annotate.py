@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from affectflow.testing.processes import run_process_group
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -34,7 +36,7 @@ def snakemake(workdir: Path, *args: str, timeout: float = 1800) -> tuple[float, 
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(workdir)}
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    result = run_process_group(command, cwd=workdir, env=env, timeout=timeout)
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
@@ -59,7 +61,7 @@ def tiny_model(path: Path) -> Path:
     import torch
 
     from affectflow.modelfile import FaceSettings, PipelineSettings, save_model_file
-    from affectflow.models import CNNConfig, FaceCNN, FrameRNN, RNNConfig, config_dict, weights_sha256
+    from affectflow.nets.networks import CNNConfig, FaceCNN, FrameRNN, RNNConfig, config_dict, weights_sha256
 
     torch.manual_seed(0)
     cnn = FaceCNN(CNNConfig(chip_size=32, channels=(8, 16, 32), fc=100))

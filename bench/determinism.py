@@ -34,7 +34,7 @@ def main() -> int:
     args = parser.parse_args()
     from safetensors.torch import load_file
 
-    from affectflow.corpus import open_corpus
+    from affectflow.data.corpus import open_corpus
     from affectflow.synth import synthesize_corpus
 
     with tempfile.TemporaryDirectory(prefix="bench-determinism-") as tmp:

@@ -19,9 +19,9 @@ Sections (bench/gpu_sections/<name>.py, in this order; --sections picks some):
                   relative to the labels' variance for 3 lrs x clipping off/on x 3 draws of k.
   cnn_train       training images/s of variants plain and AD, AMP on/off x channels-last on/off; ratios.
   input_pipeline  gather + scale + augment + normalize alone vs the full training step.
-  extract         affectflow.tensors.cnn_forward frames/s (chips from host numpy and from a device tensor).
+  extract         affectflow.nets.tensors.cnn_forward frames/s (chips from host numpy and from a device tensor).
   rnn_train       FrameRNN (h=100, W=100, batch 128, 300-d inputs, tanh) training windows/s.
-  rnn_infer       affectflow.tensors.rnn_window_predictions windows/s.
+  rnn_infer       affectflow.nets.tensors.rnn_window_predictions windows/s.
   workflow        `snakemake --cores 4 --configfile config/tiny.yaml --config device=cuda` in a
                   temporary directory, wall time; only where snakemake and the extension
                   affectflow._native are importable (checked in a subprocess), else skipped.

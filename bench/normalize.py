@@ -1,7 +1,7 @@
 """Chip normalization throughput: numpy/scipy vs the fused native kernels, in one process.
 
 7500 chips of 96x96 (5 minutes at 25 fps). Baselines: the straightforward numpy
-GCN (float32), scipy.ndimage LCN (affectflow.normalize.normalize_reference,
+GCN (float32), scipy.ndimage LCN (affectflow.faces.normalize.normalize_reference,
 per image), the scipy.ndimage local-mean reference (the authors' Normer3, one
 zero-padded uniform_filter over the batch), and a memory floor: numpy's uint8
 -> float32 cast into a preallocated array (the least memory traffic that
@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from affectflow.normalize import gcn_numpy, normalize_chips, normalize_reference  # noqa: E402
+from affectflow.faces.normalize import gcn_numpy, normalize_chips, normalize_reference  # noqa: E402
 
 
 def face_chips(count: int, size: int = 96) -> np.ndarray:

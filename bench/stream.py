@@ -1,6 +1,6 @@
-"""Streamed CNN training (affectflow.stream) against the in-memory path, in one process.
+"""Streamed CNN training (affectflow.learning.stream) against the in-memory path, in one process.
 
-1. Throughput: the same training step (affectflow.trainer.make_cnn_batch_step) on the same CNN, fed
+1. Throughput: the same training step (affectflow.learning.loop.make_cnn_batch_step) on the same CNN, fed
    by the in-memory path (every training chip one device tensor, batches gathered by index) or by
    the stream (batches read from the face files through the shuffle buffer, one read-ahead thread),
    one epoch at a time, alternating, best epoch of each; prints images/s and the ratio.
@@ -42,7 +42,7 @@ def build_corpus(root: Path, args) -> list[Path]:
 
 def training_frames(paths: list[Path]):
     """(rows, labels) of each training face file: found frames (labels are not needed for speed)."""
-    from affectflow.stream import frame_index
+    from affectflow.learning.stream import frame_index
 
     rows, labels = [], []
     for path in paths:
@@ -54,15 +54,10 @@ def training_frames(paths: list[Path]):
 
 
 def throughput(args, paths: list[Path], device: torch.device) -> dict:
-    from affectflow.models import CNNConfig, FaceCNN
-    from affectflow.stream import TrainingStream
-    from affectflow.trainer import (
-        TrainSettings,
-        cnn_optimizer,
-        index_batches,
-        make_cnn_batch_step,
-        streamed_batches,
-    )
+    from affectflow.learning.loop import cnn_optimizer, index_batches, make_cnn_batch_step, streamed_batches
+    from affectflow.learning.settings import TrainSettings
+    from affectflow.learning.stream import TrainingStream
+    from affectflow.nets.networks import CNNConfig, FaceCNN
 
     train = [p for p in paths if p.stem.startswith("train")]
     rows, labels = training_frames(train)
@@ -148,7 +143,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8, help="epochs of the loss comparison")
     args = parser.parse_args()
 
-    from affectflow.tensors import resolve_device
+    from affectflow.nets.tensors import resolve_device
 
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,14 +34,14 @@ class NaiveDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         import cv2
 
-        from affectflow import augment as A
+        from affectflow.nets import augment as A
 
         x = self.chips[i].astype(np.float32) / 255.0
         size = x.shape[0]
         r = self.rng
         scale = r.uniform(*A.SCALE)
         angle = r.uniform(-A.ROTATION_DEG, A.ROTATION_DEG)
-        # the crop spans `scale` chip sides and moves as far as it can (affectflow.augment)
+        # the crop spans `scale` chip sides and moves as far as it can (affectflow.nets.augment)
         m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0 / scale)
         m[:, 2] += r.uniform(-1.0, 1.0, 2) * abs(1.0 - scale) * size / 2
         x = cv2.warpAffine(x, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
@@ -54,7 +54,7 @@ class NaiveDataset(torch.utils.data.Dataset):
 
 
 def make_model(args, device):
-    from affectflow.models import CNNConfig, FaceCNN
+    from affectflow.nets.networks import CNNConfig, FaceCNN
 
     torch.manual_seed(0)
     channels = tuple(int(c) for c in args.channels.split(","))
@@ -62,7 +62,8 @@ def make_model(args, device):
 
 
 def run_ours(args, chips: np.ndarray, labels: np.ndarray, device) -> float:
-    from affectflow.trainer import TrainSettings, cnn_optimizer, make_cnn_step
+    from affectflow.learning.loop import cnn_optimizer, make_cnn_step
+    from affectflow.learning.settings import TrainSettings
 
     model = make_model(args, device).train()
     optimizer, scaler = cnn_optimizer(model, TrainSettings(epochs=1), device)
@@ -136,7 +137,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="baseline DataLoader workers")
     args = parser.parse_args()
 
-    from affectflow.tensors import resolve_device
+    from affectflow.nets.tensors import resolve_device
 
     device = resolve_device(args.device)
     cuda = device.type == "cuda"

@@ -15,8 +15,8 @@ import pytest
 
 from affectflow import metrics
 from affectflow.contracts import AFFWILD2_FRAME_TOLERANCE, MODEL_FILE
-from affectflow.corpus import open_corpus
-from affectflow.dataset import frame_labels
+from affectflow.data.corpus import open_corpus
+from affectflow.data.labels import frame_labels
 from affectflow.errors import AffectflowError
 from helpers import decoded_frames, read_columns, run_cli, write_video
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from affectflow.align import align_video, iter_aligned_chunks
-from affectflow.faces import DATASETS, DETECTED, LOST, TRACKED, read_faces
-from affectflow.landmark_models import LANDMARK_DIR_VARIABLE
-from affectflow.normalize import normalize_chips
+from affectflow.faces.align import align_video, iter_aligned_chunks
+from affectflow.faces.facefile import DATASETS, DETECTED, LOST, TRACKED, read_faces
+from affectflow.faces.landmark_models import LANDMARK_DIR_VARIABLE
+from affectflow.faces.normalize import normalize_chips
+from affectflow.faces.settings import AlignSettings
 from affectflow.testing.reference import moving_face_video
 from helpers import run_cli, write_video
 
@@ -28,7 +29,7 @@ def corpus_video(corpus: Path) -> Path:
 @pytest.mark.slow
 def test_tracking_agrees_with_per_frame_detection_on_the_synthetic_corpus(synthetic_corpus):
     video = corpus_video(synthetic_corpus)
-    per_frame = align_video(video, tracking=False, progress=False)
+    per_frame = align_video(video, AlignSettings(tracking=False), progress=False)
     tracked = align_video(video, progress=False, threads=2)
     assert len(tracked) == len(per_frame) and per_frame.found.mean() > 0.5
     assert tracked.found.sum() >= per_frame.found.sum()
@@ -96,7 +97,7 @@ def test_streamed_chunks_are_the_whole_video_aligned(face_video):
 
 
 def test_68_landmarks_and_other_chip_size(face_video):
-    track = align_video(face_video, landmarks=68, chip_size=64, normalization="none", progress=False)
+    track = align_video(face_video, AlignSettings(landmarks=68, chip_size=64, normalization="none"), progress=False)
     assert track.chips.shape[1:] == (64, 64) and track.landmarks.shape[1:] == (68, 2)
     assert track.attrs["landmark_model"] == "shape_predictor_68_face_landmarks"
     assert float(track.normalized[track.found].max()) <= 1.0

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from affectflow import _native
-from affectflow.align import iter_aligned_chunks
 from affectflow.contracts import DEFAULT_FACE_RULE, FACE_RULES
-from affectflow.faces import read_faces
+from affectflow.faces.align import iter_aligned_chunks
+from affectflow.faces.facefile import read_faces
+from affectflow.faces.settings import AlignSettings
 from helpers import read_columns, run_cli, write_video
 
 SIZE = (1280, 720)
@@ -127,7 +128,7 @@ def test_without_face_option_the_rule_is_best(side_by_side, tmp_path):
 
 def aligned(video: Path, face: str, threads: int):
     """The whole video aligned in one chunk (two segments with threads=3: one decodes, two align)."""
-    chunks = iter_aligned_chunks(video, face=face, threads=threads, chunk_frames=FRAMES)
+    chunks = iter_aligned_chunks(video, AlignSettings(face=face), threads=threads, chunk_frames=FRAMES)
     parts = list(chunks)
     return np.concatenate([p.found for p in parts]), np.concatenate([face_x(p) for p in parts])
 

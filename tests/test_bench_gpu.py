@@ -185,6 +185,11 @@ def test_the_sections_import_nothing_beyond_torch_numpy_and_affectflow(tmp_path)
     assert tuple(sections.split()) == SECTIONS
     # one module per section, and the package's modules they share
     assert {f"gpu_sections.{name}" for name in SECTIONS} <= set(added)
-    assert {"affectflow.contracts", "affectflow.models", "affectflow.tensors", "affectflow.trainer"} <= set(added)
+    assert {
+        "affectflow.contracts",
+        "affectflow.nets.networks",
+        "affectflow.nets.tensors",
+        "affectflow.learning.loop",
+    } <= set(added)
     assert all(m.startswith(("affectflow", "gpu_sections")) or m == "gpu" for m in added), added
     assert "affectflow._native" not in added

@@ -295,7 +295,12 @@ def test_schema_enumerations_equal_the_command_line_choices(name, command, flag)
 
 
 def _flags_the_rule_sets(rule_file: str) -> set[str]:
-    return set(re.findall(r"--([a-z][a-z0-9-]*)", (REPO / "workflow" / "rules" / rule_file).read_text()))
+    """The flags a rule's text spells, and the RNN configuration's (contracts.rnn_flags) where it uses those."""
+    from affectflow.contracts import RNN_SETTINGS
+
+    text = (REPO / "workflow" / "rules" / rule_file).read_text()
+    spelled = set(re.findall(r"--([a-z][a-z0-9-]*)", text))
+    return spelled | ({name for name, _ in RNN_SETTINGS} if "rnn_flags(" in text else set())
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from affectflow.corpus import (
+from affectflow.data.corpus import (
     check,
     labels_for_frames,
     natural_key,
@@ -18,7 +18,7 @@ from affectflow.corpus import (
     read_labels,
 )
 from affectflow.errors import AffectflowError
-from affectflow.video import read_video
+from affectflow.faces.video import read_video
 from helpers import flat_frames, run_cli, write_video
 
 HEADER = """@relation GOLDSTANDARD_{dim}

@@ -11,8 +11,8 @@ import pytest
 
 from affectflow import metrics
 from affectflow.contracts import MODEL_FILE
-from affectflow.corpus import open_corpus, read_labels
-from affectflow.features import CNN_ATTR as FEATURES_CNN_ATTR
+from affectflow.data.corpus import open_corpus, read_labels
+from affectflow.inference.features import CNN_ATTR as FEATURES_CNN_ATTR
 from affectflow.testing.faces import write_face_corpus
 from helpers import read_columns, run_cli
 

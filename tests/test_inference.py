@@ -1,4 +1,4 @@
-"""affectflow.inference: a recording predicted in chunks equals the recording predicted whole."""
+"""affectflow.inference.pipeline: a recording predicted in chunks equals the recording predicted whole."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from affectflow.dataset import ChunkFill, apply_fill, feature_prior
-from affectflow.inference import Pipeline, PipelineStream
+from affectflow.data.fill import ChunkFill, apply_fill
+from affectflow.inference.pipeline import Pipeline, PipelineStream
 from affectflow.modelfile import FaceSettings, PipelineSettings
-from affectflow.models import CNNConfig, FaceCNN, FrameRNN, RNNConfig
+from affectflow.nets.networks import CNNConfig, FaceCNN, FrameRNN, RNNConfig
+from affectflow.nets.rnn_inputs import feature_prior
 
 CHUNKS = ((0, 3), (3, 200), (203, 1), (204, 496))
 
@@ -45,7 +46,7 @@ def test_streamed_predictions_equal_whole_recording_predictions(feature_norm, wi
 
 
 def reference_fill(values: np.ndarray, found: np.ndarray) -> np.ndarray:
-    """FILL_POLICY as affectflow.dataset's docstring states it, one frame at a time: a frame without a face
+    """FILL_POLICY as affectflow.data.fill's docstring states it, one frame at a time: a frame without a face
     takes the last found frame's content; frames before the first found face get zeros."""
     filled = np.zeros_like(values)
     last = None

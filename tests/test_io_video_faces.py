@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from affectflow import faces, video
 from affectflow.errors import AffectflowError
+from affectflow.faces import facefile as faces
+from affectflow.faces import video
 from affectflow.io import atomic_dir, atomic_path
 from helpers import flat_frames, write_video
 

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from affectflow.corpus import Recording, labels_for_frames
-from affectflow.dataset import fit_label_shift, frame_labels, predictions_on_label_times, shift_predictions
+from affectflow.data.corpus import Recording, labels_for_frames
+from affectflow.data.label_shift import fit_label_shift
+from affectflow.data.labels import frame_labels, predictions_on_label_times, shift_predictions
 from affectflow.errors import AffectflowError
+from affectflow.faces.settings import AlignSettings
 from affectflow.synth import arff_text
 
 LABEL_STEP = 0.04
@@ -221,9 +223,9 @@ def test_fit_label_shift_refuses_recordings_too_short_for_the_range(tmp_path):
 @pytest.mark.slow
 def test_label_shift_auto_recovers_the_synthetic_corpus_delay(tmp_path):
     """Rendered faces, aligned: the fit lands within 0.4 s of the subjects' mean annotation delay."""
-    from affectflow.align import align_video
-    from affectflow.corpus import open_corpus
-    from affectflow.dataset import descriptor_from_chips
+    from affectflow.data.corpus import open_corpus
+    from affectflow.data.label_shift import descriptor_from_chips
+    from affectflow.faces.align import align_video
     from affectflow.synth import read_metadata, synthesize_corpus
 
     # Seed 6: the fit is within 0.33 s on 13 of seeds 0-13 (this seed: 0.02 s off); seed 8 misses by 0.9 s.
@@ -234,9 +236,8 @@ def test_label_shift_auto_recovers_the_synthetic_corpus_delay(tmp_path):
     train = corpus.subjects("train")
     descriptors, times = [], []
     for subject in train:
-        track = align_video(
-            corpus.recording(subject).video, chip_size=48, normalization="gcn", threads=2, progress=False
-        )
+        settings = AlignSettings(chip_size=48, normalization="gcn")
+        track = align_video(corpus.recording(subject).video, settings, threads=2, progress=False)
         found = track.found
         descriptors.append(descriptor_from_chips(np.asarray(track.normalized[found], np.float32)))
         times.append(track.time[found])

@@ -62,7 +62,7 @@ def align_in_fresh_process(video: Path, out: Path) -> dict:
 
 
 def test_peak_memory_does_not_grow_with_video_length(videos, tmp_path):
-    from affectflow.faces import read_faces
+    from affectflow.faces.facefile import read_faces
 
     peaks = {}
     for frames, video in videos.items():

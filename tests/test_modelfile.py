@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from affectflow.cli import main
+from affectflow.faces.settings import AlignSettings
 from affectflow.modelfile import (
     LEGACY_MODEL_FORMAT,
     FaceSettings,
@@ -21,7 +22,7 @@ from affectflow.modelfile import (
     read_settings,
     save_model_file,
 )
-from affectflow.models import CNNConfig, FaceCNN, FrameRNN, RNNConfig, config_dict, weights_sha256
+from affectflow.nets.networks import CNNConfig, FaceCNN, FrameRNN, RNNConfig, config_dict, weights_sha256
 
 
 class RunsCode:
@@ -71,7 +72,7 @@ def cnn_and_rnn(tmp_path):
 
 
 def test_a_model_file_round_trips_its_weights_and_settings(tmp_path):
-    from affectflow.inference import load_pipeline
+    from affectflow.inference.pipeline import load_pipeline
 
     cnn, rnn = cnn_and_rnn(tmp_path)
     loaded = load_pipeline(tmp_path / "rnn.safetensors")
@@ -81,13 +82,13 @@ def test_a_model_file_round_trips_its_weights_and_settings(tmp_path):
     assert torch.equal(loaded.rnn(windows), rnn.eval()(windows))
     assert loaded.kind == "rnn" and loaded.dimension == "arousal" and loaded.label_shift == 0.4
     assert loaded.cnn_sha256 == weights_sha256(cnn) and loaded.settings.window == 10
-    assert loaded.align_options() == {"landmarks": 5, "chip_size": 32, "detect_every": 7}
+    assert loaded.align_settings() == AlignSettings(landmarks=5, chip_size=32, detect_every=7)
     assert loaded.run_info == {"seed": 3}
     assert load_pipeline(tmp_path / "cnn.safetensors").rnn is None
 
 
 def test_loading_a_model_leaves_the_global_rng_alone(tmp_path):
-    from affectflow.inference import load_pipeline
+    from affectflow.inference.pipeline import load_pipeline
 
     cnn_and_rnn(tmp_path)
     torch.manual_seed(11)
@@ -167,7 +168,7 @@ def legacy_payload(tmp_path) -> dict:
 
 
 def test_a_model_file_of_the_previous_format_still_predicts_alike(tmp_path):
-    from affectflow.inference import load_pipeline
+    from affectflow.inference.pipeline import load_pipeline
 
     cnn_and_rnn(tmp_path)
     torch.save(legacy_payload(tmp_path), tmp_path / "model.pt")

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from affectflow.augment import augment_batch
-from affectflow.models import (
+from affectflow.nets.augment import augment_batch
+from affectflow.nets.networks import (
     CNNConfig,
     FaceCNN,
     FrameRNN,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from affectflow import _native
-from affectflow.align import CHIP_PADDING
 from affectflow.contracts import DEFAULT_CHIP_SIZE, DEFAULT_FACE_RULE, FACE_RULES
-from affectflow.landmark_models import landmark_model_path
+from affectflow.faces.align import CHIP_PADDING
+from affectflow.faces.landmark_models import landmark_model_path
 from affectflow.testing.reference import ReferenceAligner, moving_face_video, similarity
 
 # (rotation degrees, scale, tx, ty) applied to the astronaut photo about its face
@@ -199,7 +199,7 @@ def test_a_returning_face_is_tracked_backwards_to_its_first_frame():
 def test_sources_and_scores_of_the_per_frame_path_are_dlibs(moving, reference):
     import dlib
 
-    from affectflow.faces import DETECTED, LOST, SOURCES
+    from affectflow.faces.facefile import DETECTED, LOST, SOURCES
 
     assert (SOURCES[_native.SOURCE_LOST], SOURCES[_native.SOURCE_DETECTED], SOURCES[_native.SOURCE_TRACKED]) == (
         "lost",
@@ -221,7 +221,7 @@ def test_sources_and_scores_of_the_per_frame_path_are_dlibs(moving, reference):
 
 
 def test_sources_and_scores_while_tracking(moving):
-    from affectflow.faces import DETECTED, LOST, TRACKED
+    from affectflow.faces.facefile import DETECTED, LOST, TRACKED
 
     result = _native.Aligner(str(landmark_model_path(5)), **DEFAULTS, detect_every=10, threads=1).process(moving)
     source, found, detected, score = result["source"], result["found"], result["detected"], result["score"]
@@ -280,3 +280,24 @@ def test_chip_size_padding_and_face_rule_are_required():
     )
     with pytest.raises(ValueError, match="face rule 'middle'"):
         _native.Aligner(model, **{**DEFAULTS, "face_rule": "middle"})
+
+
+def test_the_typed_stub_names_what_the_extension_has():
+    """src/affectflow/_native.pyi (what editors and type checkers read) against the compiled module: the same
+    functions, constants and Aligner members, and the same keyword arguments for each function."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    stub = ast.parse((Path(_native.__file__).parent / "_native.pyi").read_text())
+    top = {n.name for n in stub.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    top |= {n.target.id for n in stub.body if isinstance(n, ast.AnnAssign)}
+    public = {name for name in dir(_native) if not name.startswith("_")}
+    assert top == public
+    aligner = next(n for n in stub.body if isinstance(n, ast.ClassDef) and n.name == "Aligner")
+    members = {n.name for n in aligner.body if isinstance(n, ast.FunctionDef) and n.name != "__init__"}
+    assert members == {name for name in dir(_native.Aligner) if not name.startswith("_")}
+    for node in stub.body:
+        if isinstance(node, ast.FunctionDef):
+            stubbed = [a.arg for a in node.args.args + node.args.kwonlyargs]
+            assert all(f"{name}" in inspect.getdoc(getattr(_native, node.name)) for name in stubbed), node.name

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from affectflow.contracts import NORMALIZATIONS
-from affectflow.normalize import (
+from affectflow.faces.normalize import (
     LOCAL_MEAN_WINDOW,
     gcn_numpy,
     normalize_chips,
@@ -160,7 +160,7 @@ def resized(chips: np.ndarray, size: int) -> np.ndarray:
 @pytest.mark.parametrize("size", [96, 48, 37])  # 37: odd, and not a multiple of anything
 @pytest.mark.parametrize("method", NORMALIZATIONS)
 def test_torch_matches_kernel(chips, method, size, device):
-    from affectflow.normalize_torch import normalize_batch, normalize_uint8
+    from affectflow.nets.normalize_torch import normalize_batch, normalize_uint8
 
     sized = resized(chips, size)
     assert not sized[-3].any() and (sized[-2] == 200).all()  # the zero and flat chips survive the resize
@@ -176,7 +176,7 @@ def test_torch_matches_kernel(chips, method, size, device):
 
 @pytest.mark.parametrize("method", NORMALIZATIONS)
 def test_torch_lcn_window_sigma_and_rectangular_chips(method):
-    from affectflow.normalize_torch import normalize_batch
+    from affectflow.nets.normalize_torch import normalize_batch
 
     rng = np.random.default_rng(3)
     odd = rng.integers(0, 256, (3, 37, 53), dtype=np.uint8)
@@ -190,7 +190,7 @@ def test_torch_lcn_window_sigma_and_rectangular_chips(method):
 
 
 def test_torch_smallest_chip_the_kernel_takes_for_lcn():
-    from affectflow.normalize_torch import normalize_batch
+    from affectflow.nets.normalize_torch import normalize_batch
 
     # window 9 needs radius 4 < the chip's side: 5 is the smallest (one reflection at each border).
     small = np.random.default_rng(4).integers(0, 256, (4, 5, 5), dtype=np.uint8)
@@ -205,7 +205,7 @@ def test_torch_smallest_chip_the_kernel_takes_for_lcn():
 
 
 def test_torch_float16_input_is_computed_in_float32(chips):
-    from affectflow.normalize_torch import normalize_batch
+    from affectflow.nets.normalize_torch import normalize_batch
 
     half = (torch.from_numpy(chips) / 255).half()
     for method in NORMALIZATIONS:
@@ -215,7 +215,7 @@ def test_torch_float16_input_is_computed_in_float32(chips):
 
 
 def test_torch_accepts_augmented_values_and_empty_batches():
-    from affectflow.normalize_torch import normalize_batch
+    from affectflow.nets.normalize_torch import normalize_batch
 
     x = torch.rand(3, 1, 48, 48) * 1.2 - 0.1  # after augmentation values may leave [0, 1]
     for method in NORMALIZATIONS:
@@ -225,7 +225,7 @@ def test_torch_accepts_augmented_values_and_empty_batches():
 
 
 def test_torch_bad_input_is_named():
-    from affectflow.normalize_torch import normalize_batch, normalize_uint8
+    from affectflow.nets.normalize_torch import normalize_batch, normalize_uint8
 
     with pytest.raises(ValueError, match="unknown normalization"):
         normalize_batch(torch.zeros(1, 96, 96), "zca")
@@ -249,8 +249,8 @@ def test_torch_module_needs_only_torch_and_numpy():
         "for name in ('scipy', 'snakemake', 'affectflow._native', 'cv2', 'skimage'):\n"
         "    sys.modules[name] = None  # importing any of them now fails\n"
         "import torch\n"
-        "from affectflow.normalize_torch import normalize_batch\n"
-        "from affectflow.normalize import NORMALIZATIONS\n"
+        "from affectflow.nets.normalize_torch import normalize_batch\n"
+        "from affectflow.faces.normalize import NORMALIZATIONS\n"
         "for method in NORMALIZATIONS:\n"
         "    normalize_batch(torch.rand(2, 1, 48, 48), method)\n"
     )

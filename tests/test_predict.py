@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from affectflow.cli import main
-from affectflow.video import read_video
+from affectflow.faces.video import read_video
 from helpers import read_columns, read_table
 from tiny_models import aligned_corpus, train_tiny_models
 

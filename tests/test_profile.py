@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from affectflow import profile as profile_module
 from affectflow.cli import main
+from affectflow.workflow import profile as profile_module
 from helpers import REPO, snakemake, tool_env
 
 SOURCE = REPO / "profiles" / "slurm" / "config.yaml"

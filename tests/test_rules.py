@@ -33,7 +33,7 @@ def test_align_refuses_a_chip_size_the_cnn_cannot_take_before_decoding(size, tmp
 
 
 def test_the_chip_size_rule_is_the_schemas_and_the_cnns():
-    from affectflow.models import CNNConfig
+    from affectflow.nets.networks import CNNConfig
 
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     rule = schema["properties"]["align"]["properties"]["chip_size"]
@@ -62,7 +62,7 @@ def test_align_and_train_cnn_default_to_the_same_normalization():
 def test_run_json_fields_are_the_commands_own_options(command, fields):
     """run.json is built from named fields: each must be an option of the command (a renamed flag fails
     here, instead of silently changing what --resume compares)."""
-    from affectflow import train
+    from affectflow.learning import commands as train
 
     destinations = {a.dest for a in subcommand(command)._actions}
     names = getattr(train, fields)
@@ -70,10 +70,10 @@ def test_run_json_fields_are_the_commands_own_options(command, fields):
 
 
 def test_resume_compares_only_recorded_fields():
-    from affectflow import train
-    from affectflow.trainer import RESUME_MUST_MATCH
+    from affectflow.learning import commands as train
+    from affectflow.learning.checkpoints import RESUME_MUST_MATCH
 
-    # the fields both commands record, and those they add beside the command line (affectflow.train)
+    # the fields both commands record, and those they add beside the command line (affectflow.learning.commands)
     recorded = set(train.CNN_RUN_FIELDS) | set(train.RNN_RUN_FIELDS) | {"train_subjects", "label_shift", "data_path"}
     assert set(RESUME_MUST_MATCH) <= recorded, set(RESUME_MUST_MATCH) - recorded
 
@@ -85,10 +85,10 @@ os.umask(int(sys.argv[2], 8))
 out = Path(sys.argv[1])
 import numpy as np
 import torch
-from affectflow.faces import FaceTrack, write_faces
+from affectflow.faces.facefile import FaceTrack, write_faces
 from affectflow.modelfile import FaceSettings, PipelineSettings, save_model_file
-from affectflow.models import CNNConfig, FaceCNN, config_dict, weights_sha256
-from affectflow.evaluate import write_trace_csv
+from affectflow.nets.networks import CNNConfig, FaceCNN, config_dict, weights_sha256
+from affectflow.inference.traces import write_trace_csv
 n = 3
 write_faces(out / "faces.h5", FaceTrack(
     chips=np.zeros((n, 16, 16), np.uint8), normalized=np.zeros((n, 16, 16), np.float16),

@@ -1,4 +1,4 @@
-"""Streamed CNN training (affectflow.stream) and chunked extraction, on real face files (CPU)."""
+"""Streamed CNN training (affectflow.learning.stream) and chunked extraction, on real face files (CPU)."""
 
 from __future__ import annotations
 
@@ -21,15 +21,19 @@ face_corpus = test_train.face_corpus  # the fixture: 2 train + 1 dev face files 
 
 
 def test_parser_defaults_are_the_stream_modules():
-    from affectflow import stream, train
+    from affectflow.cli import build_parser
+    from affectflow.learning import settings, stream
 
-    assert train.DEFAULT_MEMORY_BUDGET_GB == stream.DEFAULT_MEMORY_BUDGET_GB
-    assert train.STREAM_CHUNK_ROWS == stream.CHUNK_ROWS and train.STREAM_BUFFER_CHUNKS == stream.BUFFER_CHUNKS
+    args = build_parser().parse_args(
+        ["train-cnn", "--corpus", "c", "--faces", "f", "--variant", "plain"] + ["--seed", "0", "--out", "o"]
+    )
+    assert args.memory_budget_gb == settings.DEFAULT_MEMORY_BUDGET_GB
+    assert args.stream_chunk_rows == stream.CHUNK_ROWS and args.stream_buffer_chunks == stream.BUFFER_CHUNKS
 
 
 @pytest.mark.parametrize("prefetch", [True, False])
 def test_an_epoch_serves_every_training_frame_once_and_epochs_differ(face_corpus, prefetch):
-    from affectflow.stream import TrainingStream
+    from affectflow.learning.stream import TrainingStream
 
     paths = sorted((face_corpus / "faces").glob("train_*.h5"))
     rows, ids, chips = [], [], {}
@@ -60,8 +64,8 @@ def test_an_epoch_serves_every_training_frame_once_and_epochs_differ(face_corpus
 
 
 def test_chunked_recording_equals_the_filled_whole(face_corpus):
-    from affectflow.dataset import load_faces
-    from affectflow.stream import ChunkedRecording
+    from affectflow.learning.recordings import load_faces
+    from affectflow.learning.stream import ChunkedRecording
 
     path = face_corpus / "faces" / "dev_1.h5"
     whole = load_faces(path, "dev_1").data
@@ -145,7 +149,7 @@ def test_streamed_training_memory_does_not_grow_with_the_corpus(tmp_path):
         )
         # one short dev subject in both (it is scored, not trained on)
         write_face_corpus(root / "corpus", root / "faces", train=0, dev=1, seconds=20.0, size=96, seed=1)
-        common = ["--frame-stride", "2"]  # every 2nd found frame trains
+        common = ["--frame-stride", "1"]  # every found frame trains
         stream = ["--stream", "--stream-chunk-rows", "256", "--stream-buffer-chunks", "4"]
         peaks[("streamed", scale)] = peak_rss_kb(root, root / "s", *common, *stream)
         peaks[("in-memory", scale)] = peak_rss_kb(root, root / "m", *common)
@@ -158,9 +162,9 @@ def test_streamed_training_memory_does_not_grow_with_the_corpus(tmp_path):
 
 
 def test_chunked_extraction_equals_whole_recording_extraction(face_corpus, tmp_path):
-    from affectflow.dataset import load_faces
-    from affectflow.features import read_feature_file
-    from affectflow.inference import extract_to_file, load_pipeline
+    from affectflow.inference.features import read_feature_file
+    from affectflow.inference.pipeline import extract_to_file, load_pipeline
+    from affectflow.learning.recordings import load_faces
 
     assert train_cnn(face_corpus, tmp_path / "cnn", "--variant", "plain", "--epochs", "1", "--frame-stride", "4") == 0
     pipeline = load_pipeline(tmp_path / "cnn" / "model.safetensors")

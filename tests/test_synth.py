@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from affectflow.cli import main
-from affectflow.corpus import check, open_corpus, read_labels
+from affectflow.data.corpus import check, open_corpus, read_labels
+from affectflow.faces.video import read_video
 from affectflow.testing.detection import face_detection_rate
-from affectflow.video import read_video
 
 
 def test_shared_corpus_round_trips(synthetic_corpus, capsys):

@@ -1,4 +1,4 @@
-"""The tables' layout from the workflow config (affectflow.tables_layout): the one source of the
+"""The tables' layout from the workflow config (affectflow.reporting.layout): the one source of the
 workflow's model runs and of the rows `affectflow tables --config` writes."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from snakemake.utils import validate
 
 from affectflow.cli import main
 from affectflow.contracts import RUN_PATTERN, metrics_path, run_dimension, run_id, run_seed, run_selection
-from affectflow.report import check_layout, write_tables
-from affectflow.tables_layout import model_runs, rnn_grid, tables_config, tables_layout
+from affectflow.reporting.layout import model_runs, rnn_grid, tables_config, tables_layout
+from affectflow.reporting.tables import check_layout, write_tables
 from helpers import read_table
 
 REPO = Path(__file__).resolve().parents[1]

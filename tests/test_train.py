@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from affectflow.cli import main
-from affectflow.dataset import FILL_POLICY, fill_index, fit_label_shift, shift_predictions
+from affectflow.data.fill import FILL_POLICY, fill_index
+from affectflow.data.label_shift import fit_label_shift
+from affectflow.data.labels import shift_predictions
 from affectflow.testing.faces import write_face_corpus
 from helpers import read_table
 
@@ -60,7 +62,7 @@ def feature_files(folder):
 def label_free_cnn_file(path, fc):
     """A CNN model file (untrained, fc units) for RNN tests that write their own feature files."""
     from affectflow.modelfile import FaceSettings, PipelineSettings, save_model_file
-    from affectflow.models import CNNConfig, FaceCNN, config_dict, weights_sha256
+    from affectflow.nets.networks import CNNConfig, FaceCNN, config_dict, weights_sha256
 
     model = FaceCNN(CNNConfig(chip_size=32, channels=(4, 8, 8), fc=fc))
     settings = PipelineSettings(
@@ -76,7 +78,7 @@ def label_free_cnn_file(path, fc):
 
 
 def test_fill_policy_holds_last_found_frame_and_never_looks_ahead():
-    from affectflow.dataset import apply_fill
+    from affectflow.data.fill import apply_fill
 
     found = np.array([False, False, True, False, True, True, False])
     assert fill_index(found).tolist() == [-1, -1, 2, 2, 4, 5, 5]
@@ -87,7 +89,7 @@ def test_fill_policy_holds_last_found_frame_and_never_looks_ahead():
 
 
 def test_rnn_input_standardizations():
-    from affectflow.dataset import feature_prior, rnn_inputs
+    from affectflow.nets.rnn_inputs import feature_prior, rnn_inputs
 
     rng = np.random.default_rng(0)
     features = rng.normal(3.0, 2.0, (4000, 4)).astype(np.float32)
@@ -110,9 +112,9 @@ def test_rnn_input_standardizations():
 @pytest.mark.parametrize("feature_norm,causal", [("causal", True), ("train", True), ("recording-transductive", False)])
 def test_prediction_at_t_does_not_depend_on_later_frames(feature_norm, causal):
     """Changing frames after t leaves the predictions up to t unchanged, unless the option says transductive."""
-    from affectflow.dataset import feature_prior, rnn_inputs
-    from affectflow.models import FrameRNN, RNNConfig
-    from affectflow.tensors import rnn_window_predictions
+    from affectflow.nets.networks import FrameRNN, RNNConfig
+    from affectflow.nets.rnn_inputs import feature_prior, rnn_inputs
+    from affectflow.nets.tensors import rnn_window_predictions
 
     torch.manual_seed(0)
     rng = np.random.default_rng(1)
@@ -284,8 +286,9 @@ def test_time_budget_stops_after_the_epoch_that_passes_it(face_corpus, tmp_path)
 
 
 def test_label_shift_auto_recovers_the_annotation_delay(tmp_path):
-    from affectflow.corpus import open_corpus
-    from affectflow.dataset import descriptor_from_chips, load_faces
+    from affectflow.data.corpus import open_corpus
+    from affectflow.data.label_shift import descriptor_from_chips
+    from affectflow.learning.recordings import load_faces
 
     write_face_corpus(
         tmp_path / "c", tmp_path / "f", train=2, dev=0, seconds=20.0, size=24, noise=0.3, delay_s=1.6, seed=3
@@ -371,8 +374,8 @@ def test_extract_and_train_rnn(face_corpus, tmp_path):
 
 
 def test_rnn_window_predictions_strided_and_edge_padded():
-    from affectflow.models import FrameRNN, RNNConfig
-    from affectflow.tensors import rnn_window_predictions
+    from affectflow.nets.networks import FrameRNN, RNNConfig
+    from affectflow.nets.tensors import rnn_window_predictions
 
     torch.manual_seed(0)
     model = FrameRNN(RNNConfig(input_size=3, hidden=5)).eval()
@@ -389,8 +392,8 @@ def test_rnn_window_predictions_strided_and_edge_padded():
 
 
 def test_masked_losses_ignore_missing_labels():
+    from affectflow.learning.loop import masked_loss
     from affectflow.metrics import ccc
-    from affectflow.trainer import masked_loss
 
     pred = torch.tensor([[0.1, 0.5, -0.2], [0.3, 0.0, 0.9]])
     target = torch.tensor([[0.0, float("nan"), -0.1], [0.4, 0.2, float("nan")]])
@@ -438,10 +441,10 @@ def write_label_features(face_corpus, out_dir, rng):
     """Feature files whose unit 0 tracks the label (plus noise) and unit 1 is dead (0) on the training
     subjects but fires on dev: the case of a CNN unit that died in training. They name out_dir/cnn.safetensors
     (an untrained CNN) as their maker, which train-rnn checks."""
-    from affectflow.corpus import open_corpus
-    from affectflow.dataset import frame_labels
-    from affectflow.features import write_feature_file
-    from affectflow.models import weights_sha256
+    from affectflow.data.corpus import open_corpus
+    from affectflow.data.labels import frame_labels
+    from affectflow.inference.features import write_feature_file
+    from affectflow.nets.networks import weights_sha256
 
     corpus = open_corpus(face_corpus / "corpus")
     out_dir.mkdir()

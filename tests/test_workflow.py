@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from affectflow.report import aggregate, parse_layout, write_tables
+from affectflow.reporting.tables import aggregate, parse_layout, write_tables
 from helpers import REPO, read_table, snakemake, tool_env
 from workflow_helpers import (
     GRID_WITH_CONTROL,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from affectflow.contracts import MODEL_FILE
-from affectflow.corpus import open_corpus
+from affectflow.data.corpus import open_corpus
 from helpers import run_cli
 
 

@@ -14,9 +14,10 @@ import time
 import torch
 
 from affectflow.contracts import CNN_VARIANTS, DEFAULT_NORMALIZATION
-from affectflow.models import CNNConfig, FaceCNN, FrameRNN, RNNConfig
-from affectflow.tensors import cnn_forward, rnn_window_predictions
-from affectflow.trainer import TrainSettings, cnn_optimizer, make_cnn_step
+from affectflow.learning.loop import cnn_optimizer, make_cnn_step
+from affectflow.learning.settings import TrainSettings
+from affectflow.nets.networks import CNNConfig, FaceCNN, FrameRNN, RNNConfig
+from affectflow.nets.tensors import cnn_forward, rnn_window_predictions
 
 from .data import synthetic_chips, synthetic_features
 from .timing import timed_loop
@@ -135,7 +136,7 @@ class Bench:
         seed: int = 0,
         **config,
     ):
-        """(model, step) of a CNN variant: affectflow.trainer's training step on the synthetic chips.
+        """(model, step) of a CNN variant: affectflow.learning.loop's training step on the synthetic chips.
 
         amp=None is the trainer's default (on with CUDA); amp=False also drops the GradScaler;
         `config`: CNNConfig fields for cnn_model.

@@ -1,11 +1,11 @@
-"""extract: feature extraction frames/s (affectflow.tensors.cnn_forward, the 300-d features and the
+"""extract: feature extraction frames/s (affectflow.nets.tensors.cnn_forward, the 300-d features and the
 prediction), from chips in host numpy and from chips already on the device."""
 
 from __future__ import annotations
 
 import time
 
-from affectflow.tensors import cnn_forward
+from affectflow.nets.tensors import cnn_forward
 
 from .timing import peak_mib, sync
 

@@ -1,6 +1,6 @@
 """input_pipeline: the input pipeline's share of a CNN training step.
 
-Gather + scale + [augment] + normalize alone (affectflow.tensors.chips_to_inputs, as the
+Gather + scale + [augment] + normalize alone (affectflow.nets.tensors.chips_to_inputs, as the
 trainer's step runs it) against the full training step on the same batches, per variant;
 then the pipeline alone with each normalization method.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from affectflow.contracts import CNN_VARIANTS, NORMALIZATIONS
-from affectflow.tensors import chips_to_inputs
+from affectflow.nets.tensors import chips_to_inputs
 
 from .bench import VARIANTS
 from .timing import error_text, free_device

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from affectflow.trainer import TrainSettings
+from affectflow.learning.settings import TrainSettings
 
 NAME = "paper_recipe"
 HEADING = "Paper recipe at paper size ({recipe_steps} steps per row):"

@@ -1,10 +1,10 @@
-"""rnn_infer: RNN inference windows/s through affectflow.tensors.rnn_window_predictions."""
+"""rnn_infer: RNN inference windows/s through affectflow.nets.tensors.rnn_window_predictions."""
 
 from __future__ import annotations
 
 import time
 
-from affectflow.tensors import rnn_window_predictions
+from affectflow.nets.tensors import rnn_window_predictions
 
 from .timing import peak_mib, sync
 

@@ -1,16 +1,16 @@
 """rnn_train: FrameRNN training windows/s (the paper's h=100, W=100, batch 128, 300-d inputs, tanh).
 
-The step is fit_rnn's (its closure is not exposed): windows gathered on the device, the loss
-(affectflow.trainer.masked_loss) at every step, gradient-norm clipping at 1.0 (train-rnn's
-default), SGD with the trainer's settings.
+The step is fit_rnn's own (affectflow.learning.loop.make_rnn_step): windows gathered on the device,
+the loss (masked_loss) at every step, gradient-norm clipping at 1.0 (train-rnn's default), SGD with
+the loop's settings.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from affectflow.trainer import TrainSettings, masked_loss
+from affectflow.learning.loop import make_rnn_step, sgd_optimizer
+from affectflow.learning.settings import TrainSettings
 
 from .timing import peak_mib
 
@@ -24,22 +24,14 @@ def run(bench) -> None:
     model, features, labels = bench.rnn()
     model.train()
     settings = TrainSettings(epochs=1, batch_size=s["rnn_batch"], clip_norm=CLIP_NORM)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
-    )
+    optimizer = sgd_optimizer(model, settings)
     window = s["rnn_window"]
-    steps = torch.arange(window, device=bench.device)
     starts = torch.arange(len(features) - window + 1, device=bench.device)
     batch = bench.batches(s["rnn_batch"], len(starts), seed=2)
+    window_step = make_rnn_step(model, optimizer, features, labels, window, settings)
 
     def step(k: int) -> torch.Tensor:
-        index = starts[batch(k)][:, None] + steps[None, :]
-        loss = masked_loss(model(features[index]), labels[index], settings.loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), settings.clip_norm)
-        optimizer.step()
-        return loss
+        return window_step(starts[batch(k)])
 
     done, seconds, loss = bench.timed(step)
     config = model.config

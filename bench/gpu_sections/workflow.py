@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from affectflow.contracts import RUN_FILE, cnn_dir, rnn_dir
+from affectflow.testing.processes import ProcessGroupTimeout, run_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "workflow"
@@ -84,27 +84,11 @@ def run_workflow(device_name: str, cores: int, timeout: float) -> dict:
         command += ["--config", f"device={device_name}"]
         out["command"] = "snakemake " + " ".join(command[3:])
         started = time.perf_counter()
-        process = subprocess.Popen(
-            command,
-            cwd=workdir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
         try:
-            log, _ = process.communicate(timeout=timeout)
-            out["returncode"] = process.returncode
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGTERM)  # our own process group: snakemake and its jobs
-            try:
-                log, _ = process.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                log, _ = process.communicate()
-            out["returncode"] = None
-            out["timed_out"] = True
+            done = run_process_group(command, cwd=workdir, env=env, timeout=timeout, grace=30)
+            out["returncode"], log = done.returncode, done.stdout + done.stderr
+        except ProcessGroupTimeout as stopped:  # our own process group: snakemake and its jobs, stopped whole
+            out["returncode"], out["timed_out"], log = None, True, (stopped.stdout or "") + (stopped.stderr or "")
         out["wall_s"] = round(time.perf_counter() - started, 2)
         out["ok"] = out["returncode"] == 0
         if not out["ok"]:

@@ -17,18 +17,20 @@ from . import __version__
 from .errors import AffectflowError
 
 # Area modules that contribute subcommands, in the order --help lists them. The synthetic
-# corpus adds `synth` to the `corpus` group (affectflow.corpus.corpus_commands), listed first.
+# corpus adds `synth` to the `corpus` group (affectflow.data.corpus_commands.corpus_commands), listed first.
 COMMAND_MODULES = (
     "affectflow.synth.cli",
-    "affectflow.corpus",
-    "affectflow.align",
-    "affectflow.train",
-    "affectflow.evaluate",
-    "affectflow.predict",
+    "affectflow.data.corpus_commands",
+    "affectflow.faces.align",
+    "affectflow.learning.commands",
+    "affectflow.inference.evaluate",
+    "affectflow.inference.predict",
+    "affectflow.inference.extract",
     "affectflow.annotation.table",
     "affectflow.annotation.commands",
-    "affectflow.report",
-    "affectflow.profile",
+    "affectflow.reporting.tables",
+    "affectflow.reporting.figures",
+    "affectflow.workflow.profile",
 )
 
 

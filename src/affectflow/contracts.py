@@ -71,21 +71,23 @@ CNN_VARIANTS: Mapping[str, tuple[bool, float]] = {
 CNN_LABELS = {"plain": "CNN", "D": "CNN+D", "A": "CNN+A", "AD": "CNN+AD"}
 # Model choice by CCC on dev (the paper) or on a held-out training subject.
 SELECTIONS = ("dev", "validation")
-RNN_SETTINGS = ("cell", "nonlinearity", "hidden", "window", "layers")
-# Weight initializations (affectflow.models documents them): the CNN's, and the Elman RNN's recurrence.
+# An RNN configuration's settings, in the order of its folder name, each with its prefix there
+# (rnn_name) and a train-rnn flag of its own name (rnn_flags).
+RNN_SETTINGS = (("cell", ""), ("nonlinearity", ""), ("hidden", "h"), ("window", "w"), ("layers", "l"))
+# Weight initializations (affectflow.nets.networks documents them): the CNN's, and the Elman RNN's recurrence.
 INITS = ("paper", "he", "pytorch")
 RECURRENT_INITS = ("pytorch", "identity")
 RNN_CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu")  # of the Elman RNN
 RNN_LAYERS = (1, 2, 3)  # the paper's stacks: h; h, h; h, h, h/2
 LOSSES = ("mse", "ccc")
-# RNN input standardization (affectflow.dataset.rnn_inputs documents them); "transductive" uses frames after t.
+# RNN input standardization (affectflow.nets.rnn_inputs.rnn_inputs documents them); "transductive" uses frames after t.
 FEATURE_NORMS = ("causal", "train", "recording-transductive")
 DEFAULT_FEATURE_NORM = "causal"
 DEVICES = ("auto", "cpu", "cuda")
 
 # ---- faces
-# Chip normalizations (affectflow.normalize documents them); local-mean is the authors' Normer3 as it ran.
+# Chip normalizations (affectflow.faces.normalize documents them); local-mean is the authors' Normer3 as it ran.
 NORMALIZATIONS = ("gcn", "lcn-box", "lcn-gauss", "local-mean", "none")
 DEFAULT_NORMALIZATION = "local-mean"
 LANDMARK_POINTS = (5, 68)
@@ -124,7 +126,12 @@ def cnn_label(variant: str) -> str:
 
 def rnn_name(settings: Mapping) -> str:
     """An RNN configuration's folder name, e.g. ``elman-tanh-h100-w100-l1``."""
-    return "{cell}-{nonlinearity}-h{hidden}-w{window}-l{layers}".format(**settings)
+    return "-".join(f"{prefix}{settings[name]}" for name, prefix in RNN_SETTINGS)
+
+
+def rnn_flags(settings: Mapping) -> str:
+    """An RNN configuration as train-rnn's flags, e.g. ``--cell rnn --nonlinearity tanh --hidden 100 ...``."""
+    return " ".join(f"--{name} {settings[name]}" for name, _ in RNN_SETTINGS)
 
 
 # ---- run names: seed{N} for the headline selection, seed{N}-{selection} for another one; a further

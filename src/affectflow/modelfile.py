@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from .contracts import CHECKPOINT_FILE, MODEL_FILE
 from .errors import fail
+from .faces.settings import AlignSettings
 
 MODEL_FORMAT = "affectflow-model/3"
 LEGACY_MODEL_FORMAT = "affectflow-model/2"  # model.pt, a torch.save'd dict; read with weights_only=True
@@ -50,14 +51,15 @@ class FaceSettings:
     tracking: bool | None = None
     fps: float | None = None
 
-    def align_options(self) -> dict:
-        """affectflow.align keywords that reproduce these faces."""
-        options = {"landmarks": int(self.landmarks), "chip_size": int(self.chip_size)}
+    def align_settings(self, base: AlignSettings | None = None) -> AlignSettings:
+        """`base` (the defaults, or the command line's) aligned as these faces were: landmarks, chip size,
+        and detect-every and tracking where recorded; the face rule and the stored normalization stay base's."""
+        changes = {"landmarks": int(self.landmarks), "chip_size": int(self.chip_size)}
         if self.detect_every:
-            options["detect_every"] = int(self.detect_every)
+            changes["detect_every"] = int(self.detect_every)
         if self.tracking is not None:
-            options["tracking"] = bool(self.tracking)
-        return options
+            changes["tracking"] = bool(self.tracking)
+        return replace(base or AlignSettings(), **changes)
 
     @classmethod
     def from_dict(cls, data: dict) -> FaceSettings:
@@ -77,7 +79,7 @@ class PipelineSettings:
     """Everything inference needs besides the weights.
 
     The prediction of frame t estimates the label at t + ``label_shift`` seconds (annotators lag
-    the face); every per-frame output places it there (affectflow.dataset.place_predictions).
+    the face); every per-frame output places it there (affectflow.data.labels.place_predictions).
     An RNN also has its window, its input standardization (``feature_norm`` with the training
     set's ``feature_prior``) and the SHA-256 of the CNN whose features it reads.
     """
@@ -344,7 +346,7 @@ def _legacy(path: Path, with_tensors: bool) -> ModelFile:
 
 
 def save_checkpoint(path, state: dict) -> None:
-    """A training checkpoint: a dict of tensors and plain values (see trainer.Run.save_epoch)."""
+    """A training checkpoint: a dict of tensors and plain values (see learning.checkpoints.Run.save_epoch)."""
     import torch
 
     from .io import atomic_path

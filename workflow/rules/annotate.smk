@@ -80,9 +80,7 @@ rule annotate_batch:
         ),
         annotations=lambda wc: annotations_dir(),
         retry=ANNOTATE_RETRY,
-        plots=(
-            "" if str(ANNOTATE.get("plots", False)).lower() == "true" else "--no-plots"
-        ),
+        plots=("" if config_flag(ANNOTATE, "plots") else "--no-plots"),
         device=config["device"],
     shell:
         "affectflow annotate-batch --videos {params.source:q} --batch {wildcards.batch} --plan {params.plan}"

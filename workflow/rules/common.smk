@@ -1,6 +1,6 @@
 # Parse-time checks and the rules' input functions; the package computes what they rest on.
-# From the config: the models the tables need and the RNN grid (affectflow.tables_layout); from
-# the corpus: its subjects (affectflow.corpus reads one, affectflow.synth plans the synthetic one).
+# From the config: the models the tables need and the RNN grid (affectflow.reporting.layout); from
+# the corpus: its subjects (affectflow.data.corpus reads one, affectflow.synth plans the synthetic one).
 # Names every part of affectflow agrees on (dimensions, partitions, the results layout, run
 # and model names, row keys) come from affectflow.contracts; rules build paths with its helpers.
 
@@ -11,8 +11,8 @@ import shlex
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from affectflow import tables_layout
-from affectflow.config_check import schema_problems
+from affectflow.reporting import layout as tables_layout
+from affectflow.workflow.config_check import schema_problems
 from affectflow.contracts import (
     FIGURE3,
     FIGURE3_SMOOTHNESS,
@@ -40,6 +40,7 @@ from affectflow.contracts import (
     predictions_dir,
     predictions_path,
     rnn_dir,
+    rnn_flags,
     rnn_name,
     run_dimension,
     run_seed,
@@ -52,7 +53,7 @@ SCHEMA = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.ya
 
 # ---- config validation: every value a command would refuse is refused here, at parse time,
 # with the config key named. First the schema (types, ranges, the package's enumerations;
-# affectflow.config_check lists every violation), then what a schema cannot say (how keys
+# affectflow.workflow.config_check lists every violation), then what a schema cannot say (how keys
 # relate), then what needs the corpus's subjects.
 def _refuse(problems):
     """Stop parsing with every problem found, one line each."""
@@ -130,7 +131,7 @@ def _recordings():
 
         recordings = planned_recordings(CORPUS, SYNTHETIC["subjects"])
     else:
-        from affectflow.corpus import open_corpus
+        from affectflow.data.corpus import open_corpus
         from affectflow.errors import AffectflowError
 
         try:
@@ -203,7 +204,7 @@ def cli_options(options):
 
 
 # ---- the RNN configs of the ablation grid (Tables 1-4, by name) and every model run the
-# tables need, (kind, model, run): affectflow.tables_layout, which also lays out the tables.
+# tables need, (kind, model, run): affectflow.reporting.layout, which also lays out the tables.
 RNN_CONFIGS = tables_layout.rnn_grid(config)[1]
 MODEL_RUNS = tables_layout.model_runs(config)
 
@@ -337,7 +338,12 @@ def _annotate_plan():
 
 
 # Failed videos are not retried by a plain rerun (their failure is data); this config key retries them.
-ANNOTATE_RETRY_FAILED = str(ANNOTATE.get("retry_failed", False)).lower() == "true"
+def config_flag(section: dict, key: str) -> bool:
+    """A true/false config key, as YAML (true) or as --config text ('true') gives it."""
+    return str(section.get(key, False)).lower() == "true"
+
+
+ANNOTATE_RETRY_FAILED = config_flag(ANNOTATE, "retry_failed")
 ANNOTATE_PLAN = _annotate_plan()
 ANNOTATE_VIDEOS = ANNOTATE_PLAN.videos if ANNOTATE_PLAN else {}
 ANNOTATE_ROUNDS = ANNOTATE_PLAN.rounds if ANNOTATE_PLAN else {}

@@ -28,7 +28,7 @@ rule train_rnn:
     params:
         corpus=lambda wc: CORPUS,
         out=lambda wc: rnn_dir(wc.name, wc.run),
-        settings=lambda wc: RNN_CONFIGS[wc.name],
+        settings=lambda wc: rnn_flags(RNN_CONFIGS[wc.name]),
         epochs=config["rnn"]["epochs"],
         loss=config["rnn"]["loss"],
         dimension=run_dimension_of,
@@ -42,9 +42,7 @@ rule train_rnn:
         "affectflow train-rnn --corpus {params.corpus} --cnn {input.cnn}"
         " --features {input.features}"
         " --seed {params.seed} --out {params.out}"
-        " --cell {params.settings[cell]} --nonlinearity {params.settings[nonlinearity]}"
-        " --hidden {params.settings[hidden]} --layers {params.settings[layers]}"
-        " --window {params.settings[window]} --epochs {params.epochs} --loss {params.loss}"
+        " {params.settings} --epochs {params.epochs} --loss {params.loss}"
         " --dimension {params.dimension} --selection {params.selection}"
         " --feature-norm {params.feature_norm}"
         " --device {params.device} {params.options} {params.resume} > {log} 2>&1"

@@ -199,11 +199,11 @@ def align_batch(
     the same batch (a sibling `{batch}-*` folder) made from the same video for the same models is taken
     over, not aligned again; earlier rounds' folders are then removed. Returns
     {id: "aligned" | "reused" | "failed" | "done"}."""
-    from ..align import align_to_file
+    from ..faces.align import align_to_file
     from ..io import atomic_dir
     from ..modelfile import read_settings
 
-    options = read_settings(model).settings.faces.align_options()
+    settings = read_settings(model).settings.faces.align_settings()
     aligners: dict = {}  # one native aligner for the whole batch
     status: dict[str, str] = {}
     aligned: dict[str, dict] = {}
@@ -224,12 +224,7 @@ def align_batch(
                     status[video] = "reused"
                 else:
                     align_to_file(
-                        Path(path),
-                        tmp / f"{video}.h5",
-                        threads=threads,
-                        progress=False,
-                        aligners=aligners,
-                        **_align(options),
+                        Path(path), tmp / f"{video}.h5", settings, threads=threads, progress=False, aligners=aligners
                     )
                     status[video] = "aligned"
                 aligned[video] = record
@@ -280,12 +275,6 @@ def remove_work_folder(folder: Path) -> None:
 
     if (Path(folder) / FOLDER_MANIFEST).is_file():
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _align(options: dict) -> dict:
-    from ..contracts import DEFAULT_NORMALIZATION
-
-    return {"normalization": DEFAULT_NORMALIZATION, **options}
 
 
 def annotate_batch(

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from ..errors import fail
 from ..io import OutputPath
+from ..options import add_device, add_quiet, add_threads
 from .batches import BATCH_PATTERN, align_batch, annotate_batch, batch_members, read_plan
 from .outcomes import list_videos, model_hashes, summarize
 
 
 def add_commands(subparsers) -> None:
-    from ..contracts import DEVICES
 
     p = subparsers.add_parser(
         "align-batch",
@@ -24,9 +24,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--model", required=True, type=Path, action="append", help="the annotating models (done check)")
     p.add_argument("--annotations", required=True, type=Path, help="the folder of outcomes ({id}.json)")
     p.add_argument("-o", "--output", required=True, type=OutputPath, help="WORK folder")
-    p.add_argument("--threads", type=int, default=None)
+    add_threads(p)
     p.add_argument("--retry-failed", action="store_true", help="align videos whose earlier attempt failed")
-    p.add_argument("--quiet", action="store_true", help="no progress")
+    add_quiet(p)
     p.set_defaults(handler=_align_batch_command)
 
     p = subparsers.add_parser(
@@ -42,8 +42,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--marker", required=True, type=OutputPath, help="BATCH.tsv, written last")
     p.add_argument("--no-plots", action="store_true", help="no PNG per video")
     p.add_argument("--retry-failed", action="store_true", help="annotate videos whose earlier attempt failed")
-    p.add_argument("--device", default="auto", choices=DEVICES)
-    p.add_argument("--quiet", action="store_true", help="no progress")
+    add_device(p)
+    add_quiet(p)
     p.set_defaults(handler=_annotate_batch_command)
 
     p = subparsers.add_parser(

@@ -2,13 +2,13 @@
 
 One CSV row per decoded frame, in order, none skipped: ``frame``, ``time`` (the frame's own
 timestamp, s; a model's value there is its estimate of the annotation at that time,
-affectflow.dataset.TIME_CONVENTION, as in `affectflow predict`), ``found`` (0/1),
-``source`` (detected / tracked / lost: where the face came from, affectflow.faces.SOURCES),
+affectflow.data.labels.TIME_CONVENTION, as in `affectflow predict`), ``found`` (0/1),
+``source`` (detected / tracked / lost: where the face came from, affectflow.faces.facefile.SOURCES),
 ``score`` (the face detector's score where it detected the face, empty elsewhere), then one
 column per model file's dimension. Lost frames are predicted under the fill policy
-(affectflow.dataset.FILL_POLICY: the last found face, a blank chip before the first one) and
+(affectflow.data.fill.FILL_POLICY: the last found face, a blank chip before the first one) and
 say so in ``source``. The face file is read in chunks and every model predicts chunk by chunk
-(affectflow.inference.PipelineStream), so memory does not grow with the video's length. A
+(affectflow.inference.pipeline.PipelineStream), so memory does not grow with the video's length. A
 JSON summary (frames, duration, fps, found %, mean and sd per dimension, label shifts, the time
 convention, wall times) goes beside the CSV. affectflow.annotation.batches annotates a whole folder in batches
 (docs/design.md, "Annotating videos").
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contracts import DEVICES
 from ..io import OutputPath
+from ..options import add_device, add_quiet
 
 CHUNK_FRAMES = 2048
 CSV_COLUMNS = ("frame", "time", "found", "source", "score")
@@ -49,16 +49,16 @@ def add_commands(subparsers) -> None:
     p.add_argument("--summary", type=OutputPath, default=None, help="SUMMARY.json (default: beside the CSV)")
     p.add_argument("--plot", type=OutputPath, default=None, help="a PNG of the traces")
     p.add_argument("--id", default=None, help="the video's id in the summary (default: the face file's name)")
-    p.add_argument("--device", default="auto", choices=DEVICES)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device(p)
+    add_quiet(p)
     p.set_defaults(handler=_annotate_command)
 
 
 def load_models(model_files: list[Path], device_name: str = "auto") -> list:
     """The model files of one annotation, loaded once (a batch job reuses them for every video)."""
     from ..errors import fail
-    from ..inference import load_pipeline
-    from ..tensors import resolve_device
+    from ..inference.pipeline import load_pipeline
+    from ..nets.tensors import resolve_device
 
     device = resolve_device(device_name)
     pipelines = [load_pipeline(path, device) for path in model_files]
@@ -73,16 +73,17 @@ def annotate_faces(faces_path: Path, pipelines: list, output: Path, progress: bo
     (without wall times of other stages)."""
     from tqdm import tqdm
 
-    from ..dataset import TIME_CONVENTION, ChunkFill, ShiftedStream
+    from ..data.fill import ChunkFill
+    from ..data.labels import ShiftedStream
     from ..errors import fail
-    from ..faces import SOURCES, face_chunks
-    from ..inference import PipelineStream
+    from ..faces.facefile import SOURCES, face_chunks
+    from ..inference.pipeline import PipelineStream
     from ..io import atomic_path
 
     started = time.perf_counter()
     dimensions = [p.dimension for p in pipelines]
     streams = [PipelineStream(p) for p in pipelines]
-    placers = [ShiftedStream(p.label_shift) for p in pipelines]  # the one time convention (TIME_CONVENTION)
+    placers = [ShiftedStream(p.label_shift) for p in pipelines]  # the one time convention (labels.TIME_CONVENTION)
     fill = ChunkFill()
     pending: list[tuple] = []  # frames whose predictions are not all known yet (transductive models)
     ready: list[list[np.ndarray]] = [[] for _ in streams]
@@ -133,15 +134,23 @@ def annotate_faces(faces_path: Path, pipelines: list, output: Path, progress: bo
             raise fail(faces_path, "face file has no frames")
         if counts["found"] == 0:
             raise fail(faces_path, f"no face found in any of its {counts['frames']} frames")
+    return _summary(attrs, counts, span, sums, pipelines, time.perf_counter() - started)
+
+
+def _summary(attrs, counts: dict, span: tuple, sums: tuple, pipelines: list, seconds: float) -> dict:
+    """The annotation's JSON summary from the face file's attributes and the running counts and sums."""
+    from ..data.labels import TIME_CONVENTION
+
     frames = counts["frames"]
     fps = float(attrs.get("fps") or 0.0)
+    dimensions = [p.dimension for p in pipelines]
     summary = {
         "frames": frames,
         "duration_s": round(frames / fps if fps else float(span[1] - span[0]), 3),
         "fps": round(fps, 3),
         "found_percent": round(100.0 * counts["found"] / frames, 2),
         "align_s": round(float(attrs.get("align_seconds", math.nan)), 2),
-        "predict_s": round(time.perf_counter() - started, 2),
+        "predict_s": round(seconds, 2),
         "video": str(attrs.get("source", "")),
         "dimensions": dimensions,
         "models": [str(p.path) for p in pipelines],
@@ -226,7 +235,7 @@ def _annotate_command(args) -> int:
 def _plot(csv_path: Path, png: Path, summary: dict) -> None:
     import csv
 
-    from ..predict import plot_traces
+    from ..inference.traces import plot_traces
 
     times, traces = [], {d: [] for d in summary["dimensions"]}
     with open(csv_path) as fh:

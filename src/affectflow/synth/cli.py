@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import re
 
-from ..corpus import corpus_commands
+from ..data.corpus_commands import corpus_commands
 from ..io import OutputPath
+from ..options import add_quiet
 
 
 def _parse_counts(text: str) -> tuple[int, int, int]:
@@ -69,5 +70,5 @@ def add_commands(subparsers) -> None:
     synth.add_argument(
         "--workers", type=int, default=None, metavar="N", help="parallel processes (default: one per core)"
     )
-    synth.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_quiet(synth, short=True)
     synth.set_defaults(handler=_cmd_synth)

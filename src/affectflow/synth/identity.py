@@ -47,7 +47,7 @@ def _photo(name: str) -> np.ndarray:
 def _dlib_models():
     import dlib
 
-    from ..landmark_models import landmark_model_path  # the one place that finds dlib's models
+    from ..faces.landmark_models import landmark_model_path  # the one place that finds dlib's models
 
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmark_model_path(68)))
 

@@ -41,6 +41,31 @@ def _over(background: np.ndarray, premultiplied: np.ndarray, light: np.ndarray) 
     return cv2.add(behind, front)
 
 
+def _face_lost(plan: SubjectPlan, frame_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Face-lost spans: exits push the head out of frame (how far, 0..1 per frame), occlusions cover it."""
+    exit_offset = np.zeros(len(frame_times))
+    occluded = np.zeros(len(frame_times), bool)
+    for start, end, kind in plan.face_lost:
+        inside = (frame_times >= start) & (frame_times <= end)
+        if kind == "exit":
+            # Ramp out over the first 30% of the span, back in over the last 30%.
+            phase = np.clip(np.minimum(frame_times - start, end - frame_times) / (0.3 * (end - start)), 0, 1)
+            exit_offset += np.where(inside, phase, 0.0)
+        else:
+            occluded |= inside
+    return exit_offset, occluded
+
+
+def _noise_bank(rng: np.random.Generator, sd: float, height: int, width: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Sensor noise: a bank of precomputed noise frames (signed noise split into +/- parts for saturating adds)."""
+    bank = []
+    for _ in range(8):
+        noise = rng.normal(0.0, sd, (height, width, 1)).astype(np.float32)
+        noise = np.repeat(noise, 3, axis=2)
+        bank.append((np.clip(noise, 0, 255).astype(np.uint8), np.clip(-noise, 0, 255).astype(np.uint8)))
+    return bank
+
+
 def render_frames(
     settings: SynthSettings, plan: SubjectPlan, landmarks: np.ndarray, traces: SubjectTraces
 ) -> Iterator[np.ndarray]:
@@ -71,25 +96,10 @@ def render_frames(
     blur = np.clip(0.8 + 0.6 * smooth_motion(rng, frames, fps, 2.0), 0.0, 2.0)
     base_x, base_y = width / 2 + rng.uniform(-0.05, 0.05) * width, height * 0.52
 
-    # Face-lost spans: exits push the head out of frame, occlusions cover it.
-    exit_offset = np.zeros(frames)
-    occluded = np.zeros(frames, bool)
-    for start, end, kind in plan.face_lost:
-        inside = (frame_times >= start) & (frame_times <= end)
-        if kind == "exit":
-            # Ramp out over the first 30% of the span, back in over the last 30%.
-            phase = np.clip(np.minimum(frame_times - start, end - frame_times) / (0.3 * (end - start)), 0, 1)
-            exit_offset += np.where(inside, phase, 0.0)
-        else:
-            occluded |= inside
+    exit_offset, occluded = _face_lost(plan, frame_times)
     exit_direction = 1.0 if rng.integers(0, 2) else -1.0
 
-    # Sensor noise: a bank of precomputed noise frames (signed noise split into +/- parts for saturating adds).
-    bank = []
-    for _ in range(8):
-        noise = rng.normal(0.0, settings.noise, (height, width, 1)).astype(np.float32)
-        noise = np.repeat(noise, 3, axis=2)
-        bank.append((np.clip(noise, 0, 255).astype(np.uint8), np.clip(-noise, 0, 255).astype(np.uint8)))
+    bank = _noise_bank(rng, settings.noise, height, width)
     noise_pick = rng.integers(0, len(bank), frames)
     occluder_colour = rng.uniform(60, 200, 3).tolist()
 

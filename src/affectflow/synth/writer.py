@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contracts import DIMENSIONS, LABEL_TIME_COLUMN, LABEL_VALUE_COLUMN, avec_labels, avec_video
-from ..corpus import Recording
+from ..data.corpus import Recording
 from ..errors import AffectflowError, fail
 from ..io import atomic_dir
 from .identity import photo_landmarks

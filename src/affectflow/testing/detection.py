@@ -38,7 +38,7 @@ def face_detection_rate(corpus: str | os.PathLike, every: int = 10, upsample: in
     """
     import dlib
 
-    from ..video import iter_frames
+    from ..faces.video import iter_frames
 
     detector = dlib.get_frontal_face_detector()
     _, plans = read_metadata(corpus)

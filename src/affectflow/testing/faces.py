@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..contracts import avec_labels, avec_video
-from ..faces import FaceTrack, write_faces
+from ..faces.facefile import FaceTrack, write_faces
 
 
 def smooth_trace(n: int, rng: np.random.Generator, fps: float, amplitude: float = 0.6) -> np.ndarray:

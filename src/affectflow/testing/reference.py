@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..landmark_models import landmark_model_path
+from ..faces.landmark_models import landmark_model_path
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Faces from video: decoding, dlib detection and landmark tracking, aligned chips, the face file."""

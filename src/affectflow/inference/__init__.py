@@ -1,0 +1,1 @@
+"""Running trained models: the model pipeline, predict, extract (feature files) and evaluate."""

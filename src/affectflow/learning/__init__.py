@@ -1,0 +1,1 @@
+"""Training: the train-cnn / train-rnn commands, their data, loops, checkpoints and streaming."""

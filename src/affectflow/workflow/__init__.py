@@ -1,0 +1,1 @@
+"""Glue for the Snakemake workflow: config checks and the cluster profile installer."""
