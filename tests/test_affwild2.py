@@ -258,9 +258,9 @@ def test_frame_labels_on_face_file_times(affwild2):
         expected[:usable] = np.where(lines[:usable, 0] == MISSING, np.nan, lines[:usable, 0])
         np.testing.assert_array_equal(valence, expected.astype(np.float32))
         np.testing.assert_array_equal(recording.frame_labels("valence", times), valence)
-        # A subset of the frames (found faces only) keeps each frame's own line: by time, not by count.
-        subset = np.arange(0, FRAMES, 3)
-        np.testing.assert_array_equal(frame_labels(recording, "valence", times[subset]), valence[subset])
+        # Labels go by decoded frame: a subset of the frames' times (found faces only) cannot be counted
+        with pytest.raises(AffectflowError, match="need the time of every decoded frame"):
+            frame_labels(recording, "valence", times[::3])
         # Label shift 0.2 s = 5 frames: frame k takes line k + 5; past the video's last frame, none.
         shifted = frame_labels(recording, "valence", times, 0.2)
         np.testing.assert_array_equal(shifted[:-5], valence[5:])

@@ -83,6 +83,8 @@ CASES = [
     case("align.detect_every", 0),
     case("align.tracking", "yes"),
     case("align.threads", 0),
+    case("align.source", "dlib"),
+    case("align.source", "release", expect="align.source: release needs an Aff-Wild2 corpus", id="release, synthetic"),
     # the CNN
     case("cnn.normalization", "bogus"),
     case("cnn.variants", ["plain", "X"], expect="'X' is not one of"),
@@ -241,12 +243,23 @@ def _package_constant(name: str):
         "feature_norm": contracts.FEATURE_NORMS,
         "init": contracts.INITS,
         "recurrent_init": contracts.RECURRENT_INITS,
+        "face_source": contracts.FACE_SOURCES,
     }[name]
 
 
 @pytest.mark.parametrize(
     "name",
-    ["partition", "dimension", "selection", "cnn_variant", "normalization", "feature_norm", "init", "recurrent_init"],
+    [
+        "partition",
+        "dimension",
+        "selection",
+        "cnn_variant",
+        "normalization",
+        "feature_norm",
+        "init",
+        "recurrent_init",
+        "face_source",
+    ],
 )
 def test_schema_enumerations_equal_the_package_constants(name):
     assert tuple(_enum(name)) == tuple(_package_constant(name))

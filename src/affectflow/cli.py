@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "affectflow.synth.cli",
     "affectflow.data.corpus_commands",
     "affectflow.faces.align",
+    "affectflow.faces.release",
     "affectflow.learning.commands",
     "affectflow.inference.evaluate",
     "affectflow.inference.predict",

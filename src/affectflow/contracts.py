@@ -38,6 +38,9 @@ AFFWILD2_VIDEO_DIR = "videos"
 AFFWILD2_LABEL_DIR = "annotations/VA_Estimation_Challenge"
 AFFWILD2_SETS = {"train": "Train_Set", "dev": "Validation_Set"}  # partition -> folder under AFFWILD2_LABEL_DIR
 AFFWILD2_HEADER = "valence,arousal"
+# the release's aligned face crops, cropped_aligned/NAME/00001.jpg (decoded frame 0), ...: a face source
+AFFWILD2_CROPS_DIR = "cropped_aligned"
+FACE_SOURCES = ("detect", "release")  # config align.source: our own detections, or the release's crops
 AFFWILD2_NO_LABEL = -5.0
 # A label file may have this many lines more or fewer than its video has decoded frames.
 AFFWILD2_FRAME_TOLERANCE = 5

@@ -159,6 +159,22 @@ SUBJECTS = [
 ]
 
 
+FACE_SOURCE = config["align"].get("source", "detect")
+if FACE_SOURCE == "release" and SYNTHETIC:
+    raise WorkflowError("config align.source: release needs an Aff-Wild2 corpus (its cropped_aligned/ crops)")
+
+
+def subject_crops(wildcards):
+    """A subject's folder of release crops (affectflow.faces.release.crops_folder), refused by name if absent."""
+    from affectflow.errors import AffectflowError
+    from affectflow.faces.release import crops_folder
+
+    try:
+        return str(crops_folder(CORPUS, wildcards.subject, subject_video(wildcards)))
+    except AffectflowError as error:
+        raise WorkflowError(f"config align.source: release: {error}") from None
+
+
 def subject_video(wildcards):
     """A subject's video; a target naming no subject of the corpus is refused by name."""
     if wildcards.subject not in RECORDINGS:

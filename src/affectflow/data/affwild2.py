@@ -16,14 +16,16 @@ The layout as the ABAW releases ship it (the names are in affectflow.contracts):
 Subjects are the label files' names (and the test list's), free-form but file-name safe
 (contracts.SUBJECT_NAME_PATTERN); a subject's partition is its folder's, never read off its name.
 
-**Labels by frame, never interpolated.** Line k labels decoded frame k at that frame's own time, which is
-k / fps (the video header's fps) for the constant frame rate that ``corpus check`` verifies (every decoded
-frame within half a frame of k / fps). So the label of the frame at time t under label shift s is line
-``round((t + s) * fps)``: the line of the decoded frame nearest to t + s, the frame's own line at s = 0 (the
-ABAW convention and the paper's shift), whole frames later for s > 0. There is no label (NaN) where that
-line is ``-5``, lies past the end of a short file, before line 0, or at or past the video's frame count (its
-header's): extra lines of a long file label frames that do not exist and are ignored. A ``-5`` span is
-never bridged, so nothing trains on it and nothing is scored on it.
+**Labels by decoded frame, never interpolated** (:func:`decoded_lines`, the one statement of the rule). Line k
+(from 0) labels decoded frame k, whatever that frame's timestamp: a video may start late (an edit list, a B-frame
+delay, a cut clip) or vary its frame rate, and the release still labels it line by line. Under a label shift of s
+seconds, decoded frame k takes the line of the decoded frame nearest to t_k + s (t: the decoded frames' own times),
+so s = 0 is exactly line k and a shift counts whole frames at the video's own local rate; past either end of the
+video the nearest "frame" is counted on at the first or last frame interval, and lands outside it. There is no label
+(NaN) where that line is ``-5``, lies past the end of a short file, before line 0, or past the last decoded frame:
+extra lines of a long file label frames that do not exist and are ignored. A ``-5`` span is never bridged, so
+nothing trains on it and nothing is scored on it. ``corpus check`` reports a start offset or a varying frame rate as
+information, not as a problem.
 
 This module does not import affectflow.data.corpus (which dispatches to it): :func:`scan` hands it plain
 entries, and the other functions read a recording by its attributes (subject, video, labels).
@@ -50,6 +52,12 @@ from ..contracts import (
     VIDEO_SUFFIXES,
 )
 from ..errors import AffectflowError, fail
+from ..faces.video import TRUNCATION_TOLERANCE_FRAMES
+
+# corpus check notes a first frame this late (seconds), and per-frame rates spread wider than this fraction
+NOTE_START_S = 1e-3
+NOTE_RATE_SPREAD = 0.01
+TIE_S = 1e-9
 
 LABEL_SUFFIX = ".txt"
 PERSON_SUFFIXES = {"_left": "left", "_right": "right"}
@@ -217,27 +225,89 @@ def read_label_file(path: str | os.PathLike) -> np.ndarray:
     return values.astype(np.float32)
 
 
+def decoded_lines(frame_times: np.ndarray, shift: float = 0.0, fps: float = 0.0) -> np.ndarray:
+    """The label line of every decoded frame under ``shift`` (int64 [T]): THE rule of this layout.
+
+    ``frame_times`` are the times of every decoded frame of the video, in decoding order (a face or feature
+    file's ``time``); the line of frame k is k at shift 0, else the index of the decoded frame nearest to
+    t_k + shift (ties to the later one). Beyond the first or last frame the count goes on at the first or last
+    frame interval (``1 / fps`` for a one-frame video), giving lines below 0 or at or past T: no frame, no label.
+    """
+    n = len(frame_times)
+    if shift == 0.0 or n == 0:
+        return np.arange(n, dtype=np.int64)
+    t = increasing_times(frame_times)
+    if n == 1 and fps <= 0:
+        raise ValueError("a one-frame video needs its frame rate to count a shift in frames")
+    target = t + float(shift)
+    first_step = t[1] - t[0] if n > 1 else 1.0 / fps
+    last_step = t[-1] - t[-2] if n > 1 else 1.0 / fps
+    lines = np.empty(n, np.int64)
+    if n > 1:
+        right = np.clip(np.searchsorted(t, target, side="left"), 1, n - 1)
+        left = right - 1
+        # ties (to within float rounding, 1 ns) go to the later frame, as round() half up did
+        lines[:] = np.where(target - t[left] < t[right] - target - TIE_S, left, right)
+    before, after = target < t[0], target > t[-1]
+    lines[before] = np.floor((target[before] - t[0]) / first_step + 0.5).astype(np.int64)
+    lines[after] = n - 1 + np.floor((target[after] - t[-1]) / last_step + 0.5).astype(np.int64)
+    return lines
+
+
+def increasing_times(frame_times: np.ndarray) -> np.ndarray:
+    """Decoded frame times made strictly increasing: a frame whose time does not follow its predecessor's (the
+    frames a decoder flushes at the end of an AVI with B-frames repeat the last timestamp) is placed one
+    previous frame interval after it."""
+    t = np.array(frame_times, np.float64)
+    if len(t) < 2 or (np.diff(t) > 0).all():
+        return t
+    for k in range(1, len(t)):  # rare: only videos whose decoder repeats a timestamp get here
+        if t[k] <= t[k - 1]:
+            t[k] = t[k - 1] + (t[k - 1] - t[k - 2] if k > 1 and t[k - 1] > t[k - 2] else 1e-3)
+    return t
+
+
+def predictions_on_frames(frame_times: np.ndarray, predictions: np.ndarray, shift: float = 0.0) -> np.ndarray:
+    """Per-frame predictions on the labels' frames (float32 [T]), the scoring side of :func:`decoded_lines`:
+    decoded frame k (its line k) takes the prediction of the last frame whose line under ``shift`` is at or
+    before k, and the first frame's before any (the causal hold of dataset.predictions_on_label_times, counted
+    in decoded frames instead of seconds)."""
+    predictions = np.asarray(predictions, np.float32)
+    lines = decoded_lines(frame_times, shift)
+    placed = np.searchsorted(lines, np.arange(len(lines)), side="right") - 1
+    return predictions[np.clip(placed, 0, len(lines) - 1)]
+
+
 @dataclass(frozen=True)
 class FrameLabels:
     """One dimension of a recording's labels by frame: ``values[k]`` labels decoded frame k (NaN: none)."""
 
-    values: np.ndarray  # float32 [L]; L = min(label lines, the video's frame count)
-    fps: float
+    values: np.ndarray  # float32 [L]: the label file's lines
+    fps: float  # the header's, for a one-frame video's shift only
+    frame_count: int = 0  # the header's frame count: every decoded frame's time must be given
 
     def lines(self, frame_times: np.ndarray, shift: float = 0.0) -> np.ndarray:
-        """The line of each frame time under ``shift``: round((t + shift) * fps) (int64 [T])."""
-        return np.floor((np.asarray(frame_times, np.float64) + float(shift)) * self.fps + 0.5).astype(np.int64)
+        """The line of each decoded frame under ``shift`` (int64 [T]): :func:`decoded_lines`."""
+        return decoded_lines(frame_times, shift, self.fps)
 
-    def at(self, frame_times: np.ndarray, shift: float = 0.0) -> np.ndarray:
-        """The label of the frame at each time t: line round((t + shift) * fps), NaN where there is none."""
+    def at(self, frame_times: np.ndarray, shift: float = 0.0, where: str | Path = "<video>") -> np.ndarray:
+        """The label of every decoded frame, given every decoded frame's time (in order): NaN where none."""
+        frame_times = np.asarray(frame_times, np.float64)
+        if len(frame_times) < self.frame_count - TRUNCATION_TOLERANCE_FRAMES:
+            # a subset (found faces only, a tail) would give frame j of the subset line j: refuse it
+            raise fail(
+                where,
+                f"{len(frame_times)} frame times for a video of {self.frame_count} frames: labels by decoded "
+                f"frame need the time of every decoded frame, in order",
+            )
         lines = self.lines(frame_times, shift)
-        inside = (lines >= 0) & (lines < len(self.values))
+        inside = (lines >= 0) & (lines < min(len(self.values), len(frame_times)))
         out = np.full(lines.shape, np.nan, np.float32)
         out[inside] = self.values[lines[inside]]
         return out
 
     def times(self) -> np.ndarray:
-        """Line k's time, k / fps (float64 [L])."""
+        """Line k's nominal time, k / fps (float64 [L]); a frame's own time is in its face file."""
         return np.arange(len(self.values), dtype=np.float64) / self.fps
 
 
@@ -250,14 +320,12 @@ def load(recording, dimension: str) -> FrameLabels:
         raise fail(recording.video, f"subject {recording.subject} has no {dimension} labels")
     info = video.probe(recording.video)
     values = read_label_file(path)[:, DIMENSIONS.index(dimension)]
-    if info.frame_count > 0:  # lines past the video's last frame label nothing
-        values = values[: info.frame_count]
-    return FrameLabels(np.ascontiguousarray(values), info.fps)
+    return FrameLabels(np.ascontiguousarray(values), info.fps, max(0, info.frame_count))
 
 
 def frame_labels(recording, dimension: str, frame_times: np.ndarray, shift: float = 0.0) -> np.ndarray:
-    """The label of each frame time (float32 [T], NaN where none): see the module's rule."""
-    return load(recording, dimension).at(frame_times, shift)
+    """The label of every decoded frame, given all their times (float32 [T], NaN where none): see the rule."""
+    return load(recording, dimension).at(frame_times, shift, recording.video)
 
 
 # --------------------------------------------------------------------------- checks
@@ -268,24 +336,28 @@ def _problem(error: AffectflowError, path: Path) -> tuple[str, str]:
     return (str(path), text[len(prefix) :]) if text.startswith(prefix) else (str(path), text)
 
 
+def timing_notes(frame_times: np.ndarray) -> list[str]:
+    """What ``corpus check`` says, as information, about a video's decoded frame times: a start offset, a
+    varying frame rate, one line each (labels go by decoded frame, so neither is a problem)."""
+    t = increasing_times(frame_times)
+    notes = []
+    if len(t) and abs(t[0]) >= NOTE_START_S:
+        notes.append(f"starts at {t[0]:.3f} s")
+    if len(t) > 2:
+        rates = 1.0 / np.diff(t)
+        if rates.max() > rates.min() * (1 + NOTE_RATE_SPREAD):
+            notes.append(f"frame rate varies {rates.min():.1f}-{rates.max():.1f} fps")
+    return notes
+
+
 def check_labels(recording, frame_times: np.ndarray, fps: float):
-    """Check a recording's label file against its decoded frames' times: (rows {dimension: lines},
-    ranges {dimension: (min, max) of the valid values}, problems [(path, problem)])."""
+    """Check a recording's label file against its decoded frames: (rows {dimension: lines}, ranges {dimension:
+    (min, max) of the valid values}, problems [(path, problem)], notes [information on the video's timing])."""
     rows: dict[str, int] = {}
     ranges: dict[str, tuple[float, float]] = {}
     problems: list[tuple[str, str]] = []
     frame_times = np.asarray(frame_times, np.float64)
-    if len(frame_times) and fps > 0:
-        off = np.abs(frame_times * fps - np.arange(len(frame_times)))
-        if (off >= 0.5).any():
-            k = int(np.argmax(off >= 0.5))
-            problems.append(
-                (
-                    str(recording.video),
-                    f"frame {k} is decoded at {frame_times[k]:.3f} s, not within half a frame of {k} / {fps:g} = "
-                    f"{k / fps:.3f} s: labels by frame need a constant frame rate from t = 0",
-                )
-            )
+    notes = timing_notes(frame_times)
     for path in dict.fromkeys(recording.labels.values()):
         try:
             values = read_label_file(path)
@@ -307,4 +379,4 @@ def check_labels(recording, frame_times: np.ndarray, fps: float):
                     f"{AFFWILD2_FRAME_TOLERANCE} allowed)",
                 )
             )
-    return rows, ranges, problems
+    return rows, ranges, problems, notes

@@ -338,6 +338,7 @@ class SubjectReport:
     label_rows: dict[str, int] = field(default_factory=dict)
     label_range: dict[str, tuple[float, float]] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
+    notes: list[str] = field(default_factory=list)  # information on the video, not problems (Aff-Wild2's timing)
 
 
 def check_recording(recording: Recording, tolerance_s: float = DURATION_TOLERANCE_S) -> SubjectReport:
@@ -359,7 +360,7 @@ def check_recording(recording: Recording, tolerance_s: float = DURATION_TOLERANC
         report.problems.append(_split(error, recording.video))
         times = []  # no frame count to hold the labels against
     if recording.labels_by == "frame":  # each label line against its decoded frame (affectflow.data.affwild2)
-        rows, ranges, problems = affwild2.check_labels(recording, np.asarray(times), report.fps)
+        rows, ranges, problems, report.notes = affwild2.check_labels(recording, np.asarray(times), report.fps)
         report.label_rows.update(rows)
         report.label_range.update(ranges)
         report.problems.extend(problems)

@@ -37,6 +37,10 @@ def _cmd_check(args) -> int:
     corpus = open_corpus(args.corpus, args.test_list)
     reports = check(corpus, progress=not args.quiet)
     print(format_table(reports))
+    videos = {str(corpus.recording(r.subject).video): r.notes for r in reports}  # NAME_left, NAME_right: one video
+    for video, notes in videos.items():
+        for note in notes:
+            print(f"note: {video}: {note}")
     bad = [(r.subject, path, problem) for r in reports for path, problem in r.problems]
     if bad:
         subject, path, problem = bad[0]

@@ -22,6 +22,21 @@ def descriptor_from_chips(normalized: np.ndarray) -> np.ndarray:
 
 
 SHIFT_CRITERION = "mean per-recording correlation"
+# --label-shift auto fits on at most this many frames over all training recordings (every k-th found frame,
+# the same k for all): 144 float64 values a frame, about 115 MB at this bound, whatever the corpus' size
+# (one descriptor per found frame was about 3.2 GB at Aff-Wild2's 2.8 M frames).
+MAX_SHIFT_FIT_FRAMES = 100_000
+
+
+def shift_fit_rows(found: list[np.ndarray], limit: int = MAX_SHIFT_FIT_FRAMES) -> list[np.ndarray]:
+    """The frames --label-shift auto fits on (fit_label_shift's `rows`): every found frame while there are at
+    most `limit` of them over all recordings (the demo: the fit is unchanged), else every k-th found frame of
+    each recording, k = ceil(found frames / limit): at most `limit` plus one per recording."""
+    total = int(sum(int(np.count_nonzero(f)) for f in found))
+    stride = max(1, -(-total // max(1, limit)))
+    return [np.flatnonzero(np.asarray(f, bool))[::stride] for f in found]
+
+
 
 
 MIN_SHIFT_FIT_FRAMES = 10  # per held-out part: fewer frames give no meaningful correlation
@@ -38,6 +53,7 @@ def fit_label_shift(
     dimension: str,
     candidates=DEFAULT_SHIFT_CANDIDATES,
     ridge: float = 0.5,
+    rows: list | None = None,
 ) -> dict:
     """Pick the annotation delay (seconds) that best fits on TRAINING subjects only.
 
@@ -57,19 +73,24 @@ def fit_label_shift(
     the true delay may lie beyond it, so that is an AffectflowError asking for a wider range or
     a fixed shift. Returns {"shift", "candidates", "score" (None where undefined), "criterion",
     "frames" (size of the common frame set)}.
+
+    `rows` (optional, one int array per recording): the frame (an index into `times`, which then holds
+    every frame's time) of each descriptor row; without it the descriptors are `times`' own rows. Labels by
+    decoded frame need every frame's time to count lines, while the descriptors need only a bounded subset
+    (shift_fit_rows): that is what keeps the fit's memory bounded on a large corpus.
     """
     from ..errors import AffectflowError
 
     if len(descriptors) == 0:
         raise ValueError("no training subjects to fit the label shift on")
-    if not len(descriptors) == len(times) == len(recordings):
+    if not len(descriptors) == len(times) == len(recordings) == len(rows if rows is not None else times):
         raise ValueError(f"{len(descriptors)} descriptors, {len(times)} time arrays, {len(recordings)} recordings")
     candidates = [float(c) for c in candidates]
     if len(candidates) < 3:
         raise ValueError(f"need at least 3 candidate shifts to find an inner maximum, got {candidates}")
     shifts = np.asarray(candidates, np.float64)
     subjects = ", ".join(r.subject for r in recordings)
-    parts = _common_frames(descriptors, times, recordings, dimension, shifts)
+    parts = _common_frames(descriptors, times, recordings, dimension, shifts, rows)
     score = _held_out_scores(parts, shifts, ridge)
     if not np.isfinite(score).any():
         raise AffectflowError(
@@ -92,7 +113,7 @@ def fit_label_shift(
     }
 
 
-def _common_frames(descriptors, times, recordings, dimension: str, shifts: np.ndarray) -> list[tuple]:
+def _common_frames(descriptors, times, recordings, dimension: str, shifts: np.ndarray, rows=None) -> list[tuple]:
     """(name, standardized descriptors [n, d], centred labels [n, candidates]) per recording, on the frames
     labelled under every candidate shift; a single recording is cut into halves that hold each other out."""
     from . import corpus
@@ -100,18 +121,20 @@ def _common_frames(descriptors, times, recordings, dimension: str, shifts: np.nd
 
     candidates = [float(c) for c in shifts]
     parts, uncovered = [], []
-    for descriptor, frame_times, recording in zip(descriptors, times, recordings):
+    for i, (descriptor, frame_times, recording) in enumerate(zip(descriptors, times, recordings)):
         frame_times = np.asarray(frame_times, np.float64)
-        descriptor = np.asarray(descriptor, np.float64).reshape(len(frame_times), -1)
+        taken = np.arange(len(frame_times)) if rows is None else np.asarray(rows[i], np.int64)
+        descriptor = np.asarray(descriptor, np.float64).reshape(len(taken), -1)
         if by_frame(recording):  # each candidate's labels by frame (frame_labels' rule), read once
             from . import affwild2
 
             by_line = affwild2.load(recording, dimension)
-            labels = np.stack([by_line.at(frame_times, s) for s in shifts], axis=1).astype(np.float64)
+            labels = np.stack([by_line.at(frame_times, s, recording.video)[taken] for s in shifts], axis=1)
+            labels = labels.astype(np.float64)
         else:
             label_times, label_values = read_gold(recording, dimension)  # once per recording, not per candidate
             labels = np.stack(
-                [corpus.labels_for_frames(label_times - s, label_values, frame_times) for s in shifts], axis=1
+                [corpus.labels_for_frames(label_times - s, label_values, frame_times[taken]) for s in shifts], axis=1
             ).astype(np.float64)
         common = np.isfinite(labels).all(axis=1) & np.isfinite(descriptor).all(axis=1)
         if common.mean() < MIN_SHIFT_FIT_COVERAGE:

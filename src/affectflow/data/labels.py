@@ -44,8 +44,9 @@ def frame_labels(recording, dimension: str, frame_times: np.ndarray, shift: floa
 
     Interpolated between label rows (affectflow.data.corpus.labels_for_frames), so every frame whose
     t + shift lies in the labelled span has a label, for any shift and any frame rate.
-    By frame (Aff-Wild2): the label of the frame nearest to t + shift, line round((t + shift) * fps),
-    never interpolated; NaN where that line is -5, missing or past the video (affectflow.data.affwild2).
+    By frame (Aff-Wild2): `frame_times` are every decoded frame's times, in order, and frame k takes
+    line k at shift 0, else the line of the decoded frame nearest to t_k + shift, never interpolated;
+    NaN where that line is -5, missing or past the video (affectflow.data.affwild2.decoded_lines).
     """
     from . import corpus
 
@@ -73,6 +74,25 @@ def scored_labels(recording, dimension: str, frame_times: np.ndarray) -> tuple[n
     gold = frame_labels(recording, dimension, frame_times)
     valid = np.isfinite(gold)
     return frame_times[valid], gold[valid]
+
+
+def scored_predictions(
+    recording, frame_times: np.ndarray, predictions: np.ndarray, label_times: np.ndarray, shift: float = 0.0
+) -> np.ndarray:
+    """The prediction scored against each of scored_labels' rows (float32 [N]): by time,
+    predictions_on_label_times; by frame, decoded frame k's row takes the prediction of the last frame
+    whose line under `shift` is at or before k (affectflow.data.affwild2.predictions_on_frames), so training
+    and scoring count the shift alike."""
+    if not by_frame(recording):
+        return predictions_on_label_times(frame_times, predictions, label_times, shift)
+    from . import affwild2
+
+    frame_times = np.asarray(frame_times, np.float64)
+    placed = affwild2.predictions_on_frames(frame_times, predictions, shift)
+    rows = np.searchsorted(frame_times, np.asarray(label_times, np.float64))  # label times are frame times
+    if len(rows) and (rows.max() >= len(frame_times) or not np.array_equal(frame_times[rows], label_times)):
+        raise ValueError("labels by frame are scored at the decoded frames' own times")
+    return placed[rows]
 
 
 def predictions_on_label_times(

@@ -8,7 +8,7 @@ that frames and labels stay aligned by time:
 - ``found`` bool [T]: a face was detected or tracked in the frame
 - ``source`` uint8 [T]: where the frame's face comes from, an index into :data:`SOURCES`:
   0 ``lost`` (no face), 1 ``detected`` (the face detector found it in this frame),
-  2 ``tracked`` (placed by a neighbouring frame's landmarks)
+  2 ``tracked`` (placed by a neighbouring frame's landmarks), 3 ``release`` (Aff-Wild2's own crop)
 - ``score`` float32 [T]: the face detector's score where ``source`` is ``detected``, NaN elsewhere
   (dlib's HOG detection confidence, as the detector ran: around the tracked face or on a
   downscaled frame, so comparable within a file rather than with other detectors)
@@ -42,8 +42,8 @@ from .. import __version__
 from ..errors import fail
 from ..io import atomic_path
 
-SOURCES = ("lost", "detected", "tracked")
-LOST, DETECTED, TRACKED = range(len(SOURCES))
+SOURCES = ("lost", "detected", "tracked", "release")  # release: Aff-Wild2's own crop (affectflow.faces.release)
+LOST, DETECTED, TRACKED, RELEASE = range(len(SOURCES))
 DATASETS = ("chips", "normalized", "found", "source", "score", "landmarks", "transform", "time")
 # What face files written before `source` and `score` hold (still readable).
 REQUIRED_DATASETS = ("chips", "normalized", "found", "landmarks", "transform", "time")

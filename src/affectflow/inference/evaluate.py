@@ -63,7 +63,7 @@ def evaluate_run(
 
     from ..data.corpus import open_corpus
     from ..data.fill import FILL_POLICY
-    from ..data.labels import TIME_CONVENTION, predictions_on_label_times, scored_labels
+    from ..data.labels import TIME_CONVENTION, scored_labels, scored_predictions
     from ..errors import fail
     from ..metrics import mean_scores, scores
     from ..nets.tensors import resolve_device
@@ -87,7 +87,7 @@ def evaluate_run(
         # (By frame: one row per validly labelled frame, at the frame's time.)
         label_times, gold = scored_labels(corpus.recording(subject), dimension, frame_times)
         try:
-            pred = predictions_on_label_times(frame_times, raw, label_times, shift)
+            pred = scored_predictions(corpus.recording(subject), frame_times, raw, label_times, shift)
         except ValueError as error:
             raise fail(files[subject], f"cannot place its predictions in time ({error})") from None
         write_trace_csv(Path(predictions_dir) / f"{subject}.csv", label_times, {"prediction": pred, "gold": gold})

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..data.corpus import open_corpus
-from ..data.label_shift import descriptor_from_chips, fit_label_shift
+from ..data.label_shift import descriptor_from_chips, fit_label_shift, shift_fit_rows
 from ..data.labels import frame_labels
 from ..errors import AffectflowError, fail
 from .loop import CNNBatches, RNNWindows
@@ -190,19 +190,23 @@ def cnn_training_data(training: CNNTraining, device) -> CNNData:
 
 
 def _fit_shift_on_faces(training, corpus, subjects, faces, face_files, streamed) -> dict:
+    """The shift fit on a bounded set of training frames (shift_fit_rows); labels by frame count lines on
+    every frame's time, so the times stay whole."""
     from .stream import found_descriptors
 
     rows = training.stream_chunk_rows
+    taken = shift_fit_rows([faces[s].found for s in subjects.train])
     return fit_label_shift(
         [
-            found_descriptors(face_files[s], faces[s].found, rows)
+            found_descriptors(face_files[s], np.isin(np.arange(len(faces[s].time)), t), rows)
             if streamed
-            else descriptor_from_chips(faces[s].data[faces[s].found].astype(np.float32) / 255)
-            for s in subjects.train
+            else descriptor_from_chips(faces[s].data[t].astype(np.float32) / 255)
+            for s, t in zip(subjects.train, taken)
         ],
-        [faces[s].time[faces[s].found] for s in subjects.train],
+        [faces[s].time for s in subjects.train],
         [corpus.recording(s) for s in subjects.train],
         training.dimension,
+        rows=taken,
     )
 
 
@@ -221,7 +225,7 @@ def _cnn_batches(training, corpus, subjects, faces, face_files, streamed, shift,
         if training.selection == "validation" and not subjects.validation and s == subjects.train[-1]:
             cut = int(0.8 * len(f.time))  # single training subject: its last 20% of frames validate
             data = ChunkedRecording(face_files[s], cut, every, rows) if streamed else f.data[cut:]
-            holdout = (data, f.time[cut:], frame_labels(corpus.recording(s), training.dimension, f.time[cut:]))
+            holdout = (data, f.time[cut:], frame_labels(corpus.recording(s), training.dimension, f.time)[cut:])
             keep[cut:] = False
         indices.append(np.flatnonzero(keep)[:: max(1, training.frame_stride)])
         xs.append(None if streamed else f.data[indices[-1]])
@@ -279,13 +283,7 @@ def rnn_training_data(training: RNNTraining, device) -> RNNData:
     if len(widths) != 1:
         raise fail(training.features[0], f"feature files have different widths {sorted(widths)}")
     shift, shift_fit = resolve_label_shift(
-        training.label_shift,
-        lambda: fit_label_shift(
-            [feats[s].data for s in subjects.train],
-            [feats[s].time for s in subjects.train],
-            [corpus.recording(s) for s in subjects.train],
-            training.dimension,
-        ),
+        training.label_shift, lambda: _fit_shift_on_features(training, corpus, subjects, feats)
     )
     features, labels, holdout = _rnn_sequences(training, corpus, subjects, feats, shift)
     sets, selection_set, subject_info = eval_sets(training, corpus, subjects, feats, holdout, device)
@@ -309,6 +307,14 @@ def rnn_training_data(training: RNNTraining, device) -> RNNData:
     return RNNData(windows, cnn, shift, selection_set, prior, widths.pop(), info)
 
 
+def _fit_shift_on_features(training, corpus, subjects, feats) -> dict:
+    """The shift fit on a bounded set of training frames (shift_fit_rows) of the features."""
+    taken = shift_fit_rows([np.ones(len(feats[s].time), bool) for s in subjects.train])
+    data = [feats[s].data[t] for s, t in zip(subjects.train, taken)]
+    recordings = [corpus.recording(s) for s in subjects.train]
+    return fit_label_shift(data, [feats[s].time for s in subjects.train], recordings, training.dimension, rows=taken)
+
+
 def _rnn_sequences(training, corpus, subjects, feats, shift):
     """(features, labels, holdout): each training subject's whole sequence at the label shift; a single
     training subject's last 20% held out when selecting on validation."""
@@ -318,7 +324,7 @@ def _rnn_sequences(training, corpus, subjects, feats, shift):
         lab = frame_labels(corpus.recording(s), training.dimension, f.time, shift)
         if training.selection == "validation" and not subjects.validation and s == subjects.train[-1]:
             cut = int(0.8 * len(f.time))
-            holdout = (f.data[cut:], f.time[cut:], frame_labels(corpus.recording(s), training.dimension, f.time[cut:]))
+            holdout = (f.data[cut:], f.time[cut:], frame_labels(corpus.recording(s), training.dimension, f.time)[cut:])
             f_data, lab = f.data[:cut], lab[:cut]
         else:
             f_data = f.data
