@@ -353,12 +353,16 @@ void Aligner::process(const FrameBatch& frames, const AlignOutput& out, bool con
         if (error) std::rethrow_exception(error);
     // left/right: a segment that started without knowing where the other person is may have taken
     // them for the chosen one (the only face in view). Where the segment before it learned where the
-    // two are, it is aligned again continuing that segment's track, as one thread would have.
+    // two are, it is aligned again continuing that segment's track, as one thread would have. The
+    // counters are the output's: segment s ran on worker s alone, so its first alignment's counts are
+    // dropped and the second one's kept (see detections_run in aligner.h).
     for (long s = 1; s < segments; ++s) {
         if (!states[s].unchecked_pick || !states[s - 1].split_x) continue;
         TrackState state = states[s - 1];
         state.unchecked_pick = false;
-        align_segment(workers_[0], frames, count * s / segments, count * (s + 1) / segments, state, out);
+        Worker& worker = workers_[static_cast<std::size_t>(s)];
+        worker.detections_run = worker.region_searches = worker.frame_searches = 0;
+        align_segment(worker, frames, count * s / segments, count * (s + 1) / segments, state, out);
         states[s] = std::move(state);
     }
     for (const Worker& worker : workers_) {

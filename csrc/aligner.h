@@ -126,6 +126,12 @@ public:
 
     long landmark_count() const { return static_cast<long>(predictor_.num_parts()); }
     const AlignerOptions& options() const { return options_; }
+    // What the detector did for the frames aligned since the last reset(), counted as the outputs
+    // stand (a segment aligned again counts its second alignment only): detections_run is the number
+    // of frames whose `detected` flag is set, each searched once (around the tracked face or where it
+    // last was, then, unless that found it, the whole frame), so
+    //   region_searches, frame_searches <= detections_run <= region_searches + frame_searches
+    // and detections_run <= the frames processed.
     long detections_run() const { return detections_run_; }
     long region_searches() const { return region_searches_; }
     long frame_searches() const { return frame_searches_; }

@@ -23,6 +23,7 @@ FRAMES = 60
 FACE_WIDTH = 150  # dlib's box of each face in the video, pixels: large enough for the downscaled searches
 # Where each face's box centre sits (x, as a fraction of the width), on the left and on the right.
 PLACES = (0.26, 0.74)
+COUNTERS = ("detections_run", "region_searches", "frame_searches")
 
 
 @functools.cache
@@ -166,3 +167,40 @@ def test_predict_follows_the_person_it_is_asked_for(side_by_side, tmp_path):
         traces[rule] = read_columns(out)["arousal"]
     np.testing.assert_array_equal(traces["best"], traces["left"])
     assert np.abs(traces["right"] - traces["left"]).max() > 1e-5  # 10x the CSV's 6 decimals
+
+
+def test_the_counters_count_each_frame_once_when_a_segment_is_aligned_again(tmp_path):
+    """The invariant of the aligner's counters: the detector ran on exactly the frames whose `detected`
+    flag is set (one search of a frame: around the tracked face, then, unless that found it, the whole
+    frame), so detected.sum() == detections_run <= frames decoded and
+    max(region_searches, frame_searches) <= detections_run <= region_searches + frame_searches.
+    With left/right and two aligning threads, the second segment of the video below is aligned again
+    (its first pick could not be checked): only the second alignment's frames count, so the counters
+    equal one thread's, which aligns every frame once and gives the same faces."""
+    from affectflow.faces.landmark_models import landmark_model_path
+
+    frames = render(hidden=(((0, 12), (30, 42)), ((45, 55),)))
+    counters = {}
+    for threads in (1, 2):
+        aligner = _native.Aligner(
+            str(landmark_model_path(5)), chip_size=32, padding=0.25, face_rule="left", threads=threads
+        )
+        result = aligner.process(frames)
+        counts = tuple(getattr(aligner, key) for key in COUNTERS)
+        detections, regions, whole = counts
+        assert int(result["detected"].sum()) == detections <= len(frames), (threads, counts)
+        assert max(regions, whole) <= detections <= regions + whole, (threads, counts)
+        counters[threads] = counts, result["found"], result["detected"]
+    np.testing.assert_array_equal(counters[2][1], counters[1][1])  # the same faces ...
+    np.testing.assert_array_equal(counters[2][2], counters[1][2])  # ... the detector on the same frames
+    assert counters[2][0] == counters[1][0]
+    # The face file records them (over chunks: each later segment of a chunk starts with a search, so
+    # the counts depend on the threads); they add up within its frames.
+    video = write_video(tmp_path / "leaving.mp4", frames)
+    for threads in (2, 3):  # one aligning thread, two
+        out = tmp_path / f"left{threads}.h5"
+        run_cli("align", video, "-o", out, "--face", "left", "--threads", threads, "--quiet", check=True)
+        track = read_faces(out)
+        detections, regions, whole = (int(track.attrs[key]) for key in COUNTERS)
+        assert max(regions, whole) <= detections <= regions + whole and detections <= len(track) == FRAMES
+        assert (track.source == _native.SOURCE_DETECTED).sum() <= detections

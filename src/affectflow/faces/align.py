@@ -228,7 +228,10 @@ class AlignedChunks:
         self.seconds = time.perf_counter() - started
         self.attrs.update(
             {
+                # what the detector did (the native Aligner's counters; their invariant is in csrc/aligner.h)
                 "detections_run": int(self.aligner.detections_run),
+                "region_searches": int(self.aligner.region_searches),
+                "frame_searches": int(self.aligner.frame_searches),
                 "found_fraction": float(self.found_frames / max(1, self.frames)),
                 "align_seconds": float(self.seconds),
             }

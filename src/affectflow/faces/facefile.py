@@ -15,7 +15,9 @@ that frames and labels stay aligned by time:
 - ``landmarks`` float32 [T, P, 2]: landmarks in frame pixels (NaN where not found)
 - ``transform`` float32 [T, 2, 3]: affine map from frame to chip pixels
 - ``time`` float64 [T]: frame time in seconds
-- attributes: fps, chip_size, landmark_model, normalization, affectflow_version, source (the video)
+- attributes: fps, chip_size, landmark_model, normalization, affectflow_version, source (the video),
+  face_rule, and what the detector did: detections_run (the frames it ran on), region_searches and
+  frame_searches (around the tracked face, of the whole frame; csrc/aligner.h states how they add up)
 
 Files written before ``source`` and ``score`` existed still read: their ``source``
 is derived from ``found`` (``tracked`` where found, which is what most such frames
