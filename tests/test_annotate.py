@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from affectflow.annotation.outcomes import list_videos, summarize
+from affectflow.annotation.outcomes import list_videos, read_listing, summarize
 from affectflow.contracts import MODEL_FILE
+from affectflow.faces.facefile import read_faces
 from affectflow.testing.snakemake_output import job_counts, shell_commands
 from helpers import BIN, REPO, decoded_frames, read_table, run_cli, snakemake, write_video
 from tiny_models import aligned_corpus, train_tiny_models
@@ -225,3 +226,83 @@ def test_a_dry_run_over_10000_videos_plans_batches_with_short_commands(model_and
     commands = shell_commands(output)
     assert len(commands) == 201 and max(map(len, commands)) < 64 * 1024
     assert not (work / "results").exists()  # a dry run records no batch plan
+
+
+def test_a_sheet_face_column_chooses_the_person_and_another_value_is_refused(tmp_path):
+    """`face` (best, left, right; empty: best) per row; a value that is no face rule is one line naming the
+    sheet, the row (the header is row 1) and the value: exit 2 and nothing written, or the workflow's
+    error when it parses."""
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "pair.mp4").write_bytes(b"")
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("video,id,face\nv/pair.mp4,pair_left,left\nv/pair.mp4,pair_right, right \nv/pair.mp4,pair,\n")
+    videos, faces = read_listing(sheet)
+    assert faces == {"pair_left": "left", "pair_right": "right", "pair": "best"} and len(set(videos.values())) == 1
+    assert read_listing(tmp_path / "v")[1] == {"pair": "best"}  # a folder: best
+    sheet.write_text("video,id,face\nv/pair.mp4,pair_left,left\nv/pair.mp4,pair_mid,middle\n")
+    code, out, err = run_cli("annotate-summary", "--videos", sheet, "--annotations", tmp_path, "-o", tmp_path / "s.tsv")
+    problem = f"{sheet}: row 3: face 'middle' is not a face rule (best, left, right; empty: best)"
+    assert code == 2 and err.strip() == f"affectflow annotate-summary: error: {problem}"
+    assert not (tmp_path / "s.tsv").exists()
+    work = tmp_path / "work"
+    code, _, err = run_cli(
+        "align-batch", "--videos", sheet, "--ids", "pair_left", "--like", tmp_path / "m", "--model", tmp_path / "m",
+        "--annotations", tmp_path / "a", "-o", work,
+    )  # fmt: skip
+    assert code == 2 and "row 3: face 'middle'" in err and len(err.strip().splitlines()) == 1
+    assert not work.exists() and not (tmp_path / "a").exists()
+    config = f"annotate={{videos: {sheet}, models: [{tmp_path / 'm.safetensors'}]}}"
+    result = snakemake(tmp_path / "wf", "annotate", "-n", "--config", config)
+    assert result.returncode != 0
+    assert "WorkflowError in file" in result.stdout and f"\nconfig annotate: {problem}" in result.stdout
+
+
+def face_sheet(folder: Path, video: Path, faces: dict[str, str]) -> Path:
+    sheet = folder / "faces.tsv"
+    sheet.write_text("video\tid\tface\n" + "".join(f"{video}\t{name}\t{face}\n" for name, face in faces.items()))
+    return sheet
+
+
+def detector_scores(table: Path) -> list[str]:
+    return [row["score"] for row in read_table(table)]
+
+
+def test_the_sheet_face_rule_reaches_the_face_file_and_the_outcome_and_a_changed_rule_is_redone(
+    model_and_videos, tmp_path
+):
+    """Aff-Wild2's two-person videos: one video, annotated as pair_left and pair_right (and pair, best).
+    The face files (kept: --notemp) and the outcomes record each one's rule, the tables follow that
+    person (the detector's scores: the astronaut's on the left, best's pick here); changing pair's rule
+    makes it pending again, and it is aligned anew (not taken over from the earlier round's best faces)."""
+    from test_align_two_faces import render
+
+    _, model, _, _ = model_and_videos
+    video = write_video(tmp_path / "two faces.mp4", render(blur=((0.0, 3.5), (3.5, 0.0)), frames=30))
+    faces = {"pair_left": "left", "pair_right": "right", "pair": ""}
+    sheet = face_sheet(tmp_path, video, faces)
+    work = tmp_path / "work"
+    config = f"annotate={{videos: {sheet}, models: [{model}], batch: 3, plots: false}}"
+
+    def run() -> str:
+        started = time.time()
+        result = snakemake(work, "--cores", "2", "--notemp", "annotate", "--config", config, timeout=900)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return "".join(align_batch_logs(work, started).values())
+
+    run()
+    out = work / "results" / "annotations"
+    for name, face in faces.items():
+        assert json.loads((out / f"{name}.json").read_text())["face_rule"] == (face or "best")
+        (face_file,) = (out / "work").glob(f"b*/{name}.h5")
+        assert read_faces(face_file).attrs["face_rule"] == (face or "best")
+    scores = {name: detector_scores(out / f"{name}.csv") for name in faces}
+    assert scores["pair"] == scores["pair_left"] != scores["pair_right"]
+    assert scores["pair_left"][0] and scores["pair_right"][0]  # both found at once
+    assert read_table(out / "summary.tsv")[0]["face_rule"] == "left"
+    assert ": aligned" not in run()  # a plain rerun: all done
+
+    sheet = face_sheet(tmp_path, video, {**faces, "pair": "right"})
+    log = run()
+    assert "pair: aligned" in log and "1 aligned, 0 reused, 0 failed, 2 done" in log, log
+    assert json.loads((out / "pair.json").read_text())["face_rule"] == "right"
+    assert detector_scores(out / "pair.csv") == scores["pair_right"]

@@ -33,13 +33,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..contracts import VIDEO_ID_PATTERN
+from ..contracts import DEFAULT_FACE_RULE, VIDEO_ID_PATTERN
 from ..errors import AffectflowError, fail
 from .outcomes import (
     is_done,
-    list_videos,
     model_hashes,
     outcome_path,
+    read_listing,
     read_outcome,
     tsv_cell,
     video_fingerprint,
@@ -111,23 +111,42 @@ def write_plan(path: Path, plan: dict[str, str]) -> None:
 
 
 def batches_to_do(
-    videos: dict[str, Path], plan: dict[str, str], annotations: Path, models: list[str], retry_failed: bool = False
+    videos: dict[str, Path],
+    plan: dict[str, str],
+    annotations: Path,
+    models: list[str],
+    retry_failed: bool = False,
+    faces: dict[str, str] | None = None,
 ) -> dict[str, dict[str, dict | None]]:
     """{batch: {pending member: its video's fingerprint}} of the batches that hold a video not yet done
-    (batches and members in id order)."""
+    (with its face rule in `faces`, best where not given; batches and members in id order)."""
     pending: dict[str, dict[str, dict | None]] = {}
     for video in sorted(videos):
         fingerprint = video_fingerprint(videos[video])
-        if not is_done(read_outcome(annotations, video), models, fingerprint, retry_failed):
+        face = face_of(faces, video)
+        if not is_done(read_outcome(annotations, video), models, fingerprint, retry_failed, face):
             pending.setdefault(plan[video], {})[video] = fingerprint
     return dict(sorted(pending.items()))
 
 
-def batch_round(batch: str, pending: dict[str, dict | None], models: list[str], retry_failed: bool, marker_of) -> str:
+def face_of(faces: dict[str, str] | None, video: str) -> str:
+    """A video's face rule (the sheet's `face`; best where there is none)."""
+    return (faces or {}).get(video, DEFAULT_FACE_RULE)
+
+
+def batch_round(
+    batch: str,
+    pending: dict[str, dict | None],
+    models: list[str],
+    retry_failed: bool,
+    marker_of,
+    faces: dict[str, str] | None = None,
+) -> str:
     """The batch's round, ``{batch}-{state}``: the state digests what is left to do (pending members, their
-    videos' fingerprints, the models, the retry flag) and, should that round's marker exist already (its
-    outcomes were removed since), a counter that gives the first round without one."""
-    base = json.dumps([batch, pending, models, retry_failed], sort_keys=True)
+    videos' fingerprints and face rules other than best, the models, the retry flag) and, should that round's
+    marker exist already (its outcomes were removed since), a counter that gives the first round without one."""
+    chosen = {video: face_of(faces, video) for video in pending if face_of(faces, video) != DEFAULT_FACE_RULE}
+    base = json.dumps([batch, pending, models, retry_failed, *([chosen] if chosen else [])], sort_keys=True)
     for attempt in range(1000):
         state = hashlib.sha256(f"{base}#{attempt}".encode()).hexdigest()[:12]
         if not Path(marker_of(f"{batch}-{state}")).exists():
@@ -147,6 +166,7 @@ class AnnotationPlan:
     rounds: dict[str, str]
     plan_file: Path
     changed: bool
+    faces: dict[str, str]  # {id: face rule} (the sheet's `face`)
 
     def save(self) -> None:
         if self.changed and read_plan(self.plan_file) != self.batches:
@@ -166,17 +186,19 @@ def plan_annotation(
 ) -> AnnotationPlan:
     from ..contracts import annotation_batch_marker, annotation_plan_path, annotations_dir
 
-    videos = list_videos(source)
+    videos, faces = read_listing(source)
     plan_file = Path(annotation_plan_path(results))
     plan = read_plan(plan_file)
     extended = extend_plan(plan, videos, batch_size)
     models = model_hashes(model_files)
-    todo = batches_to_do(videos, extended, Path(annotations_dir(results)), models, retry_failed)
+    todo = batches_to_do(videos, extended, Path(annotations_dir(results)), models, retry_failed, faces)
     rounds = {
-        batch: batch_round(batch, pending, models, retry_failed, lambda name: annotation_batch_marker(name, results))
+        batch: batch_round(
+            batch, pending, models, retry_failed, lambda name: annotation_batch_marker(name, results), faces
+        )
         for batch, pending in todo.items()
     }
-    return AnnotationPlan(videos, extended, rounds, plan_file, extended != plan)
+    return AnnotationPlan(videos, extended, rounds, plan_file, extended != plan, faces)
 
 
 # ----------------------------------------------------------------------------- the batch jobs
@@ -192,13 +214,16 @@ def align_batch(
     threads: int | None = None,
     retry_failed: bool = False,
     progress: bool = True,
+    faces: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Align the batch's videos that are not done into `work`/{id}.h5, or `work`/{id}.failed.json
-    (the reason) where a video cannot be aligned; `work`/members.json records each aligned video's
-    fingerprint and the models. The folder appears only complete. A face file of an earlier round of
-    the same batch (a sibling `{batch}-*` folder) made from the same video for the same models is taken
-    over, not aligned again; earlier rounds' folders are then removed. Returns
-    {id: "aligned" | "reused" | "failed" | "done"}."""
+    """Align the batch's videos that are not done into `work`/{id}.h5, each with its face rule (`faces`,
+    best where not given), or `work`/{id}.failed.json (the reason) where a video cannot be aligned;
+    `work`/members.json records each aligned video's fingerprint and face rule, and the models. The folder
+    appears only complete. A face file of an earlier round of the same batch (a sibling `{batch}-*`
+    folder) made from the same video with the same face rule for the same models is taken over, not
+    aligned again; earlier rounds' folders are then removed. Returns {id: "aligned" | "reused" | "failed" | "done"}."""
+    from dataclasses import replace
+
     from ..faces.align import align_to_file
     from ..io import atomic_dir
     from ..modelfile import read_settings
@@ -210,21 +235,22 @@ def align_batch(
     earlier = earlier_rounds(work)
     with atomic_dir(work) as tmp:
         for video in ids:
-            path = videos[video]
+            path, face = videos[video], face_of(faces, video)
             fingerprint = video_fingerprint(path)
-            if is_done(read_outcome(annotations, video), models, fingerprint, retry_failed):
+            if is_done(read_outcome(annotations, video), models, fingerprint, retry_failed, face):
                 status[video] = "done"
                 continue
             started = time.perf_counter()
-            record = {"video": str(path), "fingerprint": fingerprint}
+            record = {"video": str(path), "fingerprint": fingerprint, "face_rule": face}
             try:
                 if fingerprint is None:
                     raise fail(path, "video file not found")
-                if _take_over(earlier, video, fingerprint, models, tmp):
+                if _take_over(earlier, video, record, models, tmp):
                     status[video] = "reused"
                 else:
+                    chosen = replace(settings, face=face)
                     align_to_file(
-                        Path(path), tmp / f"{video}.h5", settings, threads=threads, progress=False, aligners=aligners
+                        Path(path), tmp / f"{video}.h5", chosen, threads=threads, progress=False, aligners=aligners
                     )
                     status[video] = "aligned"
                 aligned[video] = record
@@ -252,17 +278,24 @@ def earlier_rounds(work: Path) -> list[Path]:
     )
 
 
-def _take_over(earlier: list[Path], video: str, fingerprint: dict, models: list[str], into: Path) -> bool:
+def _take_over(earlier: list[Path], video: str, record: dict, models: list[str], into: Path) -> bool:
+    """Move the video's face file of an earlier round into `into` when it was aligned from the same video
+    (`record`'s fingerprint) with the same face rule for the same models."""
     for folder in earlier:
         try:
             members = json.loads((folder / WORK_MEMBERS).read_text())
             entry = members["videos"].get(video)
         except (OSError, ValueError, KeyError, AttributeError):
             continue
-        faces = folder / f"{video}.h5"
-        if members.get("model_sha256") == models and entry and entry.get("fingerprint") == fingerprint:
-            if faces.is_file():
-                os.replace(faces, into / faces.name)
+        face_file = folder / f"{video}.h5"
+        same = (
+            entry
+            and entry.get("fingerprint") == record["fingerprint"]
+            and entry.get("face_rule", DEFAULT_FACE_RULE) == record["face_rule"]
+        )
+        if members.get("model_sha256") == models and same:
+            if face_file.is_file():
+                os.replace(face_file, into / face_file.name)
                 return True
     return False
 
@@ -288,11 +321,13 @@ def annotate_batch(
     plots: bool = True,
     progress: bool = True,
     retry_failed: bool = False,
+    faces: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Annotate the batch's aligned videos with the models loaded once; record each failure; write
-    the batch's marker (id, status, error) last. A member that is done (same models, same video) is
-    skipped, whichever process did it; every other member must have a face file or a failure record
-    in `work`, else nothing is done (align the batch first)."""
+    the batch's marker (id, status, error) last. A member that is done (same models, same video, same
+    face rule) is skipped, whichever process did it; every other member must have a face file or a
+    failure record in `work`, else nothing is done (align the batch first). Each outcome records the
+    face rule its face file was aligned with."""
     from ..io import atomic_path
     from .table import load_models, write_annotation
 
@@ -302,7 +337,11 @@ def annotate_batch(
     pipelines = load_models(model_files, device)
     hashes = [p.settings.weights_sha256 for p in pipelines]
     pending = [
-        v for v in ids if not is_done(read_outcome(annotations, v), hashes, video_fingerprint(videos[v]), retry_failed)
+        v
+        for v in ids
+        if not is_done(
+            read_outcome(annotations, v), hashes, video_fingerprint(videos[v]), retry_failed, face_of(faces, v)
+        )
     ]
     members = _work_members(work)
     unaligned = [v for v in pending if v not in members and not (work / f"{v}{FAILED_SUFFIX}").is_file()]
@@ -314,13 +353,14 @@ def annotate_batch(
         )
     rows = []
     for video in ids:
-        faces, failed = work / f"{video}.h5", work / f"{video}{FAILED_SUFFIX}"
+        face_file, failed = work / f"{video}.h5", work / f"{video}{FAILED_SUFFIX}"
         if video not in pending:
             rows.append((video, "done", ""))
-        elif video in members and faces.is_file():
+        elif video in members and face_file.is_file():
+            face = members[video].get("face_rule", DEFAULT_FACE_RULE)  # the rule its face file was aligned with
             try:
                 write_annotation(
-                    faces,
+                    face_file,
                     pipelines,
                     Path(annotations) / f"{video}.csv",
                     outcome_path(annotations, video),
@@ -329,6 +369,7 @@ def annotate_batch(
                     progress,
                     extra={
                         "video": members[video]["video"],
+                        "face_rule": face,
                         "model_sha256": hashes,
                         "video_fingerprint": members[video]["fingerprint"],
                     },
@@ -336,12 +377,20 @@ def annotate_batch(
                 rows.append((video, "ok", ""))
             except AffectflowError as error:
                 fingerprint = members[video]["fingerprint"]
-                write_failure(annotations, video, videos[video], "annotate", str(error), hashes, fingerprint)
+                write_failure(annotations, video, videos[video], "annotate", str(error), hashes, fingerprint, face)
                 rows.append((video, "failed", str(error)))
         else:
             record = json.loads(failed.read_text())
+            face = record.get("face_rule", DEFAULT_FACE_RULE)
             write_failure(
-                annotations, video, record["video"], record["stage"], record["error"], hashes, record["fingerprint"]
+                annotations,
+                video,
+                record["video"],
+                record["stage"],
+                record["error"],
+                hashes,
+                record["fingerprint"],
+                face,
             )
             rows.append((video, "failed", record["error"]))
         if progress:

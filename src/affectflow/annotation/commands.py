@@ -8,7 +8,7 @@ from ..errors import fail
 from ..io import OutputPath
 from ..options import add_device, add_quiet, add_threads
 from .batches import BATCH_PATTERN, align_batch, annotate_batch, batch_members, read_plan
-from .outcomes import list_videos, model_hashes, summarize
+from .outcomes import list_videos, model_hashes, read_listing, summarize
 
 
 def add_commands(subparsers) -> None:
@@ -59,17 +59,20 @@ def add_commands(subparsers) -> None:
 
 
 def _members_arguments(p) -> None:
-    p.add_argument("--videos", required=True, type=Path, help="the folder or sheet the ids come from")
+    p.add_argument(
+        "--videos", required=True, type=Path, help="the folder or sheet of the ids (a sheet's face: who to align)"
+    )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--ids", nargs="+", help="the videos to do")
     which.add_argument("--batch", help="the batch to do: its videos are read from --plan (a command of any batch size)")
     p.add_argument("--plan", type=Path, default=None, help="the batch plan (plan.tsv) that --batch refers to")
 
 
-def _members(args) -> tuple[dict[str, Path], list[str]]:
+def _members(args) -> tuple[dict[str, Path], list[str], dict[str, str]]:
+    """The videos of --videos, the ids to do, and the videos' face rules (the sheet's `face`)."""
     from ..io import protect_inputs
 
-    videos = list_videos(args.videos)
+    videos, faces = read_listing(args.videos)
     protect_inputs(videos.values())
     if args.batch is not None and not BATCH_PATTERN.match(args.batch):
         raise fail(args.batch, "is not a batch id (b and 5 or more digits, as in the plan)")
@@ -82,11 +85,11 @@ def _members(args) -> tuple[dict[str, Path], list[str]]:
         if not ids:
             raise fail(args.plan, f"no video of {args.videos} is in batch {args.batch}")
     _known(args.videos, videos, ids)
-    return videos, ids
+    return videos, ids, faces
 
 
 def _align_batch_command(args) -> int:
-    videos, ids = _members(args)
+    videos, ids, faces = _members(args)
     status = align_batch(
         videos,
         ids,
@@ -97,13 +100,14 @@ def _align_batch_command(args) -> int:
         args.threads,
         args.retry_failed,
         not args.quiet,
+        faces,
     )
     print(f"{args.output}: {_counts(status, ('aligned', 'reused', 'failed', 'done'))}")
     return 0
 
 
 def _annotate_batch_command(args) -> int:
-    videos, ids = _members(args)
+    videos, ids, faces = _members(args)
     status = annotate_batch(
         videos,
         ids,
@@ -115,6 +119,7 @@ def _annotate_batch_command(args) -> int:
         not args.no_plots,
         not args.quiet,
         args.retry_failed,
+        faces,
     )
     print(f"{args.marker}: {_counts(status, ('ok', 'failed', 'done'))}")
     return 0

@@ -3,10 +3,11 @@ summary (docs/design.md, "Annotating videos"; affectflow.annotation.batches says
 
 A video's outcome is its JSON in the annotations folder, ``{id}.json``: status ``ok`` (written
 last, after its table and plot: affectflow.annotation.table.write_annotation) or ``failed`` with the
-stage and the reason (no face, cannot be decoded, missing file). Both record the models' SHA-256
-and the video's fingerprint (size and modification time, read when it was aligned). A video is
-done when its outcome was made by the same models from the same video: a replaced or touched
-video, or a change of models, makes it pending again; a plain rerun does not retry a failed one
+stage and the reason (no face, cannot be decoded, missing file). Both record the models' SHA-256,
+the video's fingerprint (size and modification time, read when it was aligned) and the face rule
+it was aligned with. A video is done when its outcome was made by the same models from the same
+video with the same face rule: a replaced or touched video, a change of models or of the video's
+``face`` in the sheet makes it pending again; a plain rerun does not retry a failed one
 (``--retry-failed`` does). The state of an archive lives in the outcomes alone.
 """
 
@@ -18,13 +19,14 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..contracts import VIDEO_ID_PATTERN, VIDEO_SUFFIXES, video_id
+from ..contracts import DEFAULT_FACE_RULE, FACE_RULES, VIDEO_ID_PATTERN, VIDEO_SUFFIXES, video_id
 from ..errors import fail
 
 SUMMARY_COLUMNS = (
     "id",
     "status",
     "video",
+    "face_rule",
     "frames",
     "duration_s",
     "fps",
@@ -36,47 +38,67 @@ STATUSES = ("ok", "failed", "pending")
 
 
 def list_videos(source: str | Path) -> dict[str, Path]:
-    """{id: video} of a folder (its files with a video suffix, not recursive; id = the file's stem) or
-    of a sheet (.tsv/.csv with a `video` column, paths relative to the sheet, and an optional `id`).
+    """{id: video} of a folder or sheet (see :func:`read_listing`)."""
+    return read_listing(source)[0]
+
+
+def read_listing(source: str | Path) -> tuple[dict[str, Path], dict[str, str]]:
+    """({id: video}, {id: face rule}) of a folder (its files with a video suffix, not recursive; id = the
+    file's stem) or of a sheet (.tsv/.csv with a `video` column, paths relative to the sheet, an optional
+    `id` and an optional `face`: best, left or right, which person `align --face` aligns; empty: best).
 
     Files are not opened (a missing one fails its own video later). Light on purpose: the workflow
     calls it when it parses.
     """
     source = Path(source)
-    entries: list[tuple[str | None, Path]] = []
+    entries: list[tuple[str | None, Path, str]] = []
     if source.is_dir():
         entries = [
-            (None, p)
+            (None, p, DEFAULT_FACE_RULE)
             for p in sorted(source.iterdir())
             if not p.name.startswith(".") and p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
         ]
         if not entries:
             raise fail(source, f"no videos ({', '.join(VIDEO_SUFFIXES)}) in this folder")
     elif source.is_file():
-        with open(source, newline="") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if source.suffix.lower() == ".tsv" else ",")
-            if "video" not in (reader.fieldnames or []):
-                raise fail(source, f"a video sheet needs a 'video' column (has {reader.fieldnames})")
-            for row in reader:
-                if not (row.get("video") or "").strip():
-                    continue
-                path = Path(row["video"].strip())
-                entries.append(
-                    ((row.get("id") or "").strip() or None, path if path.is_absolute() else source.parent / path)
-                )
-        if not entries:
-            raise fail(source, "the video sheet lists no video")
+        entries = _sheet_entries(source)
     else:
         raise fail(source, "no such folder or video sheet")
     videos: dict[str, Path] = {}
-    for given, path in entries:
+    faces: dict[str, str] = {}
+    for given, path, face in entries:
         name = given or video_id(str(path))
         if not VIDEO_ID_PATTERN.match(name):
             raise fail(source, f"video id {name!r} ({path}): use letters, digits, '.', '_' and '-'")
         if name in videos:
             raise fail(source, f"two videos have the id {name!r}: {videos[name]} and {path}")
-        videos[name] = path
-    return videos
+        videos[name], faces[name] = path, face
+    return videos, faces
+
+
+def _sheet_entries(sheet: Path) -> list[tuple[str | None, Path, str]]:
+    """(id or None, video, face rule) of each row of a sheet that names a video."""
+    entries = []
+    with open(sheet, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t" if sheet.suffix.lower() == ".tsv" else ",")
+        if "video" not in (reader.fieldnames or []):
+            raise fail(sheet, f"a video sheet needs a 'video' column (has {reader.fieldnames})")
+        for row in reader:
+            if not (row.get("video") or "").strip():
+                continue
+            face = (row.get("face") or "").strip() or DEFAULT_FACE_RULE
+            if face not in FACE_RULES:
+                raise fail(
+                    sheet,
+                    f"row {reader.line_num}: face {face[:80]!r} is not a face rule "
+                    f"({', '.join(FACE_RULES)}; empty: {DEFAULT_FACE_RULE})",
+                )
+            path = Path(row["video"].strip())
+            given = (row.get("id") or "").strip() or None
+            entries.append((given, path if path.is_absolute() else sheet.parent / path, face))
+    if not entries:
+        raise fail(sheet, "the video sheet lists no video")
+    return entries
 
 
 # ----------------------------------------------------------------------------- outcomes
@@ -108,7 +130,14 @@ def video_fingerprint(path: Path | str) -> dict | None:
 
 
 def write_failure(
-    annotations: Path, video: str, source: Path | str, stage: str, error: str, models: list[str], fingerprint
+    annotations: Path,
+    video: str,
+    source: Path | str,
+    stage: str,
+    error: str,
+    models: list[str],
+    fingerprint,
+    face: str = DEFAULT_FACE_RULE,
 ) -> dict:
     from ..io import atomic_path
 
@@ -116,6 +145,7 @@ def write_failure(
         "id": video,
         "status": "failed",
         "video": str(source),
+        "face_rule": face,
         "stage": stage,
         "error": error,
         "model_sha256": models,
@@ -126,11 +156,20 @@ def write_failure(
     return outcome
 
 
-def is_done(outcome: dict | None, models: list[str], fingerprint: dict | None, retry_failed: bool = False) -> bool:
-    """Done: annotated by these models (their weights' SHA-256) from this video (its fingerprint now), or
-    failed on it with these models (unless retried). An outcome without a fingerprint is not done."""
+def is_done(
+    outcome: dict | None,
+    models: list[str],
+    fingerprint: dict | None,
+    retry_failed: bool = False,
+    face: str = DEFAULT_FACE_RULE,
+) -> bool:
+    """Done: annotated by these models (their weights' SHA-256) from this video (its fingerprint now) with
+    this face rule, or failed on it so (unless retried). An outcome without a fingerprint is not done; one
+    without a face rule was made before the sheet's `face` column existed, with best."""
     if outcome is None or outcome.get("video_fingerprint") != fingerprint or outcome.get("model_sha256") != models:
         return False
+    if outcome.get("face_rule", DEFAULT_FACE_RULE) != face:
+        return False  # another person of the video: another annotation
     return outcome["status"] == "ok" or not retry_failed
 
 
