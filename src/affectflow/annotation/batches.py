@@ -380,25 +380,22 @@ def annotate_batch(
                 write_failure(annotations, video, videos[video], "annotate", str(error), hashes, fingerprint, face)
                 rows.append((video, "failed", str(error)))
         else:
-            record = json.loads(failed.read_text())
-            face = record.get("face_rule", DEFAULT_FACE_RULE)
-            write_failure(
-                annotations,
-                video,
-                record["video"],
-                record["stage"],
-                record["error"],
-                hashes,
-                record["fingerprint"],
-                face,
-            )
-            rows.append((video, "failed", record["error"]))
+            rows.append((video, "failed", _record_failure(annotations, video, failed, hashes)))
         if progress:
             print(f"annotate {video}: {rows[-1][1]}", flush=True)
     with atomic_path(marker) as tmp, open(tmp, "w") as fh:
         fh.write("id\tstatus\terror\n")
         fh.writelines(f"{v}\t{s}\t{tsv_cell(e)}\n" for v, s, e in rows)
     return {v: s for v, s, _ in rows}
+
+
+def _record_failure(annotations: Path, video: str, failed: Path, hashes: list[str]) -> str:
+    """The outcome of a member align-batch could not align (its failure record `failed`); its reason."""
+    record = json.loads(failed.read_text())
+    face = record.get("face_rule", DEFAULT_FACE_RULE)
+    error = record["error"]
+    write_failure(annotations, video, record["video"], record["stage"], error, hashes, record["fingerprint"], face)
+    return error
 
 
 def _work_members(work: Path) -> dict[str, dict]:
