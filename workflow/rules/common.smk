@@ -161,7 +161,9 @@ SUBJECTS = [
 
 FACE_SOURCE = config["align"].get("source", "detect")
 if FACE_SOURCE == "release" and SYNTHETIC:
-    raise WorkflowError("config align.source: release needs an Aff-Wild2 corpus (its cropped_aligned/ crops)")
+    raise WorkflowError(
+        "config align.source: release needs an Aff-Wild2 corpus (its cropped_aligned/ crops)"
+    )
 
 
 def subject_crops(wildcards):
