@@ -48,8 +48,28 @@ def resolved(path: str | os.PathLike) -> str:
 
 
 def protect_inputs(paths) -> None:
-    """Record `paths` as this process's inputs: no output may replace one, nor a folder holding one."""
+    """Record `paths` as this process's inputs: no output may replace one, nor a folder holding one. Each
+    that exists must be a regular file or a folder (check_input_kind)."""
+    for path in paths:
+        check_input_kind(path)
     _protected.update({resolved(p): str(p) for p in paths})
+
+
+def check_input_kind(path: str | os.PathLike) -> None:
+    """Refuse an input that is not a regular file or a folder: reading a FIFO blocks for ever, a device
+    never ends, a symlink loop leads nowhere. A missing path is left to the command (it names what it
+    expected)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise fail(path, f"cannot be read ({error.strerror or error})") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise fail(path, f"is {kind}, not a regular file: affectflow reads files and folders only")
 
 
 def claim_output(path: str | os.PathLike) -> None:

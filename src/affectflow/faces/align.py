@@ -54,7 +54,7 @@ from ..contracts import (
 )
 from ..errors import fail
 from ..io import OutputPath
-from ..options import add_quiet, add_threads
+from ..options import add_quiet, add_threads, positive_int
 from .landmark_models import landmark_model_path
 from .settings import DEFAULT_ALIGN_SETTINGS, DEFAULT_DETECT_EVERY, AlignSettings
 
@@ -368,7 +368,7 @@ def add_commands(subparsers) -> None:
     )
     parser.add_argument(
         "--detect-every",
-        type=int,
+        type=positive_int,
         default=DEFAULT_DETECT_EVERY,
         help=f"re-run the face detector at least every K frames (default {DEFAULT_DETECT_EVERY})",
     )
