@@ -100,7 +100,8 @@ def resolve_profile(name: str, cwd: Path | None = None) -> Path | None:
 
 def find_repo(explicit: Path | None) -> Path:
     """The workflow checkout: --repo, else the one this package runs from, else the current folder."""
-    candidates = [explicit] if explicit else [Path(__file__).resolve().parents[2], Path.cwd()]
+    # this module is src/affectflow/workflow/profile.py in a checkout: the repository is three folders up
+    candidates = [explicit] if explicit else [Path(__file__).resolve().parents[3], Path.cwd()]
     for repo in candidates:
         if (repo / "Snakefile").is_file() and (repo / "profiles").is_dir():
             return repo.resolve()
