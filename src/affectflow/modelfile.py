@@ -23,6 +23,8 @@ and is read with ``torch.load(weights_only=True)`` too: :func:`save_checkpoint`,
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -106,6 +108,9 @@ class PipelineSettings:
         missing = [key for key in needed if data.get(key) is None]
         if missing:
             raise fail(where, f"model file lacks {', '.join(missing)}")
+        problem = pipeline_problem(data, kind)
+        if problem:
+            raise fail(where, f"model file's {problem}")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         return cls(
@@ -116,6 +121,74 @@ class PipelineSettings:
                 "window": None if data.get("window") is None else int(data["window"]),
             }
         )
+
+
+MAX_LABEL_SHIFT_S = 60.0  # an annotation delay beyond a minute is no delay but a broken file
+MAX_WINDOW = 100_000
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def pipeline_problem(data: dict, kind: str) -> str | None:
+    """What is wrong with a model file's inference settings (one field, named), or None: every field's
+    type, range and allowed values, so that no reader acts on an edited or broken header."""
+    from .contracts import DIMENSIONS, FEATURE_NORMS, NORMALIZATIONS
+
+    def whole(value, low, high) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    shift = data["label_shift"]
+    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not math.isfinite(shift):
+        return f"label_shift {shift!r} is not a finite number of seconds"
+    if abs(shift) > MAX_LABEL_SHIFT_S:
+        return f"label_shift {shift!r} is beyond +-{MAX_LABEL_SHIFT_S:g} s"
+    choices = {"dimension": DIMENSIONS, "normalization": NORMALIZATIONS}
+    if kind == "rnn":
+        choices["feature_norm"] = FEATURE_NORMS
+    for key, allowed in choices.items():
+        if data[key] not in allowed:
+            return f"{key} {data[key]!r} is not one of {', '.join(allowed)}"
+    for key in ("weights_sha256", "cnn_sha256") if kind == "rnn" else ("weights_sha256",):
+        if not isinstance(data[key], str) or not SHA256_PATTERN.match(data[key]):
+            return f"{key} {data[key]!r} is not a SHA-256"
+    if kind == "rnn" and not whole(data["window"], 1, MAX_WINDOW):
+        return f"window {data['window']!r} is not a whole number of frames in 1..{MAX_WINDOW}"
+    if kind == "rnn" and data["feature_norm"] == "causal":
+        problem = _prior_problem(data["feature_prior"])
+        if problem:
+            return f"feature_prior {problem}"
+    return _faces_problem(data["faces"])
+
+
+def _faces_problem(faces) -> str | None:
+    from .contracts import LANDMARK_POINTS, chip_size_problem
+
+    if not isinstance(faces, dict):
+        return f"faces {faces!r} is not a mapping"
+    size = faces.get("chip_size")
+    if isinstance(size, bool) or not isinstance(size, int):
+        return f"faces.chip_size {size!r} is not a whole number of pixels"
+    if chip_size_problem(size):
+        return f"faces.chip_size {size!r}: {chip_size_problem(size)}"
+    if faces.get("landmarks") is not None and faces["landmarks"] not in LANDMARK_POINTS:
+        return f"faces.landmarks {faces['landmarks']!r} is not one of {', '.join(map(str, LANDMARK_POINTS))}"
+    every = faces.get("detect_every")
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        return f"faces.detect_every {every!r} is not a whole number >= 1"
+    return None
+
+
+def _prior_problem(prior) -> str | None:
+    if not isinstance(prior, dict) or not {"mean", "std", "frames"} <= set(prior):
+        return "is not a mapping of mean, std and frames"
+    mean, std, frames = prior["mean"], prior["std"], prior["frames"]
+    if not isinstance(mean, list) or not isinstance(std, list) or len(mean) != len(std) or not mean:
+        return "has mean and std that are not two lists of one length"
+    values = mean + std
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        return "holds a value that is not a finite number"
+    if min(std) < 0 or isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        return "has a negative std or frames that are not a whole number >= 1"
+    return None
 
 
 @dataclass
