@@ -136,4 +136,7 @@ def test_missing_landmark_model(face_video, tmp_path, monkeypatch):
 
 
 def test_bad_options(face_video, tmp_path):
-    assert "detect_every" in run_align_failing(face_video, tmp_path / "out.h5", "--detect-every", "0")
+    # refused by the parser (options.positive_int), before the video is opened
+    assert "--detect-every: must be at least 1, got 0" in run_align_failing(
+        face_video, tmp_path / "out.h5", "--detect-every", "0"
+    )
