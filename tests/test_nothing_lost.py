@@ -50,6 +50,8 @@ def statuses(annotations: Path) -> dict[str, str]:
 
     found = {}
     for path in annotations.glob("*.json"):
+        if path.name.startswith("."):  # a killed writer's temporary (.v1.json.partial-*.json), not an outcome
+            continue
         try:
             found[path.stem] = json.loads(path.read_text())["status"]
         except (ValueError, KeyError):  # being written
