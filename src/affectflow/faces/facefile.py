@@ -191,9 +191,63 @@ def _opened(path: str | Path) -> Iterator:
         if missing:
             raise fail(path, f"not an affectflow face file: missing datasets {missing}")
         try:
+            problem = structure_problem(h5)
+            if problem:
+                raise fail(path, problem)
             yield h5
         except OSError as error:  # a dataset that cannot be read
             raise fail(path, f"unreadable HDF5 file ({error})") from None
+
+
+# Each dataset's element types and its shape after the frame axis (None: any size there).
+DATASET_LAYOUT = {
+    "chips": ("u", (None, None)),
+    "normalized": ("f", (None, None)),
+    "found": ("b", ()),
+    "source": ("u", ()),
+    "score": ("f", ()),
+    "landmarks": ("f", (None, 2)),
+    "transform": ("f", (2, 3)),
+    "time": ("f", ()),
+}
+
+
+def structure_problem(h5) -> str | None:
+    """What is wrong with an opened face file's layout (named by dataset or attribute), or None: every
+    reader (read_faces, face_chunks, alignment_settings) checks it, whatever it goes on to read. The
+    times are read whole (8 bytes a frame) to check that they are finite and increasing."""
+    import h5py
+
+    frames = None
+    for name, (kinds, tail) in DATASET_LAYOUT.items():
+        if name not in h5:
+            continue
+        data = h5[name]
+        if not isinstance(data, h5py.Dataset):
+            return f"{name} is not a dataset"
+        if data.dtype.kind not in kinds and not (name == "found" and data.dtype.kind == "u"):
+            return f"dataset {name} holds {data.dtype}, not {'uint8' if kinds == 'u' else kinds}"
+        shape = data.shape
+        if len(shape) != 1 + len(tail) or any(want is not None and got != want for got, want in zip(shape[1:], tail)):
+            expected = ", ".join(["frames", *("any" if w is None else str(w) for w in tail)])
+            return f"dataset {name} has shape {shape}, expected [{expected}]"
+        frames = shape[0] if frames is None else frames
+        if shape[0] != frames:
+            return f"dataset {name} has {shape[0]} rows, chips has {frames}"
+    size = h5["chips"].shape
+    if size[1] != size[2] or size[1] < 1:
+        return f"dataset chips holds {size[1]}x{size[2]} chips, not square ones"
+    if h5["chips"].dtype != np.uint8 or ("source" in h5 and h5["source"].dtype != np.uint8):
+        return "datasets chips and source must hold uint8"
+    if "source" in h5 and (h5["source"][()] >= len(SOURCES)).any():  # 1 byte a frame
+        return f"dataset source holds codes beyond {len(SOURCES) - 1} ({', '.join(SOURCES)})"
+    time = h5["time"][()]
+    if len(time) and (not np.isfinite(time).all() or (np.diff(time) <= 0).any()):
+        return "dataset time is not finite and strictly increasing"
+    fps = h5.attrs.get("fps")
+    if fps is not None and (not isinstance(fps, (int, float, np.number)) or not np.isfinite(fps) or fps <= 0):
+        return f"attribute fps {fps!r} is not a positive number of frames per second"
+    return None
 
 
 def _attrs(h5) -> dict:
