@@ -34,6 +34,7 @@ entries, and the other functions read a recording by its attributes (subject, vi
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -209,7 +210,7 @@ def read_label_file(path: str | os.PathLike) -> np.ndarray:
         try:
             if len(cells) != 2:
                 raise ValueError
-            values[k] = (float(cells[0]), float(cells[1]))
+            values[k] = (_strict_number(cells[0]), _strict_number(cells[1]))
         except ValueError:
             raise fail(path, f"line {k + 2}: expected two numbers {AFFWILD2_HEADER}, found {line.strip()!r}") from None
     missing = values == AFFWILD2_NO_LABEL
@@ -223,6 +224,16 @@ def read_label_file(path: str | os.PathLike) -> np.ndarray:
         )
     values[missing] = np.nan
     return values.astype(np.float32)
+
+
+NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*\Z")
+
+
+def _strict_number(text: str) -> float:
+    """A decimal number as label files write it; Python's float() also takes '0_1', 'nan' and 'inf'."""
+    if not NUMBER.match(text):
+        raise ValueError(text)
+    return float(text)
 
 
 def decoded_lines(frame_times: np.ndarray, shift: float = 0.0, fps: float = 0.0) -> np.ndarray:

@@ -70,6 +70,10 @@ class Run:
         self.out, self.kind, self.model, self.optimizer, self.scaler = Path(setup.out), kind, model, optimizer, scaler
         self.settings, self.eval_sets, self.run_info = settings, eval_sets, setup.info
         self.pipeline, self.embedded_cnn = setup.pipeline, embedded_cnn
+        if self.out.exists() and not self.out.is_dir():
+            from ..errors import fail
+
+            raise fail(self.out, "is a file, not a run folder")
         self.out.mkdir(parents=True, exist_ok=True)
         self.history: list[dict] = []
         self.epoch = 0
@@ -90,15 +94,24 @@ class Run:
         from ..errors import fail
 
         state = load_checkpoint(path)
+        problem = checkpoint_problem(state)
+        if problem:
+            raise fail(path, f"not a usable checkpoint: {problem}; remove it or drop --resume")
         if state["architecture"] != config_dict(self.model.config) or state["kind"] != self.kind:
             raise fail(path, "checkpoint was written with different model settings; remove it or drop --resume")
         changed = sorted(k for k in RESUME_MUST_MATCH if state.get("run_info", {}).get(k) != self.run_info.get(k))
         if changed:
             raise fail(path, f"checkpoint was written with different {', '.join(changed)}; remove it or drop --resume")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scaler is not None and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise fail(
+                path, f"the checkpoint's weights do not fit the model ({first}); remove it or drop --resume"
+            ) from None
         self.history, self.epoch, self.best, self.elapsed = (
             state["history"],
             state["epoch"],
@@ -221,3 +234,33 @@ def _json_default(value):
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(type(value))
+
+
+CHECKPOINT_TYPES = {
+    "kind": str,
+    "architecture": dict,
+    "model": dict,
+    "optimizer": dict,
+    "history": list,
+    "epoch": int,
+    "best": dict,
+    "run_info": dict,
+    "rng": dict,
+}
+MAX_EPOCH = 1_000_000
+
+
+def checkpoint_problem(state) -> str | None:
+    """What makes a loaded checkpoint unusable for --resume (a field missing or of another type, an epoch
+    out of range, history rows that are not records), or None. The weights' shapes are checked when they
+    are loaded into the model."""
+    if not isinstance(state, dict):
+        return "it is not a mapping"
+    for key, kind in CHECKPOINT_TYPES.items():
+        if not isinstance(state.get(key), kind) or (kind is int and isinstance(state.get(key), bool)):
+            return f"{key} is {type(state.get(key)).__name__}, not {kind.__name__}"
+    if not 0 <= state["epoch"] <= MAX_EPOCH:
+        return f"epoch {state['epoch']} is outside 0..{MAX_EPOCH}"
+    if len(state["history"]) != state["epoch"] or not all(isinstance(row, dict) for row in state["history"]):
+        return f"history holds {len(state['history'])} rows of records for {state['epoch']} epochs"
+    return None

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..contracts import (
     CNN_VARIANTS,
+    DIMENSIONS,
     FEATURE_NORMS,
     INITS,
     LOSSES,
@@ -152,7 +153,7 @@ def _common_training(p: argparse.ArgumentParser, stage: type) -> None:
     p.add_argument("--seed", required=True, type=int)
     p.add_argument("--out", required=True, type=OutputPath, help="run dir")
     p.add_argument("--epochs", type=positive_int, default=stage.epochs)
-    p.add_argument("--dimension", default=stage.dimension)
+    p.add_argument("--dimension", choices=DIMENSIONS, default=stage.dimension)
     p.add_argument(
         "--selection",
         choices=SELECTIONS,

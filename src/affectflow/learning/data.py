@@ -52,10 +52,15 @@ def resolve_label_shift(text: str, fit) -> tuple[float, dict | None]:
     if text == "auto":
         result = fit()
         return result["shift"], result
+    from ..modelfile import MAX_LABEL_SHIFT_S
+
     try:
-        return float(text), None
+        shift = float(text)
     except ValueError:
         raise AffectflowError(f"--label-shift: expected seconds or 'auto', got {text!r}") from None
+    if not abs(shift) <= MAX_LABEL_SHIFT_S:  # NaN too
+        raise AffectflowError(f"--label-shift: {text!r} is not a number of seconds within +-{MAX_LABEL_SHIFT_S:g}")
+    return shift, None
 
 
 def label_info(shift: float, fit: dict | None) -> dict:
