@@ -86,3 +86,72 @@ def test_an_affwild2_label_cell_that_is_no_decimal_number_is_refused(tmp_path, c
     path.write_text("valence,arousal\n0.1,0.2\n-5,-5\n.5,-1e-1\n")
     values = read_label_file(path)
     assert values.shape == (3, 2) and np.isnan(values[1]).all() and math.isclose(values[2, 1], -0.1, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"video\tid\nv\xff1.mp4\tv1\n", "not UTF-8 text"),
+        (b"video\tid\nv1.mp4\tv\xe91\n", "not UTF-8 text"),
+    ],
+)
+def test_a_video_sheet_that_is_no_utf8_table_is_one_line(tmp_path, content, problem):
+    from helpers import run_cli
+
+    sheet = tmp_path / ("s.tsv" if b"\t" in content else "s.csv")
+    sheet.write_bytes(content)
+    code, _, err = run_cli("annotate-summary", "--videos", sheet, "--annotations", tmp_path / "ann")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and str(sheet) in err and problem in err, err
+
+
+def test_nan_weights_are_refused_where_the_model_loads(tmp_path):
+    from affectflow.errors import AffectflowError
+    from affectflow.modelfile import load_model_file, save_model_file
+    from affectflow.nets.networks import config_dict, weights_sha256
+    from test_modelfile import cnn_and_rnn
+
+    cnn, _ = cnn_and_rnn(tmp_path)
+    valid = load_model_file(tmp_path / "cnn.safetensors")
+    with torch.no_grad():
+        next(iter(cnn.parameters())).fill_(float("nan"))
+    settings = valid.settings.__class__(**{**valid.settings.__dict__, "weights_sha256": weights_sha256(cnn)})
+    save_model_file(tmp_path / "nan.safetensors", "cnn", config_dict(cnn.config), cnn.state_dict(), settings)
+    with pytest.raises(AffectflowError, match=r"nan.safetensors: weight .* holds NaN or inf"):
+        load_model_file(tmp_path / "nan.safetensors")
+
+
+FEATURE_EDITS = {
+    "features": [np.zeros((40,), np.float32), np.full((40, 12), np.nan, np.float32), np.zeros((30, 12), np.float32)],
+    "prediction": [np.full(40, np.inf, np.float32), np.zeros((40, 2), np.float32)],
+    "time": [np.zeros(40), np.arange(40)[::-1] / 25.0],
+    "found": [np.ones(41, bool)],
+}
+
+
+@pytest.mark.parametrize("name, k", [(name, k) for name, values in FEATURE_EDITS.items() for k in range(len(values))])
+def test_an_edited_feature_file_is_refused_naming_the_dataset(tmp_path, name, k):
+    import h5py
+
+    from affectflow.errors import AffectflowError
+    from affectflow.inference.features import read_feature_file, write_feature_file
+
+    path = tmp_path / "f.h5"
+    rng = np.random.default_rng(0)
+    write_feature_file(
+        path,
+        features=rng.standard_normal((40, 12)).astype(np.float32),
+        prediction=np.zeros(40, np.float32),
+        found=np.ones(40, bool),
+        time=np.arange(40) / 25.0,
+        cnn_sha256="0" * 64,
+        model="cnn.safetensors",
+        subject="s",
+        fill_policy="test",
+        normalization="local-mean",
+    )
+    read_feature_file(path)  # valid as written
+    with h5py.File(path, "r+") as h5:
+        del h5[name]
+        h5.create_dataset(name, data=FEATURE_EDITS[name][k])
+    with pytest.raises(AffectflowError, match=rf"f\.h5: .*{name}"):
+        read_feature_file(path)

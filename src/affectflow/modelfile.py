@@ -350,6 +350,12 @@ def _from_metadata(path: Path, metadata: dict) -> ModelFile:
 
 
 def _check_hashes(contents: ModelFile) -> None:
+    """The weights match their recorded SHA-256 and are finite (a diverged run's NaN weights would give a
+    table of NaN and exit 0)."""
+    for state in (contents.state_dict, contents.cnn_state_dict or {}):
+        for name, tensor in state.items():
+            if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                raise fail(contents.path, f"weight {name} holds NaN or inf (a diverged training run): retrain it")
     if state_sha256(contents.state_dict) != contents.settings.weights_sha256:
         raise fail(contents.path, "the weights do not match their recorded SHA-256 (corrupt file)")
     if contents.kind == "rnn" and state_sha256(contents.cnn_state_dict) != contents.settings.cnn_sha256:

@@ -78,8 +78,17 @@ def read_listing(source: str | Path) -> tuple[dict[str, Path], dict[str, str]]:
 
 def _sheet_entries(sheet: Path) -> list[tuple[str | None, Path, str]]:
     """(id or None, video, face rule) of each row of a sheet that names a video."""
+    try:
+        return _sheet_rows(sheet)
+    except UnicodeDecodeError as error:
+        raise fail(sheet, f"the video sheet is not UTF-8 text (byte {error.start})") from None
+    except csv.Error as error:
+        raise fail(sheet, f"the video sheet is not a table ({error})") from None
+
+
+def _sheet_rows(sheet: Path) -> list[tuple[str | None, Path, str]]:
     entries = []
-    with open(sheet, newline="") as fh:
+    with open(sheet, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh, delimiter="\t" if sheet.suffix.lower() == ".tsv" else ",")
         if "video" not in (reader.fieldnames or []):
             raise fail(sheet, f"a video sheet needs a 'video' column (has {reader.fieldnames})")

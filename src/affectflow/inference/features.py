@@ -132,6 +132,29 @@ def write_feature_file(
         writer.append(features=features, prediction=prediction, found=found, time=time)
 
 
+def feature_structure_problem(h5) -> str | None:
+    """What is wrong with an opened feature file's layout (named by dataset), or None: datasets (not
+    groups) of numbers, features [T, D] and the rest [T], one row count, finite predictions, times finite
+    and increasing (the features' values are checked as they are read)."""
+    import h5py
+
+    for name in DATASETS:
+        if not isinstance(h5[name], h5py.Dataset) or h5[name].dtype.kind not in "fiub":
+            return f"{name} is not a dataset of numbers"
+    frames = len(h5["time"])
+    if h5["features"].ndim != 2 or h5["features"].shape[1] < 1:
+        return f"dataset features has shape {h5['features'].shape}, expected [frames, width]"
+    for name in DATASETS:
+        if h5[name].shape[0] != frames or (name != "features" and h5[name].ndim != 1):
+            return f"dataset {name} has shape {h5[name].shape}, expected {frames} rows like time"
+    time = h5["time"][()]
+    if len(time) and (not np.isfinite(time).all() or (np.diff(time) <= 0).any()):
+        return "dataset time is not finite and strictly increasing"
+    if not np.isfinite(h5["prediction"][()]).all():
+        return "dataset prediction holds NaN or inf"
+    return None
+
+
 def read_feature_file(path, cnn_sha256: str | None = None, with_features: bool = True) -> FeatureFile:
     """A feature file's arrays; with `cnn_sha256`, refuse features extracted by another CNN (or by an
     affectflow too old to record which)."""
@@ -145,6 +168,9 @@ def read_feature_file(path, cnn_sha256: str | None = None, with_features: bool =
             missing = [k for k in DATASETS if k not in h5]
             if missing:
                 raise fail(path, f"not an affectflow feature file: missing {', '.join(missing)}")
+            problem = feature_structure_problem(h5)
+            if problem:
+                raise fail(path, problem)
             attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in h5.attrs.items()}
             if cnn_sha256 is not None:
                 made_by = attrs.get(CNN_ATTR)
@@ -152,10 +178,13 @@ def read_feature_file(path, cnn_sha256: str | None = None, with_features: bool =
                     raise fail(path, f"feature file without {CNN_ATTR} (written by an older affectflow): extract again")
                 if str(made_by) != cnn_sha256:
                     raise fail(path, "features were extracted by a different CNN than the model's")
+            features = h5["features"][()].astype(np.float32) if with_features else None
+            if features is not None and not np.isfinite(features).all():
+                raise fail(path, "dataset features holds NaN or inf")
             return FeatureFile(
                 time=h5["time"][()].astype(np.float64),
                 found=h5["found"][()].astype(bool),
-                features=h5["features"][()].astype(np.float32) if with_features else None,
+                features=features,
                 prediction=h5["prediction"][()].astype(np.float32),
                 attrs=attrs,
             )
