@@ -43,20 +43,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contracts import (
-    DEFAULT_CHIP_SIZE,
-    DEFAULT_FACE_RULE,
-    DEFAULT_NORMALIZATION,
-    FACE_RULES,
-    LANDMARK_POINTS,
-    NORMALIZATIONS,
-    chip_size_problem,
-)
+from ..contracts import FACE_RULES, LANDMARK_POINTS, NORMALIZATIONS, chip_size_problem
 from ..errors import fail
 from ..io import OutputPath
 from ..options import add_quiet, add_threads, positive_int
 from .landmark_models import landmark_model_path
-from .settings import DEFAULT_ALIGN_SETTINGS, DEFAULT_DETECT_EVERY, AlignSettings
+from .settings import DEFAULT_ALIGN_SETTINGS, AlignSettings
+
+DEFAULTS = DEFAULT_ALIGN_SETTINGS  # the parser's defaults are the settings' own
 
 CHIP_PADDING = 0.25
 # Frames are decoded and aligned in chunks of about CHUNK_BYTES of gray pixels (two are held:
@@ -351,35 +345,39 @@ def add_commands(subparsers) -> None:
     parser.add_argument("-o", "--output", required=True, type=OutputPath, help="face file to write (.h5)")
     add_threads(parser, "cores to use: one decodes the video, the others align (default: all available)")
     parser.add_argument(
-        "--landmarks", type=int, choices=LANDMARK_POINTS, default=LANDMARK_POINTS[0], help="landmark model (default 5)"
+        "--landmarks",
+        type=int,
+        choices=LANDMARK_POINTS,
+        default=DEFAULTS.landmarks,
+        help=f"landmark model (default {DEFAULTS.landmarks})",
     )
     parser.add_argument(
         "--chip-size",
         type=_chip_size,
-        default=DEFAULT_CHIP_SIZE,
-        help=f"chip width and height in pixels (default {DEFAULT_CHIP_SIZE})",
+        default=DEFAULTS.chip_size,
+        help=f"chip width and height in pixels (default {DEFAULTS.chip_size})",
     )
     parser.add_argument(
         "--normalization",
         choices=NORMALIZATIONS,
-        default=DEFAULT_NORMALIZATION,
-        help=f"chip normalization stored as 'normalized', for inspection (default {DEFAULT_NORMALIZATION}, as "
+        default=DEFAULTS.normalization,
+        help=f"chip normalization stored as 'normalized', for inspection (default {DEFAULTS.normalization}, as "
         "train-cnn; the CNN normalizes the raw chips itself)",
     )
     parser.add_argument(
         "--detect-every",
         type=positive_int,
-        default=DEFAULT_DETECT_EVERY,
-        help=f"re-run the face detector at least every K frames (default {DEFAULT_DETECT_EVERY})",
+        default=DEFAULTS.detect_every,
+        help=f"re-run the face detector at least every K frames (default {DEFAULTS.detect_every})",
     )
     parser.add_argument("--no-tracking", action="store_true", help="run the detector on every frame")
     parser.add_argument(
         "--face",
         choices=FACE_RULES,
-        default=DEFAULT_FACE_RULE,
+        default=DEFAULTS.face,
         help="which face to follow where there are several: best (the detector's best score), left or right "
         "(the leftmost or rightmost face in the frame, e.g. Aff-Wild2's NAME_left and NAME_right videos); "
-        f"tracking stays with the person chosen (default {DEFAULT_FACE_RULE})",
+        f"tracking stays with the person chosen (default {DEFAULTS.face})",
     )
     parser.add_argument(
         "--like",

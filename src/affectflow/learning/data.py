@@ -203,7 +203,7 @@ def _fit_shift_on_faces(training, corpus, subjects, faces, face_files, streamed)
     taken = shift_fit_rows([faces[s].found for s in subjects.train])
     return fit_label_shift(
         [
-            found_descriptors(face_files[s], np.isin(np.arange(len(faces[s].time)), t), rows)
+            found_descriptors(face_files[s], _mask(len(faces[s].time), t), rows)
             if streamed
             else descriptor_from_chips(faces[s].data[t].astype(np.float32) / 255)
             for s, t in zip(subjects.train, taken)
@@ -310,6 +310,13 @@ def rnn_training_data(training: RNNTraining, device) -> RNNData:
         **label_info(shift, shift_fit),
     }
     return RNNData(windows, cnn, shift, selection_set, prior, widths.pop(), info)
+
+
+def _mask(length: int, rows: np.ndarray) -> np.ndarray:
+    """A boolean mask of `length` frames, True at `rows`."""
+    mask = np.zeros(length, bool)
+    mask[rows] = True
+    return mask
 
 
 def _fit_shift_on_features(training, corpus, subjects, feats) -> dict:
